@@ -1,0 +1,46 @@
+"""Request dependencies: the runtime, the caller's account, and units of work."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookline.api.tokens import read_token
+from hookline.errors import Unauthorized
+from hookline.runtime import Runtime
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def current_account(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> uuid.UUID:
+    """The account the bearer token was issued to; 401 otherwise."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("Missing bearer token", error_code="ERROR_MISSING_TOKEN")
+    return read_token(runtime.settings.jwt_key(), credentials.credentials,
+                      now=runtime.clock.now())
+
+
+AccountId = Annotated[uuid.UUID, Depends(current_account)]
+
+
+async def read_conn(runtime: RuntimeDep) -> AsyncIterator[AsyncConnection]:
+    async with runtime.db.read() as conn:
+        yield conn
+
+
+ReadConn = Annotated[AsyncConnection, Depends(read_conn)]

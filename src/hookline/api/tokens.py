@@ -1,0 +1,47 @@
+"""Access tokens: short-lived JWTs naming the account they are scoped to."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import jwt
+
+from hookline.errors import Unauthorized
+
+_ALGORITHM = "HS256"
+_AUDIENCE = "hookline-api"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+    expires_on: int
+
+
+def issue_token(key: str, *, account_id: uuid.UUID, client_id: str, now: datetime,
+                ttl_seconds: int) -> IssuedToken:
+    issued_at = int(now.timestamp())
+    expires_on = issued_at + ttl_seconds
+    claims = {"sub": str(account_id), "cid": client_id, "iat": issued_at, "exp": expires_on,
+              "aud": _AUDIENCE}
+    return IssuedToken(jwt.encode(claims, key, algorithm=_ALGORITHM), ttl_seconds, expires_on)
+
+
+def read_token(key: str, token: str, *, now: datetime) -> uuid.UUID:
+    """The token's account id; :class:`Unauthorized` when invalid or expired at ``now``."""
+    try:
+        claims = jwt.decode(
+            token, key, algorithms=[_ALGORITHM], audience=_AUDIENCE,
+            options={"verify_exp": False, "require": ["exp", "sub"]},
+        )
+    except jwt.PyJWTError as error:
+        raise Unauthorized("Invalid access token", detail=str(error)) from None
+    if claims["exp"] <= now.timestamp():
+        raise Unauthorized("The access token has expired", error_code="ERROR_TOKEN_EXPIRED")
+    try:
+        return uuid.UUID(claims["sub"])
+    except ValueError:
+        raise Unauthorized("Invalid access token") from None

@@ -1,0 +1,1 @@
+"""The ``hookline`` command line (typer + rich)."""

@@ -1,0 +1,190 @@
+"""hookline's command line: serve, worker, migrate, accounts, version."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Annotated
+
+import typer
+import uvloop
+from rich.console import Console
+from rich.table import Table
+
+from hookline import __version__
+from hookline.config import Settings
+from hookline.runtime import Runtime
+from hookline.store.migrate import upgrade
+
+app = typer.Typer(help="hookline: events and webhooks for integration hubs.",
+                  no_args_is_help=True, add_completion=False)
+accounts_app = typer.Typer(help="Manage accounts and their API keys.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+console = Console()
+
+
+def _runtime(database_url: str | None = None) -> Runtime:
+    overrides = {"database_url": database_url} if database_url else {}
+    return Runtime.create(Settings(**overrides))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+DatabaseOption = Annotated[
+    str | None, typer.Option("--database-url", help="Overrides HOOKLINE_DATABASE_URL.")
+]
+
+
+@app.command()
+def version() -> None:
+    """Print hookline's version."""
+    console.print(__version__)
+
+
+@app.command()
+def migrate(database_url: DatabaseOption = None) -> None:
+    """Bring the database schema up to date."""
+    runtime = _runtime(database_url)
+
+    async def run() -> None:
+        try:
+            await upgrade(runtime.db)
+        finally:
+            await runtime.db.dispose()
+
+    asyncio.run(run())
+    console.print(f"[green]database is up to date[/green] ({runtime.db.dialect})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides HOOKLINE_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides HOOKLINE_PORT.")] = None,
+    database_url: DatabaseOption = None,
+    no_worker: Annotated[bool, typer.Option("--no-worker",
+                                            help="Serve the API only.")] = False,
+) -> None:
+    """Run the API, delivery workers and schedulers in one process (SQLite by default)."""
+    import uvicorn
+
+    from hookline.api.app import create_app
+
+    settings = Settings(**({"database_url": database_url} if database_url else {}))
+    _setup_logging(settings.log_level)
+    runtime = Runtime.create(settings)
+    uvloop.run(_migrate_and_release(runtime))
+    server_app = create_app(runtime, run_background=settings.run_worker and not no_worker)
+    config = uvicorn.Config(
+        server_app, host=host or settings.host, port=port or settings.port,
+        loop="uvloop", log_level=settings.log_level, access_log=False, proxy_headers=False,
+    )
+    console.print(
+        f"hookline {__version__} on http://{config.host}:{config.port} "
+        f"({runtime.db.dialect}: {_redacted(runtime.db.url)})"
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def worker(database_url: DatabaseOption = None) -> None:
+    """Run delivery workers and schedulers without the API (for PostgreSQL deployments)."""
+    from hookline.background import BackgroundServices
+
+    settings = Settings(**({"database_url": database_url} if database_url else {}))
+    _setup_logging(settings.log_level)
+    runtime = Runtime.create(settings)
+    if runtime.db.is_sqlite:
+        console.print("[yellow]note:[/yellow] on SQLite, `hookline serve` already runs the "
+                      "worker; run separate workers only against PostgreSQL.")
+
+    async def run() -> None:
+        import signal
+
+        await upgrade(runtime.db)
+        services = BackgroundServices(runtime)
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
+        await services.start()
+        console.print(f"hookline worker running ({runtime.db.dialect})")
+        await stopping.wait()
+        await services.stop()
+        await runtime.db.dispose()
+
+    uvloop.run(run())
+
+
+async def _migrate_and_release(runtime: Runtime) -> None:
+    """Migrate, then drop pooled connections: they belong to this loop, not the server's."""
+    try:
+        await upgrade(runtime.db)
+    finally:
+        await runtime.db.dispose()
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create an account and print its API key; the secret is shown only this once."""
+    from hookline.platform.accounts import create_account
+
+    runtime = _runtime(database_url)
+
+    async def run() -> dict[str, str]:
+        try:
+            await upgrade(runtime.db) if runtime.db.is_sqlite else None
+            async with runtime.db.transaction() as conn:
+                key = await create_account(conn, name, now=runtime.clock.now())
+            return {"accountId": str(key.account_id), "clientId": key.client_id,
+                    "clientSecret": key.client_secret}
+        finally:
+            await runtime.db.dispose()
+
+    result = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"account {name!r} created", show_header=False)
+    for key, value in result.items():
+        table.add_row(key, value)
+    console.print(table)
+    console.print("[yellow]Store the clientSecret now: it is not shown again.[/yellow]")
+
+
+@accounts_app.command("list")
+def accounts_list(database_url: DatabaseOption = None) -> None:
+    """List accounts."""
+    from hookline.platform.accounts import list_accounts
+
+    runtime = _runtime(database_url)
+
+    async def run() -> list:
+        try:
+            async with runtime.db.read() as conn:
+                return await list_accounts(conn)
+        finally:
+            await runtime.db.dispose()
+
+    table = Table("accountId", "name", "created")
+    for account in asyncio.run(run()):
+        table.add_row(str(account.id), account.name, account.created_at.isoformat())
+    console.print(table)
+
+
+def _redacted(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+if __name__ == "__main__":
+    app()

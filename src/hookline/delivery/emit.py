@@ -1,0 +1,125 @@
+"""The one way an event enters hookline: inside the caller's transaction (transactional outbox).
+
+The event row, one delivery per matching active webhook and their queue rows are written in
+the same transaction as the state change that caused them, so an event exists if and only if
+that change was committed. Workers are woken only after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookline.catalog import get_event_type, validate_body
+from hookline.ids import new_id
+from hookline.store.db import request_wake
+from hookline.store.tables import deliveries, delivery_queue, events, webhooks
+
+DELIVERY_TOPIC = "deliveries"
+
+
+@dataclass(frozen=True)
+class EmittedEvent:
+    id: uuid.UUID
+    body: dict[str, Any]
+    payload: bytes
+    delivery_ids: tuple[uuid.UUID, ...]
+
+
+def build_body(
+    *, account_id: uuid.UUID, event: str, consumer_id: uuid.UUID | None, created: int,
+    fields: dict[str, Any],
+) -> dict[str, Any]:
+    """The flat body in the documented order; unknown optional fields become ``null``."""
+    event_type = get_event_type(event)
+    body: dict[str, Any] = {
+        "accountid": str(account_id),
+        "event": event,
+        "consumerid": str(consumer_id) if consumer_id else None,
+        "created": created,
+    }
+    for name in event_type.field_names:
+        value = fields.get(name)
+        body[name] = str(value) if isinstance(value, uuid.UUID) else value
+    unknown = set(fields) - set(event_type.field_names)
+    if unknown:
+        body.update({name: fields[name] for name in sorted(unknown)})  # rejected by the schema
+    return body
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """The exact bytes that are signed and sent: compact, ASCII-escaped JSON."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+async def emit(
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    fields: dict[str, Any],
+    now: datetime,
+    integration_id: int | None = None,
+    idempotency_key: str | None = None,
+) -> EmittedEvent:
+    """Validate, store and fan out one event in ``conn``'s transaction.
+
+    ``integration_id`` scopes POS events: they reach only webhooks registered for that
+    integration. Raises :class:`hookline.catalog.InvalidEventBody` on a body that does not
+    match the catalog, before anything is written.
+    """
+    body = build_body(
+        account_id=account_id, event=event, consumer_id=consumer_id,
+        created=int(now.timestamp()), fields=fields,
+    )
+    validate_body(body)
+    payload = encode_body(body)
+    event_id = new_id()
+    await conn.execute(
+        insert(events).values(
+            id=event_id, account_id=account_id, event_type=event, consumer_id=consumer_id,
+            integration_id=integration_id, payload=payload, idempotency_key=idempotency_key,
+            created_at=now,
+        )
+    )
+    targets = (await conn.execute(_matching_webhooks(account_id, event, integration_id))).all()
+    delivery_ids = tuple(new_id() for _ in targets)
+    if targets:
+        await conn.execute(
+            insert(deliveries),
+            [
+                {"id": delivery_id, "event_id": event_id, "webhook_id": row.id,
+                 "account_id": account_id, "status": "pending", "attempts": 0,
+                 "created_at": now, "updated_at": now}
+                for delivery_id, row in zip(delivery_ids, targets, strict=True)
+            ],
+        )
+        await conn.execute(
+            insert(delivery_queue),
+            [
+                {"delivery_id": delivery_id, "webhook_id": row.id, "event_id": event_id,
+                 "available_at": now, "attempt": 0}
+                for delivery_id, row in zip(delivery_ids, targets, strict=True)
+            ],
+        )
+        await request_wake(conn, DELIVERY_TOPIC)
+    return EmittedEvent(event_id, body, payload, delivery_ids)
+
+
+def _matching_webhooks(account_id: uuid.UUID, event: str, integration_id: int | None) -> Any:
+    query = select(webhooks.c.id).where(
+        webhooks.c.account_id == account_id,
+        webhooks.c.event == event,
+        webhooks.c.status == "active",
+    )
+    if get_event_type(event).api == "POS":
+        # A POS webhook receives only events of connections on its integration.
+        query = query.where(webhooks.c.integration_id == integration_id)
+    return query

@@ -1,0 +1,41 @@
+"""Errors that use cases raise; the HTTP layer maps each kind to a status and the contract's
+``{message, status, detail, error_code}`` shape."""
+
+from __future__ import annotations
+
+
+class HooklineError(Exception):
+    status_code = 400
+    error_code = "ERROR_BAD_REQUEST"
+
+    def __init__(self, message: str, *, detail: str = "", error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        if error_code:
+            self.error_code = error_code
+
+
+class InvalidRequest(HooklineError):
+    status_code = 400
+    error_code = "ERROR_INVALID_REQUEST"
+
+
+class Unauthorized(HooklineError):
+    status_code = 401
+    error_code = "ERROR_UNAUTHORIZED"
+
+
+class NotFound(HooklineError):
+    status_code = 404
+    error_code = "ERROR_NOT_FOUND"
+
+
+class Conflict(HooklineError):
+    status_code = 409
+    error_code = "ERROR_CONFLICT"
+
+
+class PayloadTooLarge(HooklineError):
+    status_code = 413
+    error_code = "ERROR_PAYLOAD_TOO_LARGE"

@@ -1,0 +1,32 @@
+"""The process-wide handles a use case needs: settings, database, clock and secret box."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hookline.clock import SYSTEM_CLOCK, Clock
+from hookline.config import Settings
+from hookline.security import SecretBox
+from hookline.store.db import Database
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    clock: Clock = field(default=SYSTEM_CLOCK)
+    box: SecretBox | None = None
+
+    @classmethod
+    def create(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
+               schema: str | None = None) -> Runtime:
+        db = Database(settings.resolved_database_url, schema=schema or settings.database_schema)
+        if db.is_sqlite:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(settings=settings, db=db, clock=clock,
+                   box=SecretBox(settings.encryption_key_bytes()))
+
+    @property
+    def secret_box(self) -> SecretBox:
+        assert self.box is not None
+        return self.box

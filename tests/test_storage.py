@@ -1,0 +1,75 @@
+"""Storage on both backends: migrations, schema drift, ids, UTC times, transactions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import insert, select
+
+from hookline.ids import new_id
+from hookline.runtime import Runtime
+from hookline.store.migrate import current, upgrade
+from hookline.store.tables import accounts, metadata
+
+
+async def test_migrations_reach_head_and_match_the_tables(runtime: Runtime) -> None:
+    assert await current(runtime.db) == "0001"
+
+    def diff(sync_conn):
+        return compare_metadata(MigrationContext.configure(sync_conn), metadata)
+
+    async with runtime.db.engine.connect() as conn:
+        differences = await conn.run_sync(diff)
+    assert differences == []
+
+
+async def test_migrating_twice_is_a_no_op(runtime: Runtime) -> None:
+    await upgrade(runtime.db)
+    assert await current(runtime.db) == "0001"
+
+
+async def test_datetimes_round_trip_as_aware_utc(runtime: Runtime) -> None:
+    moment = datetime(2026, 11, 26, 12, 30, 15, 123456, tzinfo=UTC) + timedelta(hours=0)
+    account_id = new_id()
+    async with runtime.db.transaction() as conn:
+        await conn.execute(insert(accounts).values(id=account_id, name="a", created_at=moment))
+    async with runtime.db.read() as conn:
+        stored = (await conn.execute(select(accounts.c.created_at))).scalar_one()
+    assert stored == moment
+    assert stored.tzinfo is not None
+
+
+async def test_a_failed_transaction_leaves_nothing(runtime: Runtime) -> None:
+    now = runtime.clock.now()
+    with pytest.raises(RuntimeError):
+        async with runtime.db.transaction() as conn:
+            await conn.execute(insert(accounts).values(id=new_id(), name="gone", created_at=now))
+            raise RuntimeError("boom")
+    async with runtime.db.read() as conn:
+        assert (await conn.execute(select(accounts))).all() == []
+
+
+async def test_wake_listeners_run_only_after_commit(runtime: Runtime) -> None:
+    from hookline.store.db import request_wake
+
+    woken: list[set[str]] = []
+    runtime.db.on_wake(woken.append)
+    with pytest.raises(RuntimeError):
+        async with runtime.db.transaction() as conn:
+            await request_wake(conn, "deliveries")
+            raise RuntimeError("rolled back")
+    assert woken == []
+    async with runtime.db.transaction() as conn:
+        await request_wake(conn, "deliveries")
+        assert woken == []
+    assert woken == [{"deliveries"}]
+
+
+def test_ids_are_time_ordered_uuid7() -> None:
+    ids = [new_id() for _ in range(1000)]
+    assert all(i.version == 7 for i in ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
