@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from hookline.api.app import create_app
+from hookline.bootstrap import prepare_database
 from hookline.clock import FrozenClock
 from hookline.config import Settings
 from hookline.platform.accounts import create_account
 from hookline.runtime import Runtime
-from hookline.store.migrate import upgrade
 from tests.support import ApiClient
 
 POSTGRES_URL = os.environ.get(
@@ -155,7 +155,7 @@ def clock() -> FrozenClock:
 async def runtime(database: Backend) -> AsyncIterator[Runtime]:
     """A migrated runtime on the wall clock (tests that move time build their own)."""
     rt = Runtime.create(database.settings())
-    await upgrade(rt.db)
+    await prepare_database(rt)
     try:
         yield rt
     finally:

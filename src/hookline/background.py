@@ -19,8 +19,18 @@ Service = Callable[[Runtime, asyncio.Event], Awaitable[None]]
 
 
 def registered_services() -> list[tuple[str, Service]]:
-    """The services every process runs; each later layer adds its own here."""
-    return []
+    """The services every process runs: delivery first, then the platform's schedulers."""
+    from hookline.delivery.worker import run_delivery_worker
+    from hookline.platform.agents import run_agent_watchdog
+    from hookline.platform.issues import run_issue_autoclose
+    from hookline.platform.scheduler import run_flow_scheduler
+
+    return [
+        ("delivery-worker", run_delivery_worker),
+        ("agent-watchdog", run_agent_watchdog),
+        ("flow-scheduler", run_flow_scheduler),
+        ("issue-autoclose", run_issue_autoclose),
+    ]
 
 
 class BackgroundServices:

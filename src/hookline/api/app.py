@@ -9,9 +9,26 @@ from fastapi import FastAPI
 
 from hookline import __version__
 from hookline.api.errors import install_error_handlers
-from hookline.api.routers import catalog, health, token
+from hookline.api.routers import (
+    activation,
+    agents,
+    catalog,
+    connections,
+    consumers,
+    events,
+    executions,
+    health,
+    integrations,
+    issues,
+    metrics,
+    orders,
+    syncs,
+    token,
+    webhooks,
+)
 from hookline.background import BackgroundServices
 from hookline.runtime import Runtime
+from hookline.ui import routes as dashboard
 
 
 def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
@@ -37,6 +54,9 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for router in (health.router, token.router, catalog.router):
-        app.include_router(router)
+    # catalog before webhooks: /webhooks/list must win over /webhooks/{webhookid}.
+    for module in (health, metrics, token, catalog, webhooks, events, integrations, consumers,
+                   connections, activation, agents, syncs, executions, issues, orders):
+        app.include_router(module.router)
+    app.include_router(dashboard.router)
     return app

@@ -13,14 +13,19 @@ from rich.console import Console
 from rich.table import Table
 
 from hookline import __version__
+from hookline.bootstrap import prepare_database
+from hookline.cli import demo, devtools
+from hookline.cli import integrations as integrations_cli
 from hookline.config import Settings
 from hookline.runtime import Runtime
-from hookline.store.migrate import upgrade
 
 app = typer.Typer(help="hookline: events and webhooks for integration hubs.",
                   no_args_is_help=True, add_completion=False)
 accounts_app = typer.Typer(help="Manage accounts and their API keys.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(integrations_cli.app, name="integrations")
+devtools.register(app)
+demo.register(app)
 console = Console()
 
 
@@ -52,7 +57,7 @@ def migrate(database_url: DatabaseOption = None) -> None:
 
     async def run() -> None:
         try:
-            await upgrade(runtime.db)
+            await prepare_database(runtime)
         finally:
             await runtime.db.dispose()
 
@@ -104,7 +109,7 @@ def worker(database_url: DatabaseOption = None) -> None:
     async def run() -> None:
         import signal
 
-        await upgrade(runtime.db)
+        await prepare_database(runtime)
         services = BackgroundServices(runtime)
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
@@ -122,7 +127,7 @@ def worker(database_url: DatabaseOption = None) -> None:
 async def _migrate_and_release(runtime: Runtime) -> None:
     """Migrate, then drop pooled connections: they belong to this loop, not the server's."""
     try:
-        await upgrade(runtime.db)
+        await prepare_database(runtime)
     finally:
         await runtime.db.dispose()
 
@@ -140,7 +145,7 @@ def accounts_create(
 
     async def run() -> dict[str, str]:
         try:
-            await upgrade(runtime.db) if runtime.db.is_sqlite else None
+            await prepare_database(runtime)
             async with runtime.db.transaction() as conn:
                 key = await create_account(conn, name, now=runtime.clock.now())
             return {"accountId": str(key.account_id), "clientId": key.client_id,

@@ -1,0 +1,7 @@
+"""Routes for agents (to be filled in)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
