@@ -1,0 +1,167 @@
+"""Events sent by producers outside hookline (``POST /events``), emitted exactly once per
+idempotency key.
+
+The request body is the event's flat body without ``accountid`` and ``created`` (hookline
+fills both). With an idempotency key, a repeat returns the first result and delivers nothing
+again; two identical requests racing each other meet on the unique
+``(account_id, idempotency_key)`` index, and the loser answers with the winner's result.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookline.catalog import BY_NAME, InvalidEventBody, UnknownEventType
+from hookline.delivery.emit import build_body, emit
+from hookline.errors import Conflict, InvalidRequest
+from hookline.store.tables import deliveries, events
+
+MAX_IDEMPOTENCY_KEY = 200
+SERVER_FIELDS = ("accountid", "created")
+
+
+@dataclass(frozen=True)
+class IngestedEvent:
+    id: uuid.UUID
+    body: dict[str, Any]
+    deliveries: int  # deliveries queued for it (one per matching active webhook)
+    replayed: bool  # True when an earlier request with the same key produced this result
+
+
+def split_request(data: Any) -> tuple[str, uuid.UUID | None, dict[str, Any]]:
+    """``(event, consumer_id, extra fields)`` from a request body, with 400s for mistakes."""
+    if not isinstance(data, dict):
+        raise InvalidRequest("The body must be a JSON object", error_code="ERROR_INVALID_BODY")
+    fields = dict(data)
+    event = fields.pop("event", None)
+    if not isinstance(event, str) or not event:
+        raise InvalidRequest("The body needs an event", detail="event: required",
+                             error_code="ERROR_INVALID_BODY")
+    if event not in BY_NAME:
+        raise InvalidRequest(f"Unknown event {event!r}",
+                             detail="See GET /webhooks/list for the known events",
+                             error_code="ERROR_UNKNOWN_EVENT")
+    given = [name for name in SERVER_FIELDS if name in fields]
+    if given:
+        raise InvalidRequest(
+            f"{' and '.join(given)} are set by hookline and cannot be sent",
+            detail=", ".join(given), error_code="ERROR_INVALID_BODY",
+        )
+    raw_consumer = fields.pop("consumerid", None)
+    consumer_id: uuid.UUID | None = None
+    if raw_consumer is not None:
+        try:
+            consumer_id = uuid.UUID(str(raw_consumer)) if isinstance(raw_consumer, str) else None
+        except ValueError:
+            consumer_id = None
+        if consumer_id is None:
+            raise InvalidRequest("Invalid event body", detail="consumerid: not a uuid",
+                                 error_code="ERROR_INVALID_BODY")
+    return event, consumer_id, fields
+
+
+async def ingest_event(
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    fields: dict[str, Any],
+    now: datetime,
+    integration_id: int | None = None,
+    idempotency_key: str | None = None,
+) -> IngestedEvent:
+    """Validate against the catalog, store and fan out one event in ``conn``'s transaction.
+
+    ``integration_id`` (already checked by the caller against the connector catalog) scopes
+    POS events to the webhooks of that integration. A schema mismatch is a 400 whose detail
+    lists every problem. Reusing a key with a different event answers 409.
+    """
+    if idempotency_key is not None:
+        if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidRequest(
+                f"The idempotency key must have 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                error_code="ERROR_INVALID_IDEMPOTENCY_KEY",
+            )
+        earlier = await _find_existing(conn, account_id, idempotency_key)
+        if earlier is not None:
+            return _same_or_conflict(earlier, account_id, event, consumer_id, fields,
+                                     integration_id)
+    try:
+        async with conn.begin_nested():
+            emitted = await emit(
+                conn, account_id=account_id, event=event, consumer_id=consumer_id,
+                fields=fields, now=now, integration_id=integration_id,
+                idempotency_key=idempotency_key,
+            )
+    except UnknownEventType:
+        raise InvalidRequest(f"Unknown event {event!r}", error_code="ERROR_UNKNOWN_EVENT") from None
+    except InvalidEventBody as error:
+        raise InvalidRequest("Invalid event body", detail="; ".join(error.errors),
+                             error_code="ERROR_INVALID_BODY") from None
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # A concurrent request with the same key committed first: answer with its result.
+        earlier = await _find_existing(conn, account_id, idempotency_key)
+        if earlier is None:
+            raise
+        return _same_or_conflict(earlier, account_id, event, consumer_id, fields,
+                                 integration_id)
+    return IngestedEvent(emitted.id, emitted.body, len(emitted.delivery_ids), replayed=False)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    result: IngestedEvent
+    integration_id: int | None
+
+
+async def _find_existing(
+    conn: AsyncConnection, account_id: uuid.UUID, key: str
+) -> _Stored | None:
+    row = (
+        await conn.execute(
+            select(events.c.id, events.c.payload, events.c.integration_id).where(
+                events.c.account_id == account_id, events.c.idempotency_key == key
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    count = (
+        await conn.execute(
+            select(func.count()).select_from(deliveries).where(deliveries.c.event_id == row.id)
+        )
+    ).scalar_one()
+    body = json.loads(bytes(row.payload))
+    return _Stored(IngestedEvent(row.id, body, count, replayed=True), row.integration_id)
+
+
+def _same_or_conflict(
+    earlier: _Stored, account_id: uuid.UUID, event: str, consumer_id: uuid.UUID | None,
+    fields: dict[str, Any], integration_id: int | None,
+) -> IngestedEvent:
+    """The first result, unless the key now comes with a different event (a client bug)."""
+    stored = earlier.result.body
+    try:
+        candidate = build_body(account_id=account_id, event=event, consumer_id=consumer_id,
+                               created=stored.get("created", 0), fields=fields)
+    except UnknownEventType:
+        candidate = None
+    # Compare as JSON, as stored: a uuid given as a string and its parsed form are equal.
+    if (json.loads(json.dumps(candidate, default=str)) != stored
+            or earlier.integration_id != integration_id):
+        raise Conflict(
+            "This x-chift-client-requestid was already used for a different event",
+            detail=f"first event: {earlier.result.id}", error_code="ERROR_IDEMPOTENCY_CONFLICT",
+        )
+    return earlier.result
