@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.errors import InvalidRequest, NotFound
@@ -19,6 +19,8 @@ from hookline.store.tables import integrations
 POS_API = "Point of Sale"
 APIS = ("Point of Sale", "eCommerce", "Accounting", "Invoicing", "Communication", "Banking",
         "Custom", "Payment", "Property Management System")
+VISIBILITIES = ("consumer", "connector", "both")
+COVERAGE_STATUSES = ("SUPPORTED", "NOT_IMPLEMENTED", "NOT_SUPPORTED", "UNDER_ANALYSIS")
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,12 @@ class Credential:
     name: str
     optional: bool = False
     secret: bool = False  # masked in forms, never returned
+    # Who fills it in: the consumer on the activation page, the connector, or both.
+    visibility: str = "both"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "optional": self.optional, "secret": self.secret}
+        return {"name": self.name, "optional": self.optional, "secret": self.secret,
+                "visibility": self.visibility}
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,17 @@ class Integration:
     credentials: tuple[Credential, ...] = field(default_factory=tuple)
     logo_url: str = ""
     icon_url: str = ""
+    # Contract fields served as given by the catalog file (hookline does not interpret them).
+    post_connections: tuple[dict[str, Any], ...] = ()
+    operations_coverage: tuple[dict[str, Any], ...] = ()
+    supported_countries: tuple[str, ...] | None = None
 
     @property
     def is_pos(self) -> bool:
         return self.api == POS_API
+
+    def credential(self, name: str) -> Credential | None:
+        return next((item for item in self.credentials if item.name == name), None)
 
 
 BUILTIN: tuple[Integration, ...] = (
@@ -66,11 +78,44 @@ BUILTIN: tuple[Integration, ...] = (
 
 
 def integration_from_row(row: Any) -> Integration:
+    details = row.details or {}
+    countries = details.get("supported_countries")
     return Integration(
         id=row.id, name=row.name, api=row.api, local_agent=bool(row.local_agent),
         status=row.status, logo_url=row.logo_url or "", icon_url=row.icon_url or "",
         credentials=tuple(Credential(**item) for item in row.credentials),
+        post_connections=tuple(details.get("post_connections") or ()),
+        operations_coverage=tuple(details.get("operations_coverage") or ()),
+        supported_countries=tuple(countries) if countries is not None else None,
     )
+
+
+def _parse_credential(item: Any) -> Credential:
+    if isinstance(item, str):
+        return Credential(name=item)
+    visibility = item.get("visibility") or "both"
+    if visibility not in VISIBILITIES:
+        raise ValueError(f"credential visibility must be one of {VISIBILITIES}")
+    name = str(item["name"]).strip()
+    if not name:
+        raise ValueError("credential name cannot be empty")
+    return Credential(name=name, optional=bool(item.get("optional", False)),
+                      secret=bool(item.get("secret", False)), visibility=visibility)
+
+
+def _parse_post_connection(item: Any) -> dict[str, Any]:
+    config = item.get("config") or {}
+    return {"id": str(item["id"]), "title": str(item["title"]),
+            "optional": bool(item["optional"]), "resource": str(item["resource"]),
+            "config": {"enabled": bool(config.get("enabled", False)),
+                       "allow_multiple": bool(config.get("allow_multiple", False))}}
+
+
+def _parse_coverage(item: Any) -> dict[str, Any]:
+    status = str(item["status"])
+    if status not in COVERAGE_STATUSES:
+        raise ValueError(f"coverage status must be one of {COVERAGE_STATUSES}")
+    return {"operation": str(item["operation"]), "status": status}
 
 
 def parse_integration(data: dict[str, Any]) -> Integration:
@@ -82,15 +127,18 @@ def parse_integration(data: dict[str, Any]) -> Integration:
             api=str(data["api"]),
             local_agent=bool(data.get("local_agent", False)),
             status=str(data.get("status", "active")),
-            logo_url=str(data.get("logo_url", "")),
-            icon_url=str(data.get("icon_url", "")),
-            credentials=tuple(
-                Credential(name=str(item["name"]), optional=bool(item.get("optional", False)),
-                           secret=bool(item.get("secret", False)))
-                for item in data.get("credentials", [])
-            ),
+            logo_url=str(data.get("logo_url") or ""),
+            icon_url=str(data.get("icon_url") or ""),
+            credentials=tuple(_parse_credential(item) for item in data.get("credentials") or []),
+            post_connections=tuple(
+                _parse_post_connection(item) for item in data.get("post_connections") or []),
+            operations_coverage=tuple(
+                _parse_coverage(item) for item in data.get("operations_coverage") or []),
+            supported_countries=(
+                tuple(str(code) for code in data["supported_countries"])
+                if data.get("supported_countries") is not None else None),
         )
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise InvalidRequest(f"Invalid integration definition: {error!r}") from None
     if integration.api not in APIS:
         raise InvalidRequest(f"Unknown api {integration.api!r}; expected one of {APIS}")
@@ -98,14 +146,32 @@ def parse_integration(data: dict[str, Any]) -> Integration:
         raise InvalidRequest("status must be active or inactive")
     if not integration.name:
         raise InvalidRequest("name cannot be empty")
+    if integration.id <= 0:
+        raise InvalidRequest("integrationid must be a positive integer")
+    names = [item.name for item in integration.credentials]
+    if len(names) != len(set(names)):
+        raise InvalidRequest("credential names must be unique")
     return integration
 
 
 async def add_integration(conn: AsyncConnection, integration: Integration, *,
-                          now: datetime) -> None:
-    if await find_integration(conn, integration.id) is not None:
+                          now: datetime, replace: bool = False) -> bool:
+    """Insert the integration; with ``replace``, overwrite an existing one with that id.
+
+    Returns True when it was new. Existing connections keep working after a replace: their
+    stored credentials are checked against the new field list only when they change.
+    """
+    existing = await find_integration(conn, integration.id)
+    if existing is not None and not replace:
         raise InvalidRequest(f"Integration {integration.id} already exists")
-    await conn.execute(insert(integrations).values(_values(integration, now)))
+    values = _values(integration, now)
+    if existing is None:
+        await conn.execute(insert(integrations).values(values))
+        return True
+    values.pop("created_at")
+    await conn.execute(
+        update(integrations).where(integrations.c.id == integration.id).values(values))
+    return False
 
 
 async def ensure_builtin_integrations(conn: AsyncConnection, *, now: datetime) -> None:
@@ -142,5 +208,12 @@ def _values(integration: Integration, now: datetime) -> dict[str, Any]:
         "id": integration.id, "name": integration.name, "api": integration.api,
         "local_agent": integration.local_agent, "status": integration.status,
         "logo_url": integration.logo_url, "icon_url": integration.icon_url,
-        "credentials": [c.as_dict() for c in integration.credentials], "created_at": now,
+        "credentials": [c.as_dict() for c in integration.credentials],
+        "details": {
+            "post_connections": list(integration.post_connections),
+            "operations_coverage": list(integration.operations_coverage),
+            "supported_countries": (list(integration.supported_countries)
+                                    if integration.supported_countries is not None else None),
+        },
+        "created_at": now,
     }
