@@ -1,11 +1,86 @@
-"""(to be filled in)"""
+"""The flow scheduler: runs timer flows when their cron schedule is due, ends overdue runs.
+
+Every process runs it. A due time is claimed with a compare-and-set on ``flows.next_run_at``
+(``UPDATE ... WHERE id = :id AND next_run_at = :due``): exactly one process wins and triggers
+the run, in the same transaction that advances the schedule. A schedule that fell behind
+(server down) runs once and then moves to the next time after now: no catch-up storm.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import datetime
 
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookline.platform import cron, runners
+from hookline.platform.executions import expire_overdue, trigger_flow
 from hookline.runtime import Runtime
+from hookline.store.tables import flows
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+
+
+async def claim_due_time(conn: AsyncConnection, flow_id: uuid.UUID, due: datetime,
+                         next_at: datetime | None) -> bool:
+    """Compare-and-set: True for the one caller that moves ``next_run_at`` off ``due``."""
+    claimed = await conn.execute(
+        update(flows).where(flows.c.id == flow_id, flows.c.next_run_at == due)
+        .values(next_run_at=next_at)
+    )
+    return claimed.rowcount == 1
+
+
+async def run_due_flows(runtime: Runtime, now: datetime | None = None) -> list[uuid.UUID]:
+    """Trigger every timer flow due at ``now``; returns the parent executions this process
+    created (runs are dispatched in the background)."""
+    now = now or runtime.clock.now()
+    async with runtime.db.read() as conn:
+        due = (await conn.execute(
+            select(flows.c.id, flows.c.account_id, flows.c.sync_id, flows.c.cron,
+                   flows.c.next_run_at)
+            .where(flows.c.next_run_at.is_not(None), flows.c.next_run_at <= now)
+            .order_by(flows.c.next_run_at).limit(BATCH)
+        )).all()
+    parents: list[uuid.UUID] = []
+    for flow in due:
+        jobs: list[runners.RunJob] = []
+        async with runtime.db.transaction() as conn:
+            next_at = cron.next_due(cron.split(flow.cron), now)
+            if not await claim_due_time(conn, flow.id, flow.next_run_at, next_at):
+                continue  # another process took this due time
+            triggered = await trigger_flow(
+                conn, account_id=flow.account_id, sync_id=flow.sync_id, flow_id=flow.id,
+                consumer_ids=None, data={"scheduled_at": flow.next_run_at.isoformat()},
+                trigger="timer", now=now,
+                timeout_seconds=runtime.settings.execution_timeout_seconds,
+            )
+            if triggered is not None:
+                jobs = triggered.jobs
+                parents.append(triggered.parent_id)
+        runners.dispatch(runtime, jobs)
+    return parents
+
+
+async def end_overdue_executions(runtime: Runtime, now: datetime | None = None) -> int:
+    async with runtime.db.transaction() as conn:
+        return await expire_overdue(conn, now or runtime.clock.now())
 
 
 async def run_flow_scheduler(runtime: Runtime, stop: asyncio.Event) -> None:
-    await stop.wait()
+    """Tick every ``scheduler_interval_seconds`` until ``stop`` is set."""
+    interval = runtime.settings.scheduler_interval_seconds
+    while not stop.is_set():
+        try:
+            await run_due_flows(runtime)
+            await end_overdue_executions(runtime)
+        except Exception:
+            log.exception("flow scheduler tick failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

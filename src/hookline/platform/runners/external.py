@@ -1,0 +1,21 @@
+"""The external runner: the account's own code runs the flow and reports the result through
+``POST /syncs/{syncid}/flows/{flowid}/executions/{executionid}/result``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hookline.platform.runners.types import RunJob
+
+if TYPE_CHECKING:
+    from hookline.runtime import Runtime
+
+
+class ExternalRunner:
+    name = "external"
+
+    def validate(self, execution: dict[str, Any]) -> None:
+        return None
+
+    async def run(self, runtime: Runtime, job: RunJob) -> None:
+        return None  # nothing to start: the execution waits for its report or its deadline
