@@ -58,7 +58,12 @@ class BackgroundServices:
                     await asyncio.wait_for(self._stop.wait(), timeout=1.0)
 
     async def stop(self, timeout: float = 10.0) -> None:
+        from hookline.platform.runners import drain
+
         self._stop.set()
+        # Let flow runs started by this process record their result before the pool closes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drain(), timeout=timeout)
         if not self._tasks:
             return
         _, pending = await asyncio.wait(self._tasks, timeout=timeout)
