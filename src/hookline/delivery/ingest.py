@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.catalog import BY_NAME, InvalidEventBody, UnknownEventType
@@ -95,28 +94,38 @@ async def ingest_event(
         if earlier is not None:
             return _same_or_conflict(earlier, account_id, event, consumer_id, fields,
                                      integration_id)
+    # No savepoint around this: a lost race on the unique key fails the whole transaction
+    # with IntegrityError, and the caller answers with :func:`replay_after_race`. That keeps
+    # the common path at the fewest database round trips.
     try:
-        async with conn.begin_nested():
-            emitted = await emit(
-                conn, account_id=account_id, event=event, consumer_id=consumer_id,
-                fields=fields, now=now, integration_id=integration_id,
-                idempotency_key=idempotency_key,
-            )
+        emitted = await emit(
+            conn, account_id=account_id, event=event, consumer_id=consumer_id,
+            fields=fields, now=now, integration_id=integration_id,
+            idempotency_key=idempotency_key,
+        )
     except UnknownEventType:
         raise InvalidRequest(f"Unknown event {event!r}", error_code="ERROR_UNKNOWN_EVENT") from None
     except InvalidEventBody as error:
         raise InvalidRequest("Invalid event body", detail="; ".join(error.errors),
                              error_code="ERROR_INVALID_BODY") from None
-    except IntegrityError:
-        if idempotency_key is None:
-            raise
-        # A concurrent request with the same key committed first: answer with its result.
-        earlier = await _find_existing(conn, account_id, idempotency_key)
-        if earlier is None:
-            raise
-        return _same_or_conflict(earlier, account_id, event, consumer_id, fields,
-                                 integration_id)
     return IngestedEvent(emitted.id, emitted.body, len(emitted.delivery_ids), replayed=False)
+
+
+async def replay_after_race(
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    fields: dict[str, Any],
+    integration_id: int | None,
+    idempotency_key: str,
+) -> IngestedEvent | None:
+    """After an IntegrityError: the result of the concurrent request that won the key."""
+    earlier = await _find_existing(conn, account_id, idempotency_key)
+    if earlier is None:
+        return None
+    return _same_or_conflict(earlier, account_id, event, consumer_id, fields, integration_id)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ the busy timeout instead of failing with "database is locked" halfway through a 
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import event, text
@@ -24,6 +26,7 @@ class Database:
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.engine: AsyncEngine = _create_engine(url, schema, pool_size)
         self._wake_listeners: list[Callable[[set[str]], None]] = []
+        self._writer: tuple[asyncio.AbstractEventLoop, _FifoLock] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -39,9 +42,13 @@ class Database:
         self._wake_listeners.append(listener)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed on success, rolled back on any exception."""
-        async with self.engine.connect() as conn:
+    async def transaction(self, *, priority: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed on success, rolled back on any exception.
+
+        ``priority`` (SQLite only) lets the delivery worker's short batch transactions go
+        before queued API writes, so a burst of events cannot starve the sending of them.
+        """
+        async with self._writer_turn(priority), self.engine.connect() as conn:
             topics: set[str] = set()
             conn.info[WAKE_KEY] = topics
             conn.info[CHANNEL_KEY] = self.notify_channel
@@ -53,6 +60,20 @@ class Database:
         if topics:
             for listener in self._wake_listeners:
                 listener(topics)
+
+    def _writer_turn(self, priority: bool = False) -> Any:
+        """SQLite: writers of this process queue here, not on the file lock.
+
+        SQLite's busy handler waits in sleeps of up to 100 ms, so two in-process writers
+        colliding on the lock (API requests and the delivery worker) would add that much
+        latency; an asyncio lock hands the turn over at once. PostgreSQL needs no turn.
+        """
+        if not self.is_sqlite:
+            return nullcontext()
+        loop = asyncio.get_running_loop()
+        if self._writer is None or self._writer[0] is not loop:
+            self._writer = (loop, _FifoLock())
+        return self._writer[1].turn(priority)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -70,6 +91,53 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class _FifoLock:
+    """A first-come-first-served async lock with a priority lane; acquire is O(1).
+
+    ``asyncio.Lock.acquire`` scans every waiter; under a burst of writes (hundreds of API
+    requests waiting for SQLite) that scan alone would eat the CPU the writes need.
+    """
+
+    __slots__ = ("_held", "_urgent", "_waiters")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._urgent: deque[asyncio.Future[None]] = deque()
+
+    @asynccontextmanager
+    async def turn(self, priority: bool) -> AsyncIterator[None]:
+        await self._acquire(self._urgent if priority else self._waiters)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, lane: deque[asyncio.Future[None]]) -> None:
+        if not self._held and not self._waiters and not self._urgent:
+            self._held = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        lane.append(waiter)
+        try:
+            await waiter  # the holder handed the lock straight to us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed over just as we were cancelled: pass it on
+            else:
+                lane.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for lane in (self._urgent, self._waiters):
+            while lane:
+                waiter = lane.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # stays held: ownership passes to the waiter
+                    return
+        self._held = False
 
 
 async def request_wake(conn: AsyncConnection, topic: str) -> None:

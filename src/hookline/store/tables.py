@@ -164,6 +164,7 @@ integrations = Table(
     Column("logo_url", String(500), nullable=True),
     Column("icon_url", String(500), nullable=True),
     Column("credentials", JSON, nullable=False),
+    Column("details", JSON, nullable=True),  # post_connections, coverage, countries
     _created(),
 )
 
@@ -172,9 +173,9 @@ consumers = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("account_id", Uuid, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
-    Column("name", String(200), nullable=False),
+    Column("name", String(255), nullable=False),
     Column("email", String(320), nullable=True),
-    Column("internal_reference", String(200), nullable=True),
+    Column("internal_reference", String(255), nullable=True),
     Column("redirect_url", String(500), nullable=True),
     _created(),
     Index("ix_consumers_account_name", "account_id", "name"),
@@ -193,6 +194,8 @@ connections = Table(
     Column("agent_token_hash", String(64), nullable=True, unique=True),
     Column("agent_status", String(8), nullable=True),  # up | down | None before first ping
     Column("agent_last_seen", UTCDateTime(), nullable=True),
+    Column("status_error_code", String(120), nullable=True),  # last connector report
+    Column("status_message", Text, nullable=True),
     _created(),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_connections_consumer", "consumer_id"),
@@ -206,6 +209,7 @@ activation_links = Table(
     Column("account_id", Uuid, nullable=False),
     Column("consumer_id", Uuid, ForeignKey("consumers.id", ondelete="CASCADE"), nullable=False),
     Column("integration_id", Integer, nullable=True),
+    Column("connection_id", Uuid, nullable=True),  # set on links that update a connection
     Column("name", String(200), nullable=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("expires_at", UTCDateTime(), nullable=False),
@@ -261,6 +265,7 @@ flow_consumers = Table(
            primary_key=True),
     Column("enabled", Boolean, nullable=False),
     Column("config", JSON, nullable=False),
+    Column("enabled_at", UTCDateTime(), nullable=True),
     _created(),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
@@ -285,6 +290,7 @@ executions = Table(
     Index("ix_executions_sync_started", "sync_id", "started_at"),
     Index("ix_executions_parent", "parent_id"),
     Index("ix_executions_flow_consumer_status", "flow_id", "consumer_id", "status"),
+    Index("ix_executions_status_deadline", "status", "deadline_at"),
 )
 
 consumer_issues = Table(
@@ -318,6 +324,7 @@ issue_occurrences = Table(
            nullable=False),
     Column("message", Text, nullable=False),
     Column("context", JSON, nullable=True),
+    Column("execution_id", Uuid, nullable=True),
     _created(),
     Index("ix_issue_occurrences_issue", "issue_id", "created_at"),
 )
@@ -335,9 +342,30 @@ pos_orders = Table(
     Column("location_id", String(200), nullable=True),
     Column("data", JSON, nullable=False),
     Column("fingerprint", String(64), nullable=False),
+    Column("creation_date", UTCDateTime(), nullable=False),  # the order's, for date filters
     Column("completed_at", UTCDateTime(), nullable=True),
     _created(),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("connection_id", "order_id"),
     Index("ix_pos_orders_consumer_updated", "consumer_id", "updated_at"),
+    Index("ix_pos_orders_consumer_creation", "consumer_id", "creation_date"),
+)
+
+# Locations of a POS connection: fed by connectors, or created on the first order seen there.
+pos_locations = Table(
+    "pos_locations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", Uuid, nullable=False),
+    Column("consumer_id", Uuid, ForeignKey("consumers.id", ondelete="CASCADE"), nullable=False),
+    Column("connection_id", Uuid, ForeignKey("connections.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("location_id", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=True),
+    Column("address", JSON, nullable=True),
+    _created(),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("connection_id", "location_id"),
+    Index("ix_pos_locations_consumer", "consumer_id", "location_id"),
 )

@@ -15,10 +15,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 
 from hookline.api.deps import AccountId, RuntimeDep
 from hookline.catalog import BY_NAME
-from hookline.delivery.ingest import ingest_event, split_request
+from hookline.delivery.ingest import ingest_event, replay_after_race, split_request
 from hookline.errors import InvalidRequest, PayloadTooLarge
 from hookline.platform.integrations import find_integration
 
@@ -94,12 +95,26 @@ async def post_event(request: Request, account_id: AccountId,
                              error_code="ERROR_INVALID_BODY")
     event, consumer_id, fields = split_request(data)
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    async with runtime.db.transaction() as conn:
-        await _check_integration(conn, event, integration_id)
-        result = await ingest_event(
-            conn, account_id=account_id, event=event, consumer_id=consumer_id, fields=fields,
-            now=runtime.clock.now(), integration_id=integration_id, idempotency_key=key,
-        )
+    try:
+        async with runtime.db.transaction() as conn:
+            await _check_integration(conn, event, integration_id)
+            result = await ingest_event(
+                conn, account_id=account_id, event=event, consumer_id=consumer_id,
+                fields=fields, now=runtime.clock.now(), integration_id=integration_id,
+                idempotency_key=key,
+            )
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer with its result.
+        if key is None:
+            raise
+        async with runtime.db.read() as conn:
+            replayed = await replay_after_race(
+                conn, account_id=account_id, event=event, consumer_id=consumer_id,
+                fields=fields, integration_id=integration_id, idempotency_key=key,
+            )
+        if replayed is None:
+            raise
+        result = replayed
     body = EventAccepted(eventid=result.id, body=result.body, deliveries=result.deliveries)
     headers = {REPLAY_HEADER: "true"} if result.replayed else None
     return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers)

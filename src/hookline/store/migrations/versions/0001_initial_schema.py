@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('logo_url', sa.String(length=500), nullable=True),
     sa.Column('icon_url', sa.String(length=500), nullable=True),
     sa.Column('credentials', sa.JSON(), nullable=False),
+    sa.Column('details', sa.JSON(), nullable=True),
     sa.Column('created_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_integrations'))
     )
@@ -52,9 +53,9 @@ def upgrade() -> None:
     op.create_table('consumers',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('account_id', sa.Uuid(), nullable=False),
-    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=True),
-    sa.Column('internal_reference', sa.String(length=200), nullable=True),
+    sa.Column('internal_reference', sa.String(length=255), nullable=True),
     sa.Column('redirect_url', sa.String(length=500), nullable=True),
     sa.Column('created_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_consumers_account_id_accounts'), ondelete='CASCADE'),
@@ -113,6 +114,7 @@ def upgrade() -> None:
     sa.Column('account_id', sa.Uuid(), nullable=False),
     sa.Column('consumer_id', sa.Uuid(), nullable=False),
     sa.Column('integration_id', sa.Integer(), nullable=True),
+    sa.Column('connection_id', sa.Uuid(), nullable=True),
     sa.Column('name', sa.String(length=200), nullable=True),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('expires_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
@@ -133,6 +135,8 @@ def upgrade() -> None:
     sa.Column('agent_token_hash', sa.String(length=64), nullable=True),
     sa.Column('agent_status', sa.String(length=8), nullable=True),
     sa.Column('agent_last_seen', hookline.store.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('status_error_code', sa.String(length=120), nullable=True),
+    sa.Column('status_message', sa.Text(), nullable=True),
     sa.Column('created_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['consumer_id'], ['consumers.id'], name=op.f('fk_connections_consumer_id_consumers'), ondelete='CASCADE'),
@@ -274,6 +278,7 @@ def upgrade() -> None:
     with op.batch_alter_table('executions', schema=None) as batch_op:
         batch_op.create_index('ix_executions_flow_consumer_status', ['flow_id', 'consumer_id', 'status'], unique=False)
         batch_op.create_index('ix_executions_parent', ['parent_id'], unique=False)
+        batch_op.create_index('ix_executions_status_deadline', ['status', 'deadline_at'], unique=False)
         batch_op.create_index('ix_executions_sync_started', ['sync_id', 'started_at'], unique=False)
 
     op.create_table('flow_consumers',
@@ -281,6 +286,7 @@ def upgrade() -> None:
     sa.Column('consumer_id', sa.Uuid(), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
     sa.Column('config', sa.JSON(), nullable=False),
+    sa.Column('enabled_at', hookline.store.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['consumer_id'], ['consumers.id'], name=op.f('fk_flow_consumers_consumer_id_consumers'), ondelete='CASCADE'),
@@ -292,6 +298,7 @@ def upgrade() -> None:
     sa.Column('issue_id', sa.Uuid(), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
     sa.Column('context', sa.JSON(), nullable=True),
+    sa.Column('execution_id', sa.Uuid(), nullable=True),
     sa.Column('created_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['issue_id'], ['consumer_issues.id'], name=op.f('fk_issue_occurrences_issue_id_consumer_issues'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_issue_occurrences'))
@@ -309,6 +316,7 @@ def upgrade() -> None:
     sa.Column('location_id', sa.String(length=200), nullable=True),
     sa.Column('data', sa.JSON(), nullable=False),
     sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('creation_date', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('completed_at', hookline.store.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
@@ -318,7 +326,27 @@ def upgrade() -> None:
     sa.UniqueConstraint('connection_id', 'order_id', name=op.f('uq_pos_orders_connection_id_order_id'))
     )
     with op.batch_alter_table('pos_orders', schema=None) as batch_op:
+        batch_op.create_index('ix_pos_orders_consumer_creation', ['consumer_id', 'creation_date'], unique=False)
         batch_op.create_index('ix_pos_orders_consumer_updated', ['consumer_id', 'updated_at'], unique=False)
+
+    op.create_table('pos_locations',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('consumer_id', sa.Uuid(), nullable=False),
+    sa.Column('connection_id', sa.Uuid(), nullable=False),
+    sa.Column('location_id', sa.String(length=200), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('timezone', sa.String(length=64), nullable=True),
+    sa.Column('address', sa.JSON(), nullable=True),
+    sa.Column('created_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', hookline.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['connection_id'], ['connections.id'], name=op.f('fk_pos_locations_connection_id_connections'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['consumer_id'], ['consumers.id'], name=op.f('fk_pos_locations_consumer_id_consumers'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_pos_locations')),
+    sa.UniqueConstraint('connection_id', 'location_id', name=op.f('uq_pos_locations_connection_id_location_id'))
+    )
+    with op.batch_alter_table('pos_locations', schema=None) as batch_op:
+        batch_op.create_index('ix_pos_locations_consumer', ['consumer_id', 'location_id'], unique=False)
 
     # ### end Alembic commands ###
 
@@ -327,7 +355,12 @@ def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table('pos_orders', schema=None) as batch_op:
         batch_op.drop_index('ix_pos_orders_consumer_updated')
+        batch_op.drop_index('ix_pos_orders_consumer_creation')
 
+    with op.batch_alter_table('pos_locations', schema=None) as batch_op:
+        batch_op.drop_index('ix_pos_locations_consumer')
+
+    op.drop_table('pos_locations')
     op.drop_table('pos_orders')
     with op.batch_alter_table('issue_occurrences', schema=None) as batch_op:
         batch_op.drop_index('ix_issue_occurrences_issue')
@@ -336,6 +369,7 @@ def downgrade() -> None:
     op.drop_table('flow_consumers')
     with op.batch_alter_table('executions', schema=None) as batch_op:
         batch_op.drop_index('ix_executions_sync_started')
+        batch_op.drop_index('ix_executions_status_deadline')
         batch_op.drop_index('ix_executions_parent')
         batch_op.drop_index('ix_executions_flow_consumer_status')
 

@@ -1,0 +1,355 @@
+"""The delivery queue's SQL: claim due work under a lease, record results in batches.
+
+``delivery_queue.available_at`` is both the due time and the lease: claiming moves it to
+``now + lease`` and stamps ``lease_owner``; a worker that dies simply lets it expire, and the
+row becomes due again. Every write of a result is guarded by ``lease_owner`` so a worker whose
+lease expired (and whose row another worker took) cannot overwrite the newer claim.
+
+PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` in one round trip (pick, lease and join the
+payload in one statement); SQLite serialises writers anyway (``BEGIN IMMEDIATE``), so a plain
+``UPDATE ... RETURNING`` is already exclusive there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookline.ids import new_id
+from hookline.store.tables import deliveries, delivery_queue, webhook_logs, webhooks
+
+DELIVERED = "delivered"
+RETRY = "retry"
+FAILED = "failed"
+DISABLED = "disabled"
+DROPPED = "dropped"
+
+dq = delivery_queue
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    delivery_id: uuid.UUID
+    webhook_id: uuid.UUID
+    event_id: uuid.UUID
+    attempt: int  # 1-based number of the attempt about to be made
+    account_id: uuid.UUID
+    event_type: str
+    payload: bytes
+    url: str | None  # None when the webhook vanished
+    secret_encrypted: str | None
+    webhook_status: str | None
+    integration_id: int | None
+    failing_since: datetime | None
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One attempt's result (or a drop, for a delivery whose webhook is no longer active)."""
+
+    delivery: ClaimedDelivery
+    outcome: str  # delivered | retry | failed | disabled | dropped
+    http_status: int | None = None
+    duration_ms: float = 0.0
+    error_class: str | None = None
+    response_excerpt: str | None = None
+    next_attempt_at: datetime | None = None
+    disable_reason: str | None = None
+
+
+async def claim(
+    conn: AsyncConnection, *, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> list[ClaimedDelivery]:
+    """Lease up to ``limit`` due deliveries (oldest due first) and load what sending needs."""
+    if conn.dialect.name == "postgresql":
+        await _relaxed_commit(conn)
+        return await _claim_postgresql(conn, owner, now, lease_until, limit)
+    return await _claim_sqlite(conn, owner, now, lease_until, limit)
+
+
+async def _relaxed_commit(conn: AsyncConnection) -> None:
+    """Worker transactions need not wait for the WAL flush: if the server crashes and loses
+    one, the lease or the result is simply gone and the delivery is sent again, which
+    at-least-once delivery allows. (Events themselves are committed durably by ``emit``.)"""
+    await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
+# Claiming runs as driver-level SQL: SQLAlchemy's per-row result processing cost more CPU than
+# the query itself. The attempt number is counted at claim time, so an attempt lost with a
+# crashed worker still counts: a delivery that kills workers cannot be retried forever.
+_DETAILS = (
+    "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
+    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since "
+    "FROM {claimed} c JOIN events e ON e.id = c.event_id "
+    "LEFT JOIN webhooks w ON w.id = c.webhook_id"
+)
+_CLAIM_POSTGRESQL = (
+    "WITH picked AS (SELECT delivery_id FROM delivery_queue WHERE available_at <= $1 "
+    "ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE delivery_queue q SET available_at = $3, lease_owner = $4, "
+    "attempt = q.attempt + 1 FROM picked WHERE q.delivery_id = picked.delivery_id "
+    "RETURNING q.delivery_id, q.webhook_id, q.event_id, q.attempt) "
+    + _DETAILS.format(claimed="claimed")
+)
+_CLAIM_SQLITE = (
+    "UPDATE delivery_queue SET available_at = ?, lease_owner = ?, attempt = attempt + 1 "
+    "WHERE delivery_id IN (SELECT delivery_id FROM delivery_queue WHERE available_at <= ? "
+    "ORDER BY available_at LIMIT ?)"
+)
+# Rows just claimed carry this worker's name and this claim's exact lease time.
+_CLAIMED_SQLITE = (
+    _DETAILS.format(claimed="delivery_queue")
+    + " WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
+)
+
+
+async def _claim_postgresql(
+    conn: AsyncConnection, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> list[ClaimedDelivery]:
+    result = await conn.exec_driver_sql(_CLAIM_POSTGRESQL, (now, limit, lease_until, owner))
+    return [
+        ClaimedDelivery(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8], r[9],
+                        r[10], r[11])
+        for r in result.all()
+    ]
+
+
+async def _claim_sqlite(
+    conn: AsyncConnection, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> list[ClaimedDelivery]:
+    lease = _sqlite_time(lease_until)
+    result = await conn.exec_driver_sql(_CLAIM_SQLITE, (lease, owner, _sqlite_time(now), limit))
+    if not result.rowcount:
+        return []
+    rows = (await conn.exec_driver_sql(_CLAIMED_SQLITE, (owner, lease))).all()
+    uid = _sqlite_uuid
+    return [
+        ClaimedDelivery(uid(r[0]), uid(r[1]), uid(r[2]), r[3], uid(r[4]), r[5], bytes(r[6]),
+                        r[7], r[8], r[9], r[10], _sqlite_datetime(r[11]))
+        for r in rows
+    ]
+
+
+def _sqlite_time(value: datetime) -> str:
+    """How the UTCDateTime column stores a moment on SQLite (naive UTC, microseconds)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_datetime(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _sqlite_uuid(value: str) -> uuid.UUID:
+    return uuid.UUID(hex=value)
+
+
+async def record(
+    conn: AsyncConnection, *, owner: str, now: datetime, records: Sequence[AttemptRecord]
+) -> set[uuid.UUID]:
+    """Write a batch of results in a handful of statements; returns the ids still owned.
+
+    Log rows are written for every real attempt (the request was sent, whatever happened to
+    the lease); queue and delivery rows change only where this worker still holds the lease.
+    """
+    if not records:
+        return set()
+    if conn.dialect.name == "postgresql":
+        await _relaxed_commit(conn)
+    finished = [item.delivery.delivery_id for item in records if item.outcome != RETRY]
+    retries = [item for item in records if item.outcome == RETRY]
+    owned: set[uuid.UUID] = set()
+    native = _Native(conn)
+    if finished:  # the common case costs one statement: delete what we still lease
+        owned.update(await native.delete_leased(owner, finished))
+    if retries:
+        mine_retrying = set((await conn.execute(
+            select(dq.c.delivery_id)
+            .where(dq.c.delivery_id.in_([item.delivery.delivery_id for item in retries]),
+                   dq.c.lease_owner == owner)
+            .with_for_update()
+        )).scalars())
+        retries = [item for item in retries if item.delivery.delivery_id in mine_retrying]
+        owned.update(mine_retrying)
+    if retries:
+        await conn.execute(
+            update(dq).where(dq.c.delivery_id == bindparam("b_id"))
+            .values(available_at=bindparam("b_at"), lease_owner=None),
+            [{"b_id": item.delivery.delivery_id, "b_at": item.next_attempt_at}
+             for item in retries],
+        )
+    mine = [item for item in records if item.delivery.delivery_id in owned]
+    attempted = [item for item in mine if item.outcome != DROPPED]
+    dropped = [item.delivery.delivery_id for item in mine if item.outcome == DROPPED]
+
+    if attempted:
+        stamp = native.time(now)
+        await native.executemany(_UPDATE_DELIVERIES, [
+            (_delivery_status(item.outcome), item.delivery.attempt, item.delivery.attempt,
+             item.http_status, stamp, native.uuid(item.delivery.delivery_id))
+            for item in attempted
+        ])
+    if dropped:
+        await conn.execute(
+            update(deliveries).where(deliveries.c.id.in_(dropped))
+            .values(status="failed", updated_at=now)
+        )
+    logged = [item for item in records if item.outcome != DROPPED]
+    if logged:
+        await native.executemany(_INSERT_LOGS, [_log_row(native, item, now) for item in logged])
+    await _update_webhooks(conn, now, logged)
+    return owned
+
+
+def _delivery_status(outcome: str) -> str:
+    if outcome == DELIVERED:
+        return "delivered"
+    return "pending" if outcome == RETRY else "failed"
+
+
+# The two per-attempt statements of a batch bypass SQLAlchemy's per-row type processing (it
+# costs more CPU than the database work itself); values are converted to the driver's types
+# here, exactly as the column types would (UUID: 32 hex chars on SQLite; naive UTC text).
+# Attempts are cumulative across manual redeliveries (which restart the schedule at queue
+# attempt 0) and include attempts lost with a crashed worker.
+_UPDATE_DELIVERIES = (
+    "UPDATE deliveries SET status = ?, "
+    "attempts = CASE WHEN attempts + 1 > ? THEN attempts + 1 ELSE ? END, "
+    "last_http_status = ?, updated_at = ? WHERE id = ?"
+)
+_LOG_COLUMNS = (
+    "id", "webhook_id", "delivery_id", "event_id", "account_id", "event", "url",
+    "integration_id", "http_status", "attempt", "duration_ms", "outcome", "error_class",
+    "response_excerpt", "next_attempt_at", "created_at",
+)
+_INSERT_LOGS = (
+    f"INSERT INTO {webhook_logs.name} ({', '.join(_LOG_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _LOG_COLUMNS)})"
+)
+
+
+class _Native:
+    """Driver-level executemany with values in the driver's own types."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.sqlite = conn.dialect.name == "sqlite"
+
+    def uuid(self, value: uuid.UUID) -> Any:
+        return value.hex if self.sqlite else value
+
+    def time(self, value: datetime | None) -> Any:
+        if value is None or not self.sqlite:
+            return value
+        return _sqlite_time(value)
+
+    async def delete_leased(self, owner: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Delete the queue rows of ``ids`` still leased by ``owner``; return their ids."""
+        if self.sqlite:
+            marks = ", ".join("?" for _ in ids)
+            result = await self.conn.exec_driver_sql(
+                f"DELETE FROM delivery_queue WHERE lease_owner = ? AND delivery_id IN ({marks}) "
+                "RETURNING delivery_id", (owner, *(value.hex for value in ids)))
+            return [_sqlite_uuid(row[0]) for row in result.all()]
+        result = await self.conn.exec_driver_sql(
+            "DELETE FROM delivery_queue WHERE lease_owner = $1 AND delivery_id = ANY($2::uuid[]) "
+            "RETURNING delivery_id", (owner, ids))
+        return [row[0] for row in result.all()]
+
+    async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if not self.sqlite:
+            sql = _dollar_params(sql)
+        await self.conn.exec_driver_sql(sql, rows)
+
+
+def _dollar_params(sql: str) -> str:
+    parts = sql.split("?")
+    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+def _log_row(native: _Native, item: AttemptRecord, now: datetime) -> tuple[Any, ...]:
+    delivery = item.delivery
+    u = native.uuid
+    return (
+        u(new_id()), u(delivery.webhook_id), u(delivery.delivery_id), u(delivery.event_id),
+        u(delivery.account_id), delivery.event_type, delivery.url or "",
+        delivery.integration_id, item.http_status or 0, delivery.attempt,
+        round(item.duration_ms, 3), item.outcome, item.error_class, item.response_excerpt,
+        native.time(item.next_attempt_at), native.time(now),
+    )
+
+
+async def _update_webhooks(
+    conn: AsyncConnection, now: datetime, logged: Sequence[AttemptRecord]
+) -> None:
+    """Track ``failing_since`` (by each webhook's latest result) and apply disables."""
+    latest: dict[uuid.UUID, AttemptRecord] = {}
+    disables: dict[uuid.UUID, str] = {}
+    for item in logged:
+        latest[item.delivery.webhook_id] = item
+        if item.outcome == DISABLED:
+            disables[item.delivery.webhook_id] = item.disable_reason or "disabled"
+    # Skip statements that would change nothing, judged by the state seen at claim time (a
+    # stale view heals itself: the next claim of that webhook sees the current value).
+    healthy = sorted(hook for hook, item in latest.items()
+                     if item.outcome == DELIVERED and item.delivery.failing_since is not None)
+    failing = sorted(hook for hook, item in latest.items()
+                     if item.outcome != DELIVERED and item.delivery.failing_since is None)
+    if healthy:
+        await conn.execute(
+            update(webhooks)
+            .where(webhooks.c.id.in_(healthy), webhooks.c.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+    if failing:
+        await conn.execute(
+            update(webhooks)
+            .where(webhooks.c.id.in_(failing), webhooks.c.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+    for hook, reason in sorted(disables.items()):
+        await disable_webhook(conn, hook, reason=reason[:200], now=now)
+
+
+async def disable_webhook(
+    conn: AsyncConnection, webhook_id: uuid.UUID, *, reason: str, now: datetime
+) -> None:
+    """Set a webhook inactive and drop its pending deliveries from the queue (marked failed)."""
+    await conn.execute(
+        update(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.status == "active")
+        .values(status="inactive", disabled_reason=reason, updated_at=now)
+    )
+    await conn.execute(delete(dq).where(dq.c.webhook_id == webhook_id))
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == "pending")
+        .values(status="failed", updated_at=now)
+    )
+
+
+async def next_due(conn: AsyncConnection) -> datetime | None:
+    """The earliest ``available_at`` in the queue (a due time or a lease expiry)."""
+    return (await conn.execute(select(func.min(dq.c.available_at)))).scalar()
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    depth: int  # every queued delivery: due, scheduled for a retry, or leased
+    due: int  # due now and not leased
+    oldest_due_age_seconds: float  # how late the oldest due delivery is (0 when none)
+
+
+async def queue_stats(conn: AsyncConnection, now: datetime) -> QueueStats:
+    depth = (await conn.execute(select(func.count()).select_from(dq))).scalar_one()
+    due_count, oldest = (
+        await conn.execute(
+            select(func.count(), func.min(dq.c.available_at)).where(dq.c.available_at <= now)
+        )
+    ).one()
+    age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    return QueueStats(depth=int(depth), due=int(due_count), oldest_due_age_seconds=age)
