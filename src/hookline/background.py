@@ -22,6 +22,7 @@ def registered_services() -> list[tuple[str, Service]]:
     """The services every process runs: delivery first, then the platform's schedulers."""
     from hookline.delivery.worker import run_delivery_worker
     from hookline.platform.agents import run_agent_watchdog
+    from hookline.platform.connectors import run_pos_pollers
     from hookline.platform.issues import run_issue_autoclose
     from hookline.platform.scheduler import run_flow_scheduler
 
@@ -30,6 +31,7 @@ def registered_services() -> list[tuple[str, Service]]:
         ("agent-watchdog", run_agent_watchdog),
         ("flow-scheduler", run_flow_scheduler),
         ("issue-autoclose", run_issue_autoclose),
+        ("pos-pollers", run_pos_pollers),
     ]
 
 
