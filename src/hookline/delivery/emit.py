@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.catalog import get_event_type, validate_body
 from hookline.ids import new_id
 from hookline.store.db import request_wake
-from hookline.store.tables import deliveries, delivery_queue, events, webhooks
+from hookline.store.outbox import write_event
 
 DELIVERY_TOPIC = "deliveries"
 
@@ -82,44 +81,12 @@ async def emit(
     validate_body(body)
     payload = encode_body(body)
     event_id = new_id()
-    await conn.execute(
-        insert(events).values(
-            id=event_id, account_id=account_id, event_type=event, consumer_id=consumer_id,
-            integration_id=integration_id, payload=payload, idempotency_key=idempotency_key,
-            created_at=now,
-        )
+    delivery_ids = await write_event(
+        conn, event_id=event_id, account_id=account_id, event=event, consumer_id=consumer_id,
+        integration_id=integration_id, payload=payload, idempotency_key=idempotency_key,
+        now=now, pos=get_event_type(event).api == "POS",
     )
-    targets = (await conn.execute(_matching_webhooks(account_id, event, integration_id))).all()
-    delivery_ids = tuple(new_id() for _ in targets)
-    if targets:
-        await conn.execute(
-            insert(deliveries),
-            [
-                {"id": delivery_id, "event_id": event_id, "webhook_id": row.id,
-                 "account_id": account_id, "status": "pending", "attempts": 0,
-                 "created_at": now, "updated_at": now}
-                for delivery_id, row in zip(delivery_ids, targets, strict=True)
-            ],
-        )
-        await conn.execute(
-            insert(delivery_queue),
-            [
-                {"delivery_id": delivery_id, "webhook_id": row.id, "event_id": event_id,
-                 "available_at": now, "attempt": 0}
-                for delivery_id, row in zip(delivery_ids, targets, strict=True)
-            ],
-        )
+    if delivery_ids:
         await request_wake(conn, DELIVERY_TOPIC)
     return EmittedEvent(event_id, body, payload, delivery_ids)
 
-
-def _matching_webhooks(account_id: uuid.UUID, event: str, integration_id: int | None) -> Any:
-    query = select(webhooks.c.id).where(
-        webhooks.c.account_id == account_id,
-        webhooks.c.event == event,
-        webhooks.c.status == "active",
-    )
-    if get_event_type(event).api == "POS":
-        # A POS webhook receives only events of connections on its integration.
-        query = query.where(webhooks.c.integration_id == integration_id)
-    return query

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -32,6 +33,14 @@ class SendResult:
     retryable_error: bool = True
     excerpt: str | None = None
     retry_after: str | None = None
+
+
+@functools.lru_cache(maxsize=4096)
+def host_key(url: str) -> str:
+    """``scheme://netloc`` in lower case: what concurrency is limited per (cached: a worker
+    sends to the same few URLs over and over)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 class HostLimit:
@@ -97,7 +106,11 @@ class Sender:
             ttl_dns_cache=30,
             enable_cleanup_closed=True,
         )
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        # No cookie jar: a cookie one receiver sets must never ride along on later deliveries
+        # (possibly of other accounts) to the same host.
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -106,8 +119,7 @@ class Sender:
             self._session = None
 
     def _semaphore(self, url: str) -> HostLimit:
-        parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}".lower()
+        key = host_key(url)
         limit = self._hosts.get(key)
         if limit is None:
             if len(self._hosts) > 10_000:  # forget idle hosts instead of growing forever

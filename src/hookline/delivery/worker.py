@@ -28,10 +28,9 @@ import socket
 import uuid
 from collections.abc import Awaitable
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from hookline.delivery import metrics, policy
-from hookline.delivery.sender import Sender, SendResult
+from hookline.delivery.sender import Sender, SendResult, host_key
 from hookline.delivery.signing import SigningKey, delivery_headers
 from hookline.runtime import Runtime
 from hookline.store import queue
@@ -324,10 +323,7 @@ class DeliveryWorker:
 
 
 def _host_key(url: str | None) -> str:
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    return host_key(url) if url else ""
 
 
 async def _first(*waits: Awaitable[object], timeout: float | None = None) -> None:

@@ -7,13 +7,18 @@ the busy timeout instead of failing with "database is locked" halfway through a 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_
+
+T = TypeVar("T")
 
 WAKE_KEY = "hookline_wake"
 CHANNEL_KEY = "hookline_channel"
@@ -48,15 +53,26 @@ class Database:
         ``priority`` (SQLite only) lets the delivery worker's short batch transactions go
         before queued API writes, so a burst of events cannot starve the sending of them.
         """
-        async with self._writer_turn(priority), self.engine.connect() as conn:
-            topics: set[str] = set()
-            conn.info[WAKE_KEY] = topics
-            conn.info[CHANNEL_KEY] = self.notify_channel
-            try:
-                async with conn.begin():
-                    yield conn
-            finally:
-                conn.info.pop(WAKE_KEY, None)
+        turn = self._writer_turn(priority)
+        await turn.__aenter__()
+        held = True
+        try:
+            async with self.engine.connect() as conn:
+                topics: set[str] = set()
+                conn.info[WAKE_KEY] = topics
+                conn.info[CHANNEL_KEY] = self.notify_channel
+                try:
+                    async with conn.begin():
+                        yield conn
+                finally:
+                    conn.info.pop(WAKE_KEY, None)
+                    # Committed or rolled back: the next writer may start while this
+                    # connection is reset and returned to the pool (one more SQLite hop).
+                    held = False
+                    await turn.__aexit__(None, None, None)
+        finally:
+            if held:
+                await turn.__aexit__(None, None, None)
         if topics:
             for listener in self._wake_listeners:
                 listener(topics)
@@ -140,6 +156,23 @@ class _FifoLock:
         self._held = False
 
 
+async def sqlite_call(conn: AsyncConnection, statement: str, fn: Callable[..., T],
+                      *args: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` in ONE hand-off to aiosqlite's thread.
+
+    Through SQLAlchemy every statement costs three or four hand-offs (cursor, execute, fetch,
+    close), each waiting for the other thread to get the GIL; hot paths that run several
+    statements use this instead, inside ``conn``'s transaction. ``statement`` names the SQL
+    in a raised error, which has the same SQLAlchemy exception type as it would otherwise.
+    """
+    driver = (await conn.get_raw_connection()).driver_connection  # aiosqlite.Connection
+    try:
+        # The same private entry point SQLAlchemy's aiosqlite adapter uses for its hand-offs.
+        return await driver._execute(fn, driver._conn, *args)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(statement, None, error, sqlite3.Error) from error
+
+
 async def request_wake(conn: AsyncConnection, topic: str) -> None:
     """Ask for wake-ups on ``topic`` once the current transaction commits (never before).
 
@@ -154,8 +187,8 @@ async def request_wake(conn: AsyncConnection, topic: str) -> None:
     topics.add(topic)
     if conn.dialect.name == "postgresql":
         channel = conn.info[CHANNEL_KEY]
-        await conn.execute(text("SELECT pg_notify(:channel, :topic)"),
-                           {"channel": channel, "topic": topic})
+        # Driver-level: this runs in every emitting transaction, and compiling text() costs.
+        await conn.exec_driver_sql("SELECT pg_notify($1, $2)", (channel, topic))
 
 
 def _create_engine(url: str, schema: str | None, pool_size: int) -> AsyncEngine:
@@ -173,6 +206,10 @@ def _create_engine(url: str, schema: str | None, pool_size: int) -> AsyncEngine:
     return engine
 
 
+def _execute_no_result(db: sqlite3.Connection, statement: str) -> None:
+    db.execute(statement).close()  # runs in aiosqlite's thread; the cursor stays there
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
@@ -186,7 +223,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if conn.get_execution_options().get("hookline_read"):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        statement = "BEGIN" if conn.get_execution_options().get("hookline_read") else (
+            "BEGIN IMMEDIATE")
+        # One hand-off to aiosqlite's thread instead of three (cursor, execute, close) through
+        # exec_driver_sql: it happens once per transaction, and write transactions queue.
+        driver = conn.connection.driver_connection  # aiosqlite.Connection
+        try:
+            await_(driver._execute(_execute_no_result, driver._conn, statement))
+        except sqlite3.Error as error:  # the same exception types as through SQLAlchemy
+            raise DBAPIError.instance(statement, None, error, sqlite3.Error) from error

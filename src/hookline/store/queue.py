@@ -12,6 +12,7 @@ payload in one statement); SQLite serialises writers anyway (``BEGIN IMMEDIATE``
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.ids import new_id
+from hookline.store.db import sqlite_call
 from hookline.store.tables import deliveries, delivery_queue, webhook_logs, webhooks
 
 DELIVERED = "delivered"
@@ -124,16 +126,22 @@ async def _claim_sqlite(
     conn: AsyncConnection, owner: str, now: datetime, lease_until: datetime, limit: int
 ) -> list[ClaimedDelivery]:
     lease = _sqlite_time(lease_until)
-    result = await conn.exec_driver_sql(_CLAIM_SQLITE, (lease, owner, _sqlite_time(now), limit))
-    if not result.rowcount:
-        return []
-    rows = (await conn.exec_driver_sql(_CLAIMED_SQLITE, (owner, lease))).all()
+    rows = await sqlite_call(conn, _CLAIM_SQLITE, _claim_sqlite_rows,
+                             (lease, owner, _sqlite_time(now), limit), (owner, lease))
     uid = _sqlite_uuid
     return [
         ClaimedDelivery(uid(r[0]), uid(r[1]), uid(r[2]), r[3], uid(r[4]), r[5], bytes(r[6]),
                         r[7], r[8], r[9], r[10], _sqlite_datetime(r[11]))
         for r in rows
     ]
+
+
+def _claim_sqlite_rows(db: sqlite3.Connection, claim_params: tuple[Any, ...],
+                       read_params: tuple[Any, ...]) -> list[Any]:
+    """Both claim statements in one hand-off to aiosqlite's thread."""
+    if not db.execute(_CLAIM_SQLITE, claim_params).rowcount:
+        return []
+    return db.execute(_CLAIMED_SQLITE, read_params).fetchall()
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -252,19 +260,29 @@ class _Native:
         """Delete the queue rows of ``ids`` still leased by ``owner``; return their ids."""
         if self.sqlite:
             marks = ", ".join("?" for _ in ids)
-            result = await self.conn.exec_driver_sql(
-                f"DELETE FROM delivery_queue WHERE lease_owner = ? AND delivery_id IN ({marks}) "
-                "RETURNING delivery_id", (owner, *(value.hex for value in ids)))
-            return [_sqlite_uuid(row[0]) for row in result.all()]
+            sql = (f"DELETE FROM delivery_queue WHERE lease_owner = ? AND delivery_id IN ({marks}) "
+                   "RETURNING delivery_id")
+            rows = await sqlite_call(self.conn, sql, _fetchall, sql,
+                                     (owner, *(value.hex for value in ids)))
+            return [_sqlite_uuid(row[0]) for row in rows]
         result = await self.conn.exec_driver_sql(
             "DELETE FROM delivery_queue WHERE lease_owner = $1 AND delivery_id = ANY($2::uuid[]) "
             "RETURNING delivery_id", (owner, ids))
         return [row[0] for row in result.all()]
 
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        if not self.sqlite:
-            sql = _dollar_params(sql)
-        await self.conn.exec_driver_sql(sql, rows)
+        if self.sqlite:  # one hand-off to aiosqlite's thread instead of three
+            await sqlite_call(self.conn, sql, _executemany, sql, rows)
+            return
+        await self.conn.exec_driver_sql(_dollar_params(sql), rows)
+
+
+def _fetchall(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    return db.execute(sql, params).fetchall()
+
+
+def _executemany(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    db.executemany(sql, rows).close()
 
 
 def _dollar_params(sql: str) -> str:
