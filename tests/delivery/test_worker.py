@@ -72,6 +72,23 @@ async def test_no_secret_no_signature(make_runtime, receiver) -> None:
     assert got.headers["webhook-id"] == str(emitted.delivery_ids[0])
 
 
+async def test_cookies_set_by_a_receiver_are_never_sent_back(make_runtime, receiver) -> None:
+    """One receiver's Set-Cookie must not ride along on later deliveries to that host."""
+    rt = await make_runtime()
+    receiver.default = Reply(200, b"ok", {"Set-Cookie": "session=abc; Path=/"})
+    account = await f.make_account(rt)
+    # A host name, not an IP: aiohttp's default jar keeps cookies only for host names.
+    await f.make_webhook(rt, account, f"http://localhost:{receiver.port}/jar")
+    async with running_worker(rt) as worker:
+        await f.emit_event(rt, account)
+        await receiver.wait_for(1)
+        await worker.wait_recorded(1)
+        await f.emit_event(rt, account)
+        requests = await receiver.wait_for(2)
+    assert [r.path for r in requests] == ["/jar", "/jar"]
+    assert all("Cookie" not in r.headers for r in requests)
+
+
 async def test_retries_until_the_receiver_recovers(make_runtime, receiver) -> None:
     rt = await make_runtime()
     receiver.replies = [Reply(500, b"boom"), Reply(503), Reply(200)]

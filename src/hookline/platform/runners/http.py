@@ -74,7 +74,8 @@ class HttpRunner:
                         "X-Hookline-Execution-Id": str(job.execution_id)})
         try:
             async with (
-                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+                aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                      cookie_jar=aiohttp.DummyCookieJar()) as session,
                 session.post(job.execution["url"], data=body, headers=headers,
                              allow_redirects=False) as response,
             ):
