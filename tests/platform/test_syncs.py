@@ -179,6 +179,30 @@ async def test_enable_and_disable_emit_once_per_real_change(database: Any) -> No
         assert (await s.api.get("/syncs")).json()[0]["consumers"] == [consumer]
 
 
+async def test_deleting_a_consumer_disables_its_enabled_flows(database: Any) -> None:
+    async with frozen_app(database) as s:
+        consumer = await new_consumer(s.api)
+        bystander = await new_consumer(s.api, "Other")
+        sync = await new_sync(s.api, flow_body(), flow_body("orders"))
+        sync_id = sync["syncid"]
+        invoices, orders = (flow["id"] for flow in sync["flows"])
+        for flow_id in (invoices, orders):
+            assert (await enable(s.api, consumer, sync_id, flow_id)).status_code == 200
+        assert (await enable(s.api, bystander, sync_id, invoices)).status_code == 200
+        assert (await s.api.post(
+            f"/consumers/{consumer}/syncs/{sync_id}/flows/{orders}/disable")).status_code == 204
+        s.clock.advance(60)
+
+        assert (await s.api.delete(f"/consumers/{consumer}")).status_code == 204
+
+        after = [body for body in await flow_events(s.rt, s.api.account_id)
+                 if body["created"] == int(START.timestamp()) + 60]
+        assert after == [flow_event(s.api, "account.flow.disabled", consumer,
+                                    START.replace(minute=1), flowid=invoices, syncid=sync_id)]
+        still = (await s.api.get(f"/consumers/{bystander}/syncs/{sync_id}")).json()
+        assert [item["id"] for item in still["enabled_flows"]] == [invoices]
+
+
 async def test_enabling_joins_the_sync_and_validates_the_trigger(database: Any) -> None:
     async with frozen_app(database) as s:
         consumer = await new_consumer(s.api)

@@ -129,11 +129,15 @@ async def update_consumer(
 
 async def delete_consumer(conn: AsyncConnection, account_id: uuid.UUID,
                           consumer_id: uuid.UUID, *, now: datetime) -> None:
-    """Delete the consumer; each of its connections is deleted first so that every one of
-    them fires ``account.connection.deleted`` in this same transaction."""
+    """Delete the consumer; its flows are disabled and each of its connections deleted first,
+    so that every one of them fires its ``disabled`` / ``deleted`` event in this same
+    transaction."""
+    # Imported here: both modules import this one for get_consumer.
     from hookline.platform.connections import delete_connections_of_consumer
+    from hookline.platform.syncs import consumer_removed
 
     consumer = await get_consumer(conn, account_id, consumer_id)
+    await consumer_removed(conn, account_id, consumer.id, now=now)
     await delete_connections_of_consumer(conn, account_id, consumer.id, now=now)
     await conn.execute(delete(consumers).where(consumers.c.id == consumer.id))
 

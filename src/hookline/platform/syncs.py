@@ -23,7 +23,7 @@ from hookline.platform.consumers import get_consumer
 from hookline.platform.executions import finish_execution, running_children
 from hookline.platform.runners import SECRET_KEY, validate_execution
 from hookline.security import SecretBox
-from hookline.store.tables import flow_consumers, flows, sync_consumers, syncs
+from hookline.store.tables import executions, flow_consumers, flows, sync_consumers, syncs
 
 DEFAULT_TRIGGER_ID = "trigger-1"
 
@@ -390,6 +390,33 @@ async def enable_flow(conn: AsyncConnection, account_id: uuid.UUID, consumer_id:
                    consumer_id=consumer_id, fields={"flowid": flow_id, "syncid": sync_id},
                    now=now)
     return ConsumerFlow(flow=flow, enabled=True, config=config, enabled_at=enabled_at)
+
+
+async def consumer_removed(conn: AsyncConnection, account_id: uuid.UUID,
+                           consumer_id: uuid.UUID, *, now: datetime) -> None:
+    """Close what subscribers know about a consumer that is being deleted: its running
+    executions end as error (``account.flow.executed``) and each flow it had enabled is
+    disabled (``account.flow.disabled``), as when a flow itself is deleted."""
+    running = (await conn.execute(
+        select(executions.c.id).where(executions.c.consumer_id == consumer_id,
+                                      executions.c.status == "running")
+        .order_by(executions.c.id)
+    )).scalars().all()
+    for execution_id in running:
+        await finish_execution(conn, execution_id, status="error", now=now,
+                               message="The consumer was deleted",
+                               error_code="ERROR_CONSUMER_DELETED")
+    enabled = (await conn.execute(
+        select(flow_consumers.c.flow_id, flows.c.sync_id)
+        .join(flows, flows.c.id == flow_consumers.c.flow_id)
+        .where(flow_consumers.c.consumer_id == consumer_id,
+               flow_consumers.c.enabled.is_(True), flows.c.account_id == account_id)
+        .order_by(flows.c.sync_id, flow_consumers.c.flow_id)
+    )).all()
+    for row in enabled:
+        await emit(conn, account_id=account_id, event="account.flow.disabled",
+                   consumer_id=consumer_id, fields={"flowid": row.flow_id, "syncid": row.sync_id},
+                   now=now)
 
 
 async def disable_flow(conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID,
