@@ -308,7 +308,7 @@ async def test_in_process_wake_after_commit_beats_the_poll(make_runtime, receive
     account = await f.make_account(rt)
     await f.make_webhook(rt, account, receiver.url + "/wake")
     async with running_worker(rt) as worker:
-        await asyncio.sleep(0.3)  # the worker is idle on its 120 s poll (the behaviour tested)
+        await asyncio.wait_for(worker.idle.wait(), timeout=10)  # waiting on its 120 s poll
         emitted = await f.emit_event(rt, account)
         (got,) = await receiver.wait_for(1, timeout=10)
         await worker.wait_recorded(1)

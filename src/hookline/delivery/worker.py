@@ -60,6 +60,8 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._capacity = asyncio.Event()
         self._results_ready = asyncio.Event()
+        #: Set while the claim loop waits with nothing to do (tests await it, never sleep).
+        self.idle = asyncio.Event()
         self._results: list[AttemptRecord] = []
         self._inflight = 0  # claimed and not yet recorded
         self._sends: set[asyncio.Task[None]] = set()
@@ -167,7 +169,10 @@ class DeliveryWorker:
                         timeout = min(poll, max(0.01, (due - clock.now()).total_seconds()))
             elif self._wake.is_set():
                 continue  # woken while claiming: there is new work already
+            if not items:
+                self.idle.set()
             await _first(stop.wait(), self._wake.wait(), timeout=timeout)
+            self.idle.clear()
             if self._wake.is_set() and not stop.is_set():
                 # Events arrive in bursts of commits: gathering a few milliseconds' worth makes
                 # one claim transaction out of many at a small cost in latency.
