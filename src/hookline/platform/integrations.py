@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookline.delivery.webhooks import IntegrationRef
 from hookline.errors import InvalidRequest, NotFound
 from hookline.store.tables import integrations
 
@@ -186,6 +187,16 @@ async def find_integration(conn: AsyncConnection, integration_id: int) -> Integr
         await conn.execute(select(integrations).where(integrations.c.id == integration_id))
     ).first()
     return integration_from_row(row) if row else None
+
+
+async def integration_ref(conn: AsyncConnection, integration_id: int | None
+                          ) -> IntegrationRef | None:
+    """What the delivery layer needs to know of an ``integrationid`` (it cannot read the
+    catalog itself): ``None`` when none was given or it does not exist."""
+    if integration_id is None:
+        return None
+    found = await find_integration(conn, integration_id)
+    return IntegrationRef(found.id, found.is_pos) if found else None
 
 
 async def get_integration(conn: AsyncConnection, integration_id: int) -> Integration:

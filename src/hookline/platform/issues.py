@@ -276,13 +276,9 @@ async def connection_status_changed(
     message: str | None = None,
 ) -> None:
     """Called when a connection turns inactive (raise) or active again (close)."""
-    if status == "active":
-        await close_issues(conn, consumer_id=consumer_id, connection_id=connection_id,
-                           error_code=CONNECTION_INACTIVE, now=now)
-        return
-    await raise_issue(
+    await _cause_changed(
         conn, account_id=account_id, consumer_id=consumer_id, connection_id=connection_id,
-        error_code=CONNECTION_INACTIVE, now=now,
+        error_code=CONNECTION_INACTIVE, cleared=status == "active", now=now,
         message=message or "The connection is inactive: its credentials must be renewed",
         context={"status": status},
     )
@@ -299,16 +295,28 @@ async def agent_status_changed(
     last_seen: datetime | None = None,
 ) -> None:
     """Called when a local agent goes down (raise) or comes back up (close)."""
-    if agent_status == "up":
-        await close_issues(conn, consumer_id=consumer_id, connection_id=connection_id,
-                           error_code=AGENT_DOWN, now=now)
-        return
-    await raise_issue(
+    await _cause_changed(
         conn, account_id=account_id, consumer_id=consumer_id, connection_id=connection_id,
-        error_code=AGENT_DOWN, now=now,
+        error_code=AGENT_DOWN, cleared=agent_status == "up", now=now,
         message="The local agent stopped sending heartbeats",
         context={"agent_status": "down",
                  "agent_last_seen": last_seen.isoformat() if last_seen else None},
+    )
+
+
+async def _cause_changed(
+    conn: AsyncConnection, *, account_id: uuid.UUID, consumer_id: uuid.UUID,
+    connection_id: uuid.UUID, error_code: str, cleared: bool, now: datetime, message: str,
+    context: dict[str, Any],
+) -> None:
+    """A connection-level cause appeared (raise or count an issue) or cleared (close it)."""
+    if cleared:
+        await close_issues(conn, consumer_id=consumer_id, connection_id=connection_id,
+                           error_code=error_code, now=now)
+        return
+    await raise_issue(
+        conn, account_id=account_id, consumer_id=consumer_id, connection_id=connection_id,
+        error_code=error_code, now=now, message=message, context=context,
     )
 
 

@@ -24,12 +24,11 @@ from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as webhook_cases
 from hookline.delivery.stats import attempts_over_time
-from hookline.delivery.webhooks import IntegrationRef
 from hookline.errors import HooklineError, InvalidRequest
 from hookline.platform.accounts import check_api_key
 from hookline.platform.connections import list_connections
 from hookline.platform.consumers import list_consumers
-from hookline.platform.integrations import find_integration, list_integrations
+from hookline.platform.integrations import integration_ref, list_integrations
 from hookline.platform.issues import IssueFilter, count_open_issues, list_issues
 from hookline.runtime import Runtime
 from hookline.ui.chart import attempts_chart
@@ -288,11 +287,7 @@ async def webhook_create(request: Request) -> Response:
         integration_id = None  # the form offers one integration field for every event type
     try:
         async with runtime.db.transaction() as conn:
-            integration = None
-            if integration_id is not None:
-                found = await find_integration(conn, integration_id)
-                if found is not None:
-                    integration = IntegrationRef(found.id, found.is_pos)
+            integration = await integration_ref(conn, integration_id)
             webhook = await webhook_cases.create_webhook(
                 conn, runtime.secret_box, account_id=session.account_id, event=event,
                 url=form.get("url", ""), signing_secret=form.get("signingsecret") or None,

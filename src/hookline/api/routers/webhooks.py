@@ -18,8 +18,8 @@ from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as cases
 from hookline.delivery.logs import WebhookLog
-from hookline.delivery.webhooks import IntegrationRef, Webhook
-from hookline.platform.integrations import find_integration
+from hookline.delivery.webhooks import Webhook
+from hookline.platform.integrations import integration_ref
 
 router = APIRouter(tags=["Webhooks"])
 
@@ -114,11 +114,7 @@ _responses = {400: {"description": "Rule violation (ChiftError)"},
 async def create_webhook(item: WebhookInstancePostItem, account_id: AccountId,
                          runtime: RuntimeDep) -> WebhookInstanceGetItem:
     async with runtime.db.transaction() as conn:
-        integration = None
-        if item.integrationid is not None:
-            found = await find_integration(conn, item.integrationid)
-            if found is not None:
-                integration = IntegrationRef(found.id, found.is_pos)
+        integration = await integration_ref(conn, item.integrationid)
         webhook = await cases.create_webhook(
             conn, runtime.secret_box, account_id=account_id, event=item.event, url=item.url,
             signing_secret=item.signingsecret, integration_id=item.integrationid,
