@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, select
 
-from hookline.ids import new_id
+from hookline.ids import new_id, new_id_text, uuid_from_hex
 from hookline.runtime import Runtime
 from hookline.store.migrate import current, upgrade
 from hookline.store.tables import accounts, metadata
@@ -73,3 +74,16 @@ def test_ids_are_time_ordered_uuid7() -> None:
     assert all(i.version == 7 for i in ids)
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_id_text_and_fast_hex_parsing_match_the_uuid_module() -> None:
+    texts = [new_id_text() for _ in range(200)]
+    assert texts == sorted(texts) and all(len(t) == 32 for t in texts)
+    for text in texts:
+        parsed = uuid_from_hex(text)
+        assert parsed == uuid.UUID(hex=text)
+        assert str(parsed) == str(uuid.UUID(hex=text)) and parsed.version == 7
+        assert hash(parsed) == hash(uuid.UUID(hex=text))
+    for bad in ("zz" * 16, "ab" * 15, "ab" * 17):
+        with pytest.raises(ValueError):
+            uuid_from_hex(bad)

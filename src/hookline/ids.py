@@ -6,6 +6,29 @@ import uuid
 
 import uuid_utils
 
+_new_object = object.__new__
+_set = object.__setattr__
+_UNKNOWN = uuid.SafeUUID.unknown
+
 
 def new_id() -> uuid.UUID:
     return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
+
+
+def new_id_text() -> str:
+    """A new id as 32 hex digits: what the hot paths hand straight to a driver (SQLite
+    stores UUIDs this way; PostgreSQL parses it in C)."""
+    return uuid_utils.uuid7().hex
+
+
+def uuid_from_hex(value: str) -> uuid.UUID:
+    """``uuid.UUID(hex=value)`` for the 32 hex digits a database returned, at half the cost
+    (the delivery worker converts four per claimed row). ``int(value, 16)`` still rejects
+    anything that is not hexadecimal."""
+    number = int(value, 16)
+    if len(value) != 32:
+        raise ValueError(f"not a 32-digit hex UUID: {value!r}")
+    result = _new_object(uuid.UUID)
+    _set(result, "int", number)
+    _set(result, "is_safe", _UNKNOWN)
+    return result

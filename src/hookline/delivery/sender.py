@@ -1,20 +1,19 @@
 """The HTTP side of delivery: one pooled aiohttp session, guarded against internal addresses.
 
-Connections are kept alive and reused per host; a per-host semaphore bounds concurrency to
-one receiver (waiting for it does not eat into the request's timeout); redirects are never
-followed; only the first ``response_excerpt_bytes`` of a response body are read.
+Connections are kept alive and reused per host (the connector allows at most
+``delivery_per_host_concurrency`` per host); redirects are never followed; only the first
+``response_excerpt_bytes`` of a response body are read.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import functools
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from hookline.config import Settings
 from hookline.delivery.ssrf import BlockedAddress, OutboundGuard, guarded_connector
@@ -43,55 +42,12 @@ def host_key(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-class HostLimit:
-    """A FIFO concurrency limit with O(1) acquire/release.
-
-    (asyncio.Semaphore.acquire scans all its waiters, and a busy host can have hundreds.)
-    """
-
-    __slots__ = ("_free", "_waiters")
-
-    def __init__(self, size: int) -> None:
-        self._free = size
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._waiters) or self._free <= 0
-
-    async def __aenter__(self) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter  # the releaser handed its slot over to us
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release()  # got the slot just as we were cancelled: pass it on
-            else:
-                self._waiters.remove(waiter)
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._free += 1
-
-
 class Sender:
     def __init__(self, settings: Settings, guard: OutboundGuard | None = None) -> None:
         self.settings = settings
         self.guard = guard or OutboundGuard(settings.outbound_allowlist)
         self._per_host = max(1, settings.delivery_per_host_concurrency)
-        self._hosts: dict[str, HostLimit] = {}
+        self._urls: dict[str, URL] = {}
         self._timeout = aiohttp.ClientTimeout(
             total=settings.delivery_timeout, sock_connect=settings.delivery_connect_timeout,
         )
@@ -118,38 +74,44 @@ class Sender:
             await self._session.close()
             self._session = None
 
-    def _semaphore(self, url: str) -> HostLimit:
-        key = host_key(url)
-        limit = self._hosts.get(key)
-        if limit is None:
-            if len(self._hosts) > 10_000:  # forget idle hosts instead of growing forever
-                self._hosts = {k: v for k, v in self._hosts.items() if v.busy}
-            limit = self._hosts[key] = HostLimit(self._per_host)
-        return limit
+    def _url(self, url: str) -> URL:
+        """The parsed URL, cached: a worker sends to the same few URLs over and over, and
+        parsing one costs more than signing the request."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) > 10_000:
+                self._urls.clear()
+            parsed = self._urls[url] = URL(url)
+        return parsed
 
     async def send(self, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
+        """POST ``body``; never raises for what the network or the receiver did.
+
+        The caller bounds concurrency per host (the worker's lanes); the connector's
+        ``limit_per_host`` is the backstop.
+        """
         assert self._session is not None, "use `async with Sender(...)`"
-        async with self._semaphore(url):
-            started = time.perf_counter()
-            try:
-                async with self._session.post(
-                    url, data=body, headers=headers, allow_redirects=False
-                ) as response:
-                    excerpt = await self._read_excerpt(response)
-                    return SendResult(
-                        status=response.status,
-                        duration_ms=(time.perf_counter() - started) * 1000.0,
-                        excerpt=excerpt,
-                        retry_after=response.headers.get("Retry-After"),
-                    )
-            except PERMANENT_ERRORS as error:
-                return SendResult(None, (time.perf_counter() - started) * 1000.0,
-                                  error_class=type(error).__name__, retryable_error=False,
-                                  excerpt=str(error)[:200])
-            except (TimeoutError, aiohttp.ClientError, OSError) as error:
-                return SendResult(None, (time.perf_counter() - started) * 1000.0,
-                                  error_class=type(error).__name__,
-                                  excerpt=str(error)[:200] or None)
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                self._url(url), data=body, headers=headers, allow_redirects=False
+            ) as response:
+                excerpt = await self._read_excerpt(response)
+                status = response.status
+                return SendResult(
+                    status=status,
+                    duration_ms=(time.perf_counter() - started) * 1000.0,
+                    excerpt=excerpt,
+                    retry_after=None if status < 300 else response.headers.get("Retry-After"),
+                )
+        except PERMANENT_ERRORS as error:
+            return SendResult(None, (time.perf_counter() - started) * 1000.0,
+                              error_class=type(error).__name__, retryable_error=False,
+                              excerpt=str(error)[:200])
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            return SendResult(None, (time.perf_counter() - started) * 1000.0,
+                              error_class=type(error).__name__,
+                              excerpt=str(error)[:200] or None)
 
     async def _read_excerpt(self, response: aiohttp.ClientResponse) -> str | None:
         """At most ``response_excerpt_bytes`` of the body: a huge reply cannot exhaust memory."""

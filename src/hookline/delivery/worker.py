@@ -202,7 +202,7 @@ class DeliveryWorker:
     async def _lane(self, key: str, backlog: collections.deque[ClaimedDelivery]) -> None:
         try:
             while backlog:
-                await self._deliver(backlog.popleft())
+                self._finish(await self._attempt(backlog.popleft()))
         finally:
             # No await between the last emptiness check and here: _dispatch sees either a
             # live lane (which will take its item) or the decremented count.
@@ -214,30 +214,36 @@ class DeliveryWorker:
 
     # -- one delivery -------------------------------------------------------------------------
 
-    async def _deliver(self, item: ClaimedDelivery) -> None:
-        record: AttemptRecord
+    async def _attempt(self, item: ClaimedDelivery) -> AttemptRecord:
         try:
             if item.webhook_status != "active" or not item.url:
-                record = AttemptRecord(item, policy.DROPPED)
-            else:
-                key = self._signing_key(item)
-                timestamp = int(self.runtime.clock.timestamp())
-                headers = delivery_headers(message_id=str(item.delivery_id),
-                                           timestamp=timestamp, body=item.payload, key=key)
-                result = await self._sender.send(item.url, item.payload, headers)
-                record = self._decide(item, result)
+                return AttemptRecord(item, policy.DROPPED)
+            key = self._signing_key(item)
+            headers = delivery_headers(message_id=str(item.delivery_id),
+                                       timestamp=int(self.runtime.clock.timestamp()),
+                                       body=item.payload, key=key)
+            result = await self._sender.send(item.url, item.payload, headers)
+            status = result.status
+            if status is not None and 200 <= status < 300:  # the common case needs no policy
+                return AttemptRecord(item, policy.DELIVERED, http_status=status,
+                                     duration_ms=result.duration_ms,
+                                     response_excerpt=result.excerpt)
+            return self._decide(item, result)
         except asyncio.CancelledError:
             self._inflight -= 1
             self._capacity.set()
             raise
         except Exception as error:  # a bug must not lose the delivery: retry it
             log.exception("delivery %s failed unexpectedly", item.delivery_id)
-            record = self._decide(item, SendResult(None, 0.0, error_class=type(error).__name__))
+            return self._decide(item, SendResult(None, 0.0, error_class=type(error).__name__))
+
+    def _finish(self, record: AttemptRecord) -> None:
         self._outcomes[record.outcome] += 1
         if record.outcome != policy.DROPPED:
             metrics.ATTEMPT_SECONDS.observe(record.duration_ms / 1000.0)
         self._results.append(record)
-        self._results_ready.set()
+        if not self._results_ready.is_set():
+            self._results_ready.set()
 
     def _signing_key(self, item: ClaimedDelivery) -> SigningKey | None:
         if not item.secret_encrypted:

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.ids import new_id
+from hookline.ids import new_id_text, uuid_from_hex
 from hookline.store.db import sqlite_call
 from hookline.store.tables import deliveries, delivery_queue, webhook_logs, webhooks
 
@@ -116,7 +116,7 @@ async def _claim_postgresql(
 ) -> list[ClaimedDelivery]:
     result = await conn.exec_driver_sql(_CLAIM_POSTGRESQL, (now, limit, lease_until, owner))
     return [
-        ClaimedDelivery(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8], r[9],
+        ClaimedDelivery(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                         r[10], r[11])
         for r in result.all()
     ]
@@ -128,10 +128,19 @@ async def _claim_sqlite(
     lease = _sqlite_time(lease_until)
     rows = await sqlite_call(conn, _CLAIM_SQLITE, _claim_sqlite_rows,
                              (lease, owner, _sqlite_time(now), limit), (owner, lease))
-    uid = _sqlite_uuid
+    uid = uuid_from_hex
+    shared: dict[str, uuid.UUID] = {}  # a batch has few distinct webhooks and accounts
+
+    def same(value: str) -> uuid.UUID:
+        parsed = shared.get(value)
+        if parsed is None:
+            parsed = shared[value] = uid(value)
+        return parsed
+
     return [
-        ClaimedDelivery(uid(r[0]), uid(r[1]), uid(r[2]), r[3], uid(r[4]), r[5], bytes(r[6]),
-                        r[7], r[8], r[9], r[10], _sqlite_datetime(r[11]))
+        ClaimedDelivery(uid(r[0]), same(r[1]), uid(r[2]), r[3], same(r[4]), r[5], r[6],
+                        r[7], r[8], r[9], r[10],
+                        None if r[11] is None else _sqlite_datetime(r[11]))
         for r in rows
     ]
 
@@ -151,10 +160,6 @@ def _sqlite_time(value: datetime) -> str:
 
 def _sqlite_datetime(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def _sqlite_uuid(value: str) -> uuid.UUID:
-    return uuid.UUID(hex=value)
 
 
 async def record(
@@ -197,7 +202,7 @@ async def record(
 
     if attempted:
         stamp = native.time(now)
-        await native.executemany(_UPDATE_DELIVERIES, [
+        await native.executemany(_UPDATE_DELIVERIES, _UPDATE_DELIVERIES_PG, [
             (_delivery_status(item.outcome), item.delivery.attempt, item.delivery.attempt,
              item.http_status, stamp, native.uuid(item.delivery.delivery_id))
             for item in attempted
@@ -209,7 +214,9 @@ async def record(
         )
     logged = [item for item in records if item.outcome != DROPPED]
     if logged:
-        await native.executemany(_INSERT_LOGS, [_log_row(native, item, now) for item in logged])
+        stamp = native.time(now)
+        await native.executemany(_INSERT_LOGS, _INSERT_LOGS_PG,
+                                 [_log_row(native, item, stamp) for item in logged])
     await _update_webhooks(conn, now, logged)
     return owned
 
@@ -239,6 +246,24 @@ _INSERT_LOGS = (
     f"INSERT INTO {webhook_logs.name} ({', '.join(_LOG_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _LOG_COLUMNS)})"
 )
+# PostgreSQL takes a whole batch as one statement over column arrays: one execution instead
+# of one per row, which costs the server (and asyncpg) several times less per row.
+_UPDATE_DELIVERIES_PG = (
+    "UPDATE deliveries d SET status = v.status, "
+    "attempts = CASE WHEN d.attempts + 1 > v.attempt THEN d.attempts + 1 ELSE v.attempt END, "
+    "last_http_status = v.http_status, updated_at = v.updated_at "
+    "FROM unnest($1::varchar[], $2::int[], $3::int[], $4::int[], $5::timestamptz[], "
+    "$6::uuid[]) AS v(status, attempt, attempt_again, http_status, updated_at, id) "
+    "WHERE d.id = v.id"
+)
+_LOG_TYPES = (
+    "uuid", "uuid", "uuid", "uuid", "uuid", "varchar", "varchar", "int", "int", "int",
+    "float8", "varchar", "varchar", "text", "timestamptz", "timestamptz",
+)
+_INSERT_LOGS_PG = (
+    f"INSERT INTO {webhook_logs.name} ({', '.join(_LOG_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_LOG_TYPES, 1)) + ")"
+)
 
 
 class _Native:
@@ -264,17 +289,19 @@ class _Native:
                    "RETURNING delivery_id")
             rows = await sqlite_call(self.conn, sql, _fetchall, sql,
                                      (owner, *(value.hex for value in ids)))
-            return [_sqlite_uuid(row[0]) for row in rows]
+            return [uuid_from_hex(row[0]) for row in rows]
         result = await self.conn.exec_driver_sql(
             "DELETE FROM delivery_queue WHERE lease_owner = $1 AND delivery_id = ANY($2::uuid[]) "
             "RETURNING delivery_id", (owner, ids))
         return [row[0] for row in result.all()]
 
-    async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    async def executemany(self, sql: str, sql_arrays: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run ``sql`` for each row (SQLite) or ``sql_arrays`` once over the columns."""
         if self.sqlite:  # one hand-off to aiosqlite's thread instead of three
             await sqlite_call(self.conn, sql, _executemany, sql, rows)
             return
-        await self.conn.exec_driver_sql(_dollar_params(sql), rows)
+        columns = tuple(list(column) for column in zip(*rows, strict=True))
+        await self.conn.exec_driver_sql(sql_arrays, columns)
 
 
 def _fetchall(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -285,20 +312,15 @@ def _executemany(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) 
     db.executemany(sql, rows).close()
 
 
-def _dollar_params(sql: str) -> str:
-    parts = sql.split("?")
-    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
-
-
-def _log_row(native: _Native, item: AttemptRecord, now: datetime) -> tuple[Any, ...]:
+def _log_row(native: _Native, item: AttemptRecord, stamp: Any) -> tuple[Any, ...]:
     delivery = item.delivery
     u = native.uuid
     return (
-        u(new_id()), u(delivery.webhook_id), u(delivery.delivery_id), u(delivery.event_id),
+        new_id_text(), u(delivery.webhook_id), u(delivery.delivery_id), u(delivery.event_id),
         u(delivery.account_id), delivery.event_type, delivery.url or "",
         delivery.integration_id, item.http_status or 0, delivery.attempt,
         round(item.duration_ms, 3), item.outcome, item.error_class, item.response_excerpt,
-        native.time(item.next_attempt_at), native.time(now),
+        None if item.next_attempt_at is None else native.time(item.next_attempt_at), stamp,
     )
 
 
