@@ -53,7 +53,7 @@ class Database:
         ``priority`` (SQLite only) lets the delivery worker's short batch transactions go
         before queued API writes, so a burst of events cannot starve the sending of them.
         """
-        turn = self._writer_turn(priority)
+        turn = self.writer_turn(priority)
         await turn.__aenter__()
         held = True
         try:
@@ -77,7 +77,7 @@ class Database:
             for listener in self._wake_listeners:
                 listener(topics)
 
-    def _writer_turn(self, priority: bool = False) -> Any:
+    def writer_turn(self, priority: bool = False) -> Any:
         """SQLite: writers of this process queue here, not on the file lock.
 
         SQLite's busy handler waits in sleeps of up to 100 ms, so two in-process writers

@@ -5,9 +5,9 @@
 row becomes due again. Every write of a result is guarded by ``lease_owner`` so a worker whose
 lease expired (and whose row another worker took) cannot overwrite the newer claim.
 
-PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` in one round trip (pick, lease and join the
-payload in one statement); SQLite serialises writers anyway (``BEGIN IMMEDIATE``), so a plain
-``UPDATE ... RETURNING`` is already exclusive there.
+Claims and successes go through the worker's own connection (:mod:`hookline.store.queue_link`);
+everything else a worker records (retries, failures, drops, disables) is written here, in an
+ordinary transaction.
 """
 
 from __future__ import annotations
@@ -65,100 +65,19 @@ class AttemptRecord:
     disable_reason: str | None = None
 
 
-async def claim(
-    conn: AsyncConnection, *, owner: str, now: datetime, lease_until: datetime, limit: int
-) -> list[ClaimedDelivery]:
-    """Lease up to ``limit`` due deliveries (oldest due first) and load what sending needs."""
-    if conn.dialect.name == "postgresql":
-        await _relaxed_commit(conn)
-        return await _claim_postgresql(conn, owner, now, lease_until, limit)
-    return await _claim_sqlite(conn, owner, now, lease_until, limit)
-
-
 async def _relaxed_commit(conn: AsyncConnection) -> None:
-    """Worker transactions need not wait for the WAL flush: if the server crashes and loses
-    one, the lease or the result is simply gone and the delivery is sent again, which
-    at-least-once delivery allows. (Events themselves are committed durably by ``emit``.)"""
+    """Worker bookkeeping need not wait for the WAL flush: if the server crashes and loses it,
+    the delivery is simply sent again, which at-least-once delivery allows. (Events themselves
+    are committed durably by ``emit``.)"""
     await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
 
-# Claiming runs as driver-level SQL: SQLAlchemy's per-row result processing cost more CPU than
-# the query itself. The attempt number is counted at claim time, so an attempt lost with a
-# crashed worker still counts: a delivery that kills workers cannot be retried forever.
-_DETAILS = (
-    "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
-    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since "
-    "FROM {claimed} c JOIN events e ON e.id = c.event_id "
-    "LEFT JOIN webhooks w ON w.id = c.webhook_id"
-)
-_CLAIM_POSTGRESQL = (
-    "WITH picked AS (SELECT delivery_id FROM delivery_queue WHERE available_at <= $1 "
-    "ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
-    "claimed AS (UPDATE delivery_queue q SET available_at = $3, lease_owner = $4, "
-    "attempt = q.attempt + 1 FROM picked WHERE q.delivery_id = picked.delivery_id "
-    "RETURNING q.delivery_id, q.webhook_id, q.event_id, q.attempt) "
-    + _DETAILS.format(claimed="claimed")
-)
-_CLAIM_SQLITE = (
-    "UPDATE delivery_queue SET available_at = ?, lease_owner = ?, attempt = attempt + 1 "
-    "WHERE delivery_id IN (SELECT delivery_id FROM delivery_queue WHERE available_at <= ? "
-    "ORDER BY available_at LIMIT ?)"
-)
-# Rows just claimed carry this worker's name and this claim's exact lease time.
-_CLAIMED_SQLITE = (
-    _DETAILS.format(claimed="delivery_queue")
-    + " WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
-)
-
-
-async def _claim_postgresql(
-    conn: AsyncConnection, owner: str, now: datetime, lease_until: datetime, limit: int
-) -> list[ClaimedDelivery]:
-    result = await conn.exec_driver_sql(_CLAIM_POSTGRESQL, (now, limit, lease_until, owner))
-    return [
-        ClaimedDelivery(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                        r[10], r[11])
-        for r in result.all()
-    ]
-
-
-async def _claim_sqlite(
-    conn: AsyncConnection, owner: str, now: datetime, lease_until: datetime, limit: int
-) -> list[ClaimedDelivery]:
-    lease = _sqlite_time(lease_until)
-    rows = await sqlite_call(conn, _CLAIM_SQLITE, _claim_sqlite_rows,
-                             (lease, owner, _sqlite_time(now), limit), (owner, lease))
-    uid = uuid_from_hex
-    shared: dict[str, uuid.UUID] = {}  # a batch has few distinct webhooks and accounts
-
-    def same(value: str) -> uuid.UUID:
-        parsed = shared.get(value)
-        if parsed is None:
-            parsed = shared[value] = uid(value)
-        return parsed
-
-    return [
-        ClaimedDelivery(uid(r[0]), same(r[1]), uid(r[2]), r[3], same(r[4]), r[5], r[6],
-                        r[7], r[8], r[9], r[10],
-                        None if r[11] is None else _sqlite_datetime(r[11]))
-        for r in rows
-    ]
-
-
-def _claim_sqlite_rows(db: sqlite3.Connection, claim_params: tuple[Any, ...],
-                       read_params: tuple[Any, ...]) -> list[Any]:
-    """Both claim statements in one hand-off to aiosqlite's thread."""
-    if not db.execute(_CLAIM_SQLITE, claim_params).rowcount:
-        return []
-    return db.execute(_CLAIMED_SQLITE, read_params).fetchall()
-
-
-def _sqlite_time(value: datetime) -> str:
+def sqlite_time(value: datetime) -> str:
     """How the UTCDateTime column stores a moment on SQLite (naive UTC, microseconds)."""
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _sqlite_datetime(value: str | None) -> datetime | None:
+def sqlite_datetime(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
@@ -237,14 +156,14 @@ _UPDATE_DELIVERIES = (
     "attempts = CASE WHEN attempts + 1 > ? THEN attempts + 1 ELSE ? END, "
     "last_http_status = ?, updated_at = ? WHERE id = ?"
 )
-_LOG_COLUMNS = (
+LOG_COLUMNS = (
     "id", "webhook_id", "delivery_id", "event_id", "account_id", "event", "url",
     "integration_id", "http_status", "attempt", "duration_ms", "outcome", "error_class",
     "response_excerpt", "next_attempt_at", "created_at",
 )
 _INSERT_LOGS = (
-    f"INSERT INTO {webhook_logs.name} ({', '.join(_LOG_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _LOG_COLUMNS)})"
+    f"INSERT INTO {webhook_logs.name} ({', '.join(LOG_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in LOG_COLUMNS)})"
 )
 # PostgreSQL takes a whole batch as one statement over column arrays: one execution instead
 # of one per row, which costs the server (and asyncpg) several times less per row.
@@ -261,7 +180,7 @@ _LOG_TYPES = (
     "float8", "varchar", "varchar", "text", "timestamptz", "timestamptz",
 )
 _INSERT_LOGS_PG = (
-    f"INSERT INTO {webhook_logs.name} ({', '.join(_LOG_COLUMNS)}) SELECT * FROM unnest("
+    f"INSERT INTO {webhook_logs.name} ({', '.join(LOG_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_LOG_TYPES, 1)) + ")"
 )
 
@@ -279,7 +198,7 @@ class _Native:
     def time(self, value: datetime | None) -> Any:
         if value is None or not self.sqlite:
             return value
-        return _sqlite_time(value)
+        return sqlite_time(value)
 
     async def delete_leased(self, owner: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
         """Delete the queue rows of ``ids`` still leased by ``owner``; return their ids."""

@@ -1,0 +1,317 @@
+"""The delivery worker's own connection to the queue: a claim or a batch of successes in one
+round trip.
+
+Through the shared pool a claim cost four round trips on PostgreSQL (BEGIN, SET LOCAL, the
+claim, COMMIT) and five thread hand-offs on SQLite, and each one waited for its turn on an
+event loop busy with hundreds of requests; on SQLite the writer lock was held all that time.
+A link instead runs each unit as one statement (PostgreSQL, autocommit) or as one function on
+its own thread (SQLite, ``BEGIN IMMEDIATE`` to ``COMMIT`` with no hand-off in between).
+
+Its sessions do not wait for the WAL flush (``synchronous_commit = off``; SQLite runs with
+``synchronous = NORMAL`` anyway): a lease or a result lost in a server crash only means the
+delivery is sent again, which at-least-once delivery allows. Events themselves are always
+committed durably, by ``emit`` on the shared pool.
+
+Only the common result, "delivered", goes through a link; retries, failures and drops take
+the general path (:func:`hookline.store.queue.record`) in an ordinary transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import asyncpg
+import orjson
+from sqlalchemy.engine import make_url
+
+from hookline.ids import new_id_text, uuid_from_hex
+from hookline.store.db import Database
+from hookline.store.listen import plain_postgres_url
+from hookline.store.queue import (
+    DELIVERED,
+    LOG_COLUMNS,
+    AttemptRecord,
+    ClaimedDelivery,
+    sqlite_datetime,
+    sqlite_time,
+)
+
+T = TypeVar("T")
+
+# The attempt number is counted at claim time, so an attempt lost with a crashed worker still
+# counts: a delivery that kills workers cannot be retried forever.
+_DETAILS = (
+    "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
+    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since "
+    "FROM {claimed} c JOIN events e ON e.id = c.event_id "
+    "LEFT JOIN webhooks w ON w.id = c.webhook_id"
+)
+_CLAIM_POSTGRESQL = (
+    "WITH picked AS (SELECT delivery_id FROM delivery_queue WHERE available_at <= $1 "
+    "ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE delivery_queue q SET available_at = $3, lease_owner = $4, "
+    "attempt = q.attempt + 1 FROM picked WHERE q.delivery_id = picked.delivery_id "
+    "RETURNING q.delivery_id, q.webhook_id, q.event_id, q.attempt) "
+    + _DETAILS.format(claimed="claimed")
+)
+_CLAIM_SQLITE = (
+    "UPDATE delivery_queue SET available_at = ?, lease_owner = ?, attempt = attempt + 1 "
+    "WHERE delivery_id IN (SELECT delivery_id FROM delivery_queue WHERE available_at <= ? "
+    "ORDER BY available_at LIMIT ?)"
+)
+# Rows just claimed carry this worker's name and this claim's exact lease time. They come back
+# as ONE JSON value: each row fetched is a step that drops and retakes the GIL, and the event
+# loop's thread holds it most of the time, so a row-per-step fetch crawls under load. (The
+# payload, stored as UTF-8 JSON bytes, round-trips exactly as a JSON string.)
+_CLAIMED_SQLITE = (
+    "SELECT json_group_array(json_array(delivery_id, webhook_id, event_id, attempt, "
+    "account_id, event_type, payload, url, secret_encrypted, status, integration_id, "
+    "failing_since)) FROM (SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, "
+    "e.account_id, e.event_type, CAST(e.payload AS TEXT) AS payload, w.url, "
+    "w.secret_encrypted, w.status, w.integration_id, w.failing_since "
+    "FROM delivery_queue c JOIN events e ON e.id = c.event_id "
+    "LEFT JOIN webhooks w ON w.id = c.webhook_id "
+    "WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id)"
+)
+
+# Successes: the queue rows this worker still leases leave the queue, their deliveries are
+# marked delivered, and every attempt is logged (the request was made whatever happened to the
+# lease). Attempts are cumulative across manual redeliveries, which restart at queue attempt 0.
+_SET_DELIVERED = (
+    "status = 'delivered', "
+    "attempts = CASE WHEN attempts + 1 > {attempt} THEN attempts + 1 ELSE {attempt} END, "
+    "last_http_status = {status}, updated_at = {now}"
+)
+_DELIVERED_POSTGRESQL = (
+    "WITH done AS (DELETE FROM delivery_queue WHERE lease_owner = $1 "
+    "AND delivery_id = ANY($2::uuid[]) RETURNING delivery_id), "
+    "marked AS (UPDATE deliveries d SET "
+    + _SET_DELIVERED.format(attempt="v.attempt", status="v.http_status", now="$5")
+    .replace("attempts + 1", "d.attempts + 1")
+    + " FROM unnest($2::uuid[], $3::int[], $4::int[]) AS v(id, attempt, http_status) "
+    "WHERE d.id = v.id AND v.id IN (SELECT delivery_id FROM done)) "
+    f"INSERT INTO webhook_logs ({', '.join(LOG_COLUMNS)}) "
+    "SELECT l.id, l.webhook_id, l.delivery_id, l.event_id, l.account_id, l.event, l.url, "
+    "l.integration_id, l.http_status, l.attempt, l.duration_ms, 'delivered', NULL, l.excerpt, "
+    "NULL, $5 FROM unnest($6::uuid[], $7::uuid[], $2::uuid[], $8::uuid[], $9::uuid[], "
+    "$10::varchar[], $11::varchar[], $12::int[], $4::int[], $3::int[], $13::float8[], "
+    "$14::text[]) AS l(id, webhook_id, delivery_id, event_id, account_id, event, url, "
+    "integration_id, http_status, attempt, duration_ms, excerpt)"
+)
+# SQLite takes a batch as JSON arrays, so each statement is one step whatever the batch size
+# (see _CLAIMED_SQLITE for why steps matter). ?1 owner, ?2 [[delivery_id, attempt, status]...],
+# ?3 the time, ?4 the log rows.
+_MARK_DELIVERED_SQLITE = (
+    "UPDATE deliveries SET " + _SET_DELIVERED.format(attempt="v.attempt", status="v.status",
+                                                      now="?3")
+    + " FROM (SELECT json_extract(j.value, '$[0]') AS id, json_extract(j.value, '$[1]') AS "
+    "attempt, json_extract(j.value, '$[2]') AS status FROM json_each(?2) j "
+    "JOIN delivery_queue q ON q.delivery_id = json_extract(j.value, '$[0]') "
+    "AND q.lease_owner = ?1) AS v WHERE deliveries.id = v.id"
+)
+_DELETE_LEASED_SQLITE = (
+    "DELETE FROM delivery_queue WHERE lease_owner = ?1 AND delivery_id IN "
+    "(SELECT json_extract(value, '$[0]') FROM json_each(?2))"
+)
+_LOG_SQLITE = (
+    f"INSERT INTO webhook_logs ({', '.join(LOG_COLUMNS)}) SELECT "
+    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(11))
+    + ", 'delivered', NULL, json_extract(value, '$[11]'), NULL, ?3 FROM json_each(?4)"
+)
+
+
+class QueueLink(Protocol):
+    async def claim(self, *, owner: str, now: datetime, lease_until: datetime,
+                    limit: int) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due deliveries (oldest due first) with what sending needs."""
+        ...
+
+    async def record_delivered(self, *, owner: str, now: datetime,
+                               records: Sequence[AttemptRecord]) -> None:
+        """Write a batch of successful attempts (outcome ``delivered``) as one unit."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_queue_link(db: Database) -> QueueLink:
+    """A link for ``db``'s backend; it connects on first use and again after a failure."""
+    if db.is_sqlite:
+        path = make_url(db.url).database
+        if not path or path == ":memory:":
+            raise ValueError("the delivery worker needs a SQLite database file")
+        return SQLiteQueueLink(db, path)
+    return PostgresQueueLink(db)
+
+
+def _check_delivered(records: Sequence[AttemptRecord]) -> None:
+    if any(item.outcome != DELIVERED for item in records):
+        raise ValueError("record_delivered() takes successful attempts only")
+
+
+class PostgresQueueLink:
+    def __init__(self, db: Database) -> None:
+        self._dsn = plain_postgres_url(db.url)
+        settings = {"synchronous_commit": "off", "application_name": "hookline-worker"}
+        if db.schema:
+            settings["search_path"] = db.schema
+        self._settings = settings
+        self._conn: asyncpg.Connection | None = None
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self._dsn, timeout=10,
+                                               server_settings=self._settings)
+        return self._conn
+
+    async def _run(self, call: Callable[[asyncpg.Connection], Any]) -> Any:
+        conn = await self._connection()
+        try:
+            return await call(conn)
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            await self.close()  # the next call reconnects
+            raise
+
+    async def claim(self, *, owner: str, now: datetime, lease_until: datetime,
+                    limit: int) -> list[ClaimedDelivery]:
+        rows = await self._run(
+            lambda conn: conn.fetch(_CLAIM_POSTGRESQL, now, limit, lease_until, owner))
+        return [ClaimedDelivery(*row) for row in rows]
+
+    async def record_delivered(self, *, owner: str, now: datetime,
+                               records: Sequence[AttemptRecord]) -> None:
+        _check_delivered(records)
+        if not records:
+            return
+        items = [item.delivery for item in records]
+        params = (
+            owner, [d.delivery_id for d in items], [d.attempt for d in items],
+            [item.http_status for item in records], now,
+            [new_id_text() for _ in items], [d.webhook_id for d in items],
+            [d.event_id for d in items], [d.account_id for d in items],
+            [d.event_type for d in items], [d.url or "" for d in items],
+            [d.integration_id for d in items],
+            [round(item.duration_ms, 3) for item in records],
+            [item.response_excerpt for item in records],
+        )
+        await self._run(lambda conn: conn.execute(_DELIVERED_POSTGRESQL, *params))
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.close(), timeout=5)
+            except Exception:
+                conn.terminate()
+
+
+class SQLiteQueueLink:
+    """One connection on one thread; units take the database's in-process writer turn
+    (with priority) so they queue behind API writes in order instead of on the file lock."""
+
+    def __init__(self, db: Database, path: str) -> None:
+        self._db = db
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1,
+                                            thread_name_prefix="hookline-queue")
+        self._conn: sqlite3.Connection | None = None  # used on the executor's thread only
+
+    async def _unit(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._db.writer_turn(priority=True):
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._in_transaction, fn, args)
+
+    def _in_transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._conn is None:
+            self._conn = _connect_sqlite(self._path)
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db, *args)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return result
+
+    async def claim(self, *, owner: str, now: datetime, lease_until: datetime,
+                    limit: int) -> list[ClaimedDelivery]:
+        lease = sqlite_time(lease_until)
+        rows = await self._unit(_claim_sqlite_rows, (lease, owner, sqlite_time(now), limit),
+                                (owner, lease))
+        uid = uuid_from_hex
+        shared: dict[str, uuid.UUID] = {}  # a batch has few distinct webhooks and accounts
+
+        def same(value: str) -> uuid.UUID:
+            parsed = shared.get(value)
+            if parsed is None:
+                parsed = shared[value] = uid(value)
+            return parsed
+
+        return [
+            ClaimedDelivery(uid(r[0]), same(r[1]), uid(r[2]), r[3], same(r[4]), r[5],
+                            r[6].encode(), r[7], r[8], r[9], r[10],
+                            None if r[11] is None else sqlite_datetime(r[11]))
+            for r in rows
+        ]
+
+    async def record_delivered(self, *, owner: str, now: datetime,
+                               records: Sequence[AttemptRecord]) -> None:
+        _check_delivered(records)
+        if not records:
+            return
+        marks: list[tuple[Any, ...]] = []
+        logs: list[tuple[Any, ...]] = []
+        for item in records:
+            d = item.delivery
+            delivery_id = d.delivery_id.hex
+            marks.append((delivery_id, d.attempt, item.http_status))
+            logs.append((
+                new_id_text(), d.webhook_id.hex, delivery_id, d.event_id.hex,
+                d.account_id.hex, d.event_type, d.url or "", d.integration_id,
+                item.http_status or 0, d.attempt, round(item.duration_ms, 3),
+                item.response_excerpt,
+            ))
+        await self._unit(_record_delivered_rows, owner, orjson.dumps(marks).decode(),
+                         sqlite_time(now), orjson.dumps(logs).decode())
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=False)
+
+
+def _connect_sqlite(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA busy_timeout=30000")
+    return db
+
+
+def _claim_sqlite_rows(db: sqlite3.Connection, claim_params: tuple[Any, ...],
+                       read_params: tuple[Any, ...]) -> list[Any]:
+    if not db.execute(_CLAIM_SQLITE, claim_params).rowcount:
+        return []
+    (rows,) = db.execute(_CLAIMED_SQLITE, read_params).fetchone()
+    return orjson.loads(rows)
+
+
+def _record_delivered_rows(db: sqlite3.Connection, owner: str, marks: str, stamp: str,
+                           logs: str) -> None:
+    # Deliveries first: the update reads which queue rows this worker still leases.
+    db.execute(_MARK_DELIVERED_SQLITE, (owner, marks, stamp))
+    db.execute(_DELETE_LEASED_SQLITE, (owner, marks))
+    db.execute(_LOG_SQLITE, (owner, marks, stamp, logs))
