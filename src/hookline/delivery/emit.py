@@ -57,6 +57,17 @@ def encode_body(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
+def prepare_event(
+    *, account_id: uuid.UUID, event: str, consumer_id: uuid.UUID | None,
+    fields: dict[str, Any], now: datetime,
+) -> tuple[dict[str, Any], bytes]:
+    """The validated body and its exact bytes; raises before anything is written."""
+    body = build_body(account_id=account_id, event=event, consumer_id=consumer_id,
+                      created=int(now.timestamp()), fields=fields)
+    validate_body(body)
+    return body, encode_body(body)
+
+
 async def emit(
     conn: AsyncConnection,
     *,
@@ -74,12 +85,8 @@ async def emit(
     integration. Raises :class:`hookline.catalog.InvalidEventBody` on a body that does not
     match the catalog, before anything is written.
     """
-    body = build_body(
-        account_id=account_id, event=event, consumer_id=consumer_id,
-        created=int(now.timestamp()), fields=fields,
-    )
-    validate_body(body)
-    payload = encode_body(body)
+    body, payload = prepare_event(account_id=account_id, event=event, consumer_id=consumer_id,
+                                  fields=fields, now=now)
     event_id = new_id()
     delivery_ids = await write_event(
         conn, event_id=event_id, account_id=account_id, event=event, consumer_id=consumer_id,

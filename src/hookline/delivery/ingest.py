@@ -9,8 +9,10 @@ again; two identical requests racing each other meet on the unique
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,9 +20,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.catalog import BY_NAME, InvalidEventBody, UnknownEventType
-from hookline.delivery.emit import build_body, emit
+from hookline.catalog import BY_NAME, InvalidEventBody, UnknownEventType, get_event_type
+from hookline.delivery.emit import build_body, emit, prepare_event
 from hookline.errors import Conflict, InvalidRequest
+from hookline.ids import new_id
+from hookline.store.event_batch import EventRow, SQLiteEventBatcher
 from hookline.store.tables import deliveries, events
 
 MAX_IDEMPOTENCY_KEY = 200
@@ -85,11 +89,7 @@ async def ingest_event(
     lists every problem. Reusing a key with a different event answers 409.
     """
     if idempotency_key is not None:
-        if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-            raise InvalidRequest(
-                f"The idempotency key must have 1 to {MAX_IDEMPOTENCY_KEY} characters",
-                error_code="ERROR_INVALID_IDEMPOTENCY_KEY",
-            )
+        _check_key(idempotency_key)
         earlier = await _find_existing(conn, account_id, idempotency_key)
         if earlier is not None:
             return _same_or_conflict(earlier, account_id, event, consumer_id, fields,
@@ -97,18 +97,65 @@ async def ingest_event(
     # No savepoint around this: a lost race on the unique key fails the whole transaction
     # with IntegrityError, and the caller answers with :func:`replay_after_race`. That keeps
     # the common path at the fewest database round trips.
-    try:
+    with _as_bad_request(event):
         emitted = await emit(
             conn, account_id=account_id, event=event, consumer_id=consumer_id,
             fields=fields, now=now, integration_id=integration_id,
             idempotency_key=idempotency_key,
         )
+    return IngestedEvent(emitted.id, emitted.body, len(emitted.delivery_ids), replayed=False)
+
+
+async def ingest_event_batched(
+    batcher: SQLiteEventBatcher,
+    *,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    fields: dict[str, Any],
+    now: datetime,
+    integration_id: int | None = None,
+    idempotency_key: str | None = None,
+) -> IngestedEvent:
+    """:func:`ingest_event` through SQLite's group commit (the event is its own state change,
+    so it may share a transaction with other requests' events, each in its own savepoint)."""
+    if idempotency_key is not None:
+        _check_key(idempotency_key)
+    with _as_bad_request(event):
+        body, payload = prepare_event(account_id=account_id, event=event,
+                                      consumer_id=consumer_id, fields=fields, now=now)
+    event_id = new_id()
+    written = await batcher.write(EventRow(
+        event_id, account_id, event, consumer_id, integration_id, payload, idempotency_key,
+        now, get_event_type(event).api == "POS",
+    ))
+    if written.existing is not None:
+        found = written.existing
+        earlier = _Stored(IngestedEvent(found.id, json.loads(found.payload), found.deliveries,
+                                        replayed=True), found.integration_id)
+        return _same_or_conflict(earlier, account_id, event, consumer_id, fields,
+                                 integration_id)
+    return IngestedEvent(event_id, body, len(written.delivery_ids), replayed=False)
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidRequest(
+            f"The idempotency key must have 1 to {MAX_IDEMPOTENCY_KEY} characters",
+            error_code="ERROR_INVALID_IDEMPOTENCY_KEY",
+        )
+
+
+@contextlib.contextmanager
+def _as_bad_request(event: str) -> Iterator[None]:
+    """Catalog errors (raised before anything is written) as the contract's 400s."""
+    try:
+        yield
     except UnknownEventType:
         raise InvalidRequest(f"Unknown event {event!r}", error_code="ERROR_UNKNOWN_EVENT") from None
     except InvalidEventBody as error:
         raise InvalidRequest("Invalid event body", detail="; ".join(error.errors),
                              error_code="ERROR_INVALID_BODY") from None
-    return IngestedEvent(emitted.id, emitted.body, len(emitted.delivery_ids), replayed=False)
 
 
 async def replay_after_race(

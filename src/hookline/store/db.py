@@ -32,6 +32,7 @@ class Database:
         self.engine: AsyncEngine = _create_engine(url, schema, pool_size)
         self._wake_listeners: list[Callable[[set[str]], None]] = []
         self._writer: tuple[asyncio.AbstractEventLoop, _FifoLock] | None = None
+        self._events: tuple[asyncio.AbstractEventLoop, Any] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -74,8 +75,12 @@ class Database:
             if held:
                 await turn.__aexit__(None, None, None)
         if topics:
-            for listener in self._wake_listeners:
-                listener(topics)
+            self.committed(topics)
+
+    def committed(self, topics: set[str]) -> None:
+        """Tell in-process listeners that a transaction asking for ``topics`` committed."""
+        for listener in self._wake_listeners:
+            listener(topics)
 
     def writer_turn(self, priority: bool = False) -> Any:
         """SQLite: writers of this process queue here, not on the file lock.
@@ -90,6 +95,23 @@ class Database:
         if self._writer is None or self._writer[0] is not loop:
             self._writer = (loop, _FifoLock())
         return self._writer[1].turn(priority)
+
+    def event_batcher(self) -> Any:
+        """SQLite: the group-commit writer for standalone events
+        (:class:`hookline.store.event_batch.SQLiteEventBatcher`); None on PostgreSQL, where
+        concurrent transactions need no batching."""
+        if not self.is_sqlite:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._events is None or self._events[0] is not loop:
+            from sqlalchemy.engine import make_url
+
+            from hookline.store.event_batch import SQLiteEventBatcher
+
+            if self._events is not None:
+                self._events[1].close()
+            self._events = (loop, SQLiteEventBatcher(self, make_url(self.url).database or ""))
+        return self._events[1]
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -106,6 +128,9 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._events is not None:
+            self._events[1].close()
+            self._events = None
         await self.engine.dispose()
 
 

@@ -66,35 +66,36 @@ async def _write_sqlite(
     consumer_id: uuid.UUID | None, integration_id: int | None, payload: bytes,
     idempotency_key: str | None, now: datetime, pos: bool,
 ) -> tuple[uuid.UUID, ...]:
-    stamp = sqlite_time(now)
-    account = account_id.hex
-    event_row = (event_id.hex, account, event, consumer_id.hex if consumer_id else None,
-                 integration_id, payload, idempotency_key, stamp)
-    select_sql = _webhooks_sql(pos, integration_id, "?")
-    select_params: tuple[Any, ...] = (account, event)
+    row = (event_id.hex, account_id.hex, event, consumer_id.hex if consumer_id else None,
+           integration_id, payload, idempotency_key, sqlite_time(now))
+    return await sqlite_call(conn, "INSERT INTO events", write_sqlite_rows, row, pos)
+
+
+def write_sqlite_rows(db: sqlite3.Connection, event_row: tuple[Any, ...],
+                      pos: bool) -> tuple[uuid.UUID, ...]:
+    """The event row (in column order, driver values), its deliveries and queue rows, on a
+    plain sqlite3 connection inside the caller's transaction; returns the delivery ids."""
+    event_hex, account, event, _, integration_id, _, _, stamp = event_row
+    db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               event_row)
+    params: tuple[Any, ...] = (account, event)
     if pos and integration_id is not None:
-        select_params += (integration_id,)
-
-    def run(db: sqlite3.Connection) -> tuple[uuid.UUID, ...]:
-        db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   event_row)
-        hooks = [row[0] for row in db.execute(select_sql, select_params).fetchall()]
-        if not hooks:
-            return ()
-        ids = tuple(new_id() for _ in hooks)
-        pairs = [(i.hex, hook) for i, hook in zip(ids, hooks, strict=True)]
-        db.executemany(
-            f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-            [(i, event_id.hex, hook, account, stamp, stamp) for i, hook in pairs],
-        )
-        db.executemany(
-            f"INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, 0)",
-            [(i, hook, event_id.hex, stamp) for i, hook in pairs],
-        )
-        return ids
-
-    return await sqlite_call(conn, "INSERT INTO events", run)
+        params += (integration_id,)
+    hooks = [row[0] for row in
+             db.execute(_webhooks_sql(pos, integration_id, "?"), params).fetchall()]
+    if not hooks:
+        return ()
+    ids = tuple(new_id() for _ in hooks)
+    pairs = [(i.hex, hook) for i, hook in zip(ids, hooks, strict=True)]
+    db.executemany(
+        f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+        [(i, event_hex, hook, account, stamp, stamp) for i, hook in pairs],
+    )
+    db.executemany(
+        f"INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, 0)",
+        [(i, hook, event_hex, stamp) for i, hook in pairs],
+    )
+    return ids
 
 
 async def _write_postgresql(

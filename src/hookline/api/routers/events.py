@@ -19,7 +19,12 @@ from sqlalchemy.exc import IntegrityError
 
 from hookline.api.deps import AccountId, RuntimeDep
 from hookline.catalog import BY_NAME
-from hookline.delivery.ingest import ingest_event, replay_after_race, split_request
+from hookline.delivery.ingest import (
+    ingest_event,
+    ingest_event_batched,
+    replay_after_race,
+    split_request,
+)
 from hookline.errors import InvalidRequest, PayloadTooLarge
 from hookline.platform.integrations import find_integration
 
@@ -95,14 +100,25 @@ async def post_event(request: Request, account_id: AccountId,
                              error_code="ERROR_INVALID_BODY")
     event, consumer_id, fields = split_request(data)
     key = request.headers.get(IDEMPOTENCY_HEADER)
+    batcher = runtime.db.event_batcher()
     try:
-        async with runtime.db.transaction() as conn:
-            await _check_integration(conn, event, integration_id)
-            result = await ingest_event(
-                conn, account_id=account_id, event=event, consumer_id=consumer_id,
+        if batcher is not None:  # SQLite: group commit with other requests' events
+            if integration_id is not None or BY_NAME[event].api == "POS":
+                async with runtime.db.read() as conn:
+                    await _check_integration(conn, event, integration_id)
+            result = await ingest_event_batched(
+                batcher, account_id=account_id, event=event, consumer_id=consumer_id,
                 fields=fields, now=runtime.clock.now(), integration_id=integration_id,
                 idempotency_key=key,
             )
+        else:
+            async with runtime.db.transaction() as conn:
+                await _check_integration(conn, event, integration_id)
+                result = await ingest_event(
+                    conn, account_id=account_id, event=event, consumer_id=consumer_id,
+                    fields=fields, now=runtime.clock.now(), integration_id=integration_id,
+                    idempotency_key=key,
+                )
     except IntegrityError:
         # A concurrent request with the same key committed first: answer with its result.
         if key is None:

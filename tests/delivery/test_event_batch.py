@@ -1,0 +1,78 @@
+"""SQLite group commit for standalone events: one transaction for the events that arrive
+together, each in its own savepoint, so one failing event takes none of the others down."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from hookline.bootstrap import prepare_database
+from hookline.ids import new_id
+from hookline.runtime import Runtime
+from hookline.store.event_batch import EventRow
+from tests.conftest import Backend
+from tests.delivery.factories import EVENT, make_account, make_webhook, queued
+
+
+@pytest.fixture
+async def sqlite_runtime(tmp_path: Path):
+    rt = Runtime.create(Backend(tmp_path, "sqlite").settings())
+    await prepare_database(rt)
+    yield rt
+    await rt.db.dispose()
+
+
+def _row(rt: Runtime, account, key: str | None = None) -> EventRow:
+    return EventRow(new_id(), account, EVENT, new_id(), None, b'{"event":"x"}', key,
+                    rt.clock.now(), False)
+
+
+async def test_events_arriving_together_share_one_transaction(sqlite_runtime: Runtime) -> None:
+    rt = sqlite_runtime
+    account = await make_account(rt)
+    await make_webhook(rt, account, "http://127.0.0.1:9/hook")
+    batcher = rt.db.event_batcher()
+    woken: list[set[str]] = []
+    rt.db.on_wake(woken.append)
+
+    written = await asyncio.gather(*(batcher.write(_row(rt, account)) for _ in range(20)))
+
+    assert all(len(w.delivery_ids) == 1 for w in written)
+    assert len(await queued(rt)) == 20
+    assert batcher.batches_committed < 20  # grouped, not one commit per event
+    assert woken and all(topics == {"deliveries"} for topics in woken)
+
+
+async def test_a_failing_event_fails_alone(sqlite_runtime: Runtime) -> None:
+    rt = sqlite_runtime
+    account = await make_account(rt)
+    await make_webhook(rt, account, "http://127.0.0.1:9/hook")
+    batcher = rt.db.event_batcher()
+    rows = [_row(rt, account), _row(rt, new_id()), _row(rt, account)]  # 2nd: no such account
+
+    results = await asyncio.gather(*(batcher.write(row) for row in rows),
+                                   return_exceptions=True)
+
+    assert isinstance(results[1], IntegrityError)  # the foreign key, as through the pool
+    assert [len(results[i].delivery_ids) for i in (0, 2)] == [1, 1]
+    assert sorted(q.event_id for q in await queued(rt)) == sorted(
+        [rows[0].event_id, rows[2].event_id])
+
+
+async def test_a_repeated_key_in_the_same_batch_returns_the_first_event(
+        sqlite_runtime: Runtime) -> None:
+    rt = sqlite_runtime
+    account = await make_account(rt)
+    await make_webhook(rt, account, "http://127.0.0.1:9/hook")
+    batcher = rt.db.event_batcher()
+    first, second = _row(rt, account, "k1"), _row(rt, account, "k1")
+
+    one, two = await asyncio.gather(batcher.write(first), batcher.write(second))
+
+    assert len(one.delivery_ids) == 1 and one.existing is None
+    assert two.existing is not None and two.existing.id == first.event_id
+    assert two.existing.deliveries == 1 and two.delivery_ids == ()
+    assert len(await queued(rt)) == 1
