@@ -222,7 +222,33 @@ async def bare_drain(url: str, n: int, concurrency: int) -> float:
         return n / (time.perf_counter() - started)
 
 
-async def drain(backend: str, receiver: ReceiverProcess, n: int) -> dict[str, float]:
+@contextlib.contextmanager
+def pinned(receiver: ReceiverProcess, enabled: bool) -> Any:
+    """The client side (this process: the worker, or the bare client) on CPU 0 and the
+    receiver on CPU 1, as "one core each" means; other processes (PostgreSQL) go where the
+    kernel puts them. Both sides of a ratio run pinned alike."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not enabled or len(cpus) < 2:
+        yield False
+        return
+    os.sched_setaffinity(0, {cpus[0]})
+    os.sched_setaffinity(receiver.process.pid, {cpus[1]})
+    try:
+        yield True
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+        os.sched_setaffinity(receiver.process.pid, set(cpus))
+
+
+async def drain(backend: str, receiver: ReceiverProcess, n: int,
+                pin: bool = True) -> dict[str, float]:
+    with pinned(receiver, pin) as is_pinned:
+        result = await _drain(backend, receiver, n)
+    result["pinned"] = is_pinned
+    return result
+
+
+async def _drain(backend: str, receiver: ReceiverProcess, n: int) -> dict[str, Any]:
     async with target(backend) as tgt, aiohttp.ClientSession() as http:
         rt = Runtime.create(tgt.settings(delivery_poll_seconds=1.0))
         await prepare_database(rt)
@@ -240,10 +266,12 @@ async def drain(backend: str, receiver: ReceiverProcess, n: int) -> dict[str, fl
         await receiver.reset(http)
         worker = DeliveryWorker(rt)
         stop = asyncio.Event()
+        cpu_before = time.process_time()
         started = time.perf_counter()
         task = asyncio.create_task(worker.run(stop))
         await worker.wait_recorded(n, timeout=600)
         elapsed = time.perf_counter() - started
+        cpu_us = (time.process_time() - cpu_before) / n * 1e6
         stop.set()
         await task
         received = await receiver.count(http)
@@ -254,9 +282,10 @@ async def drain(backend: str, receiver: ReceiverProcess, n: int) -> dict[str, fl
         bare = (bare_before + bare_after) / 2
         rate = n / elapsed
         print(f"[{backend}] drain: hookline {rate:,.0f}/s, bare {bare:,.0f}/s "
-              f"({rate / bare:.0%}); received {received}", flush=True)
+              f"({rate / bare:.0%}); received {received}; worker CPU {cpu_us:.0f} us/delivery",
+              flush=True)
         return {"hookline": rate, "bare": bare, "ratio": rate / bare, "received": received,
-                "n": n, "per_host": per_host}
+                "n": n, "per_host": per_host, "cpu_us": cpu_us}
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -410,17 +439,20 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; receiver in its own "
         "process on loopback; command: "
         f"`.venv/bin/python -m bench.delivery --backend {args.backend} --drain {args.drain} "
-        f"--rate {args.rate:g} --seconds {args.seconds:g}`.", "",
+        f"--rate {args.rate:g} --seconds {args.seconds:g}"
+        f"{' --no-pin' if args.no_pin else ''}`.", "",
         "## Drain throughput (backlog through the real worker, until every result is recorded)",
         "",
-        "| backend | deliveries | hookline worker | bare aiohttp client | ratio (target ≥ 60%) |",
-        "|---|---:|---:|---:|---:|",
+        "| backend | deliveries | hookline worker | bare aiohttp client | ratio (target ≥ 60%) "
+        "| worker CPU per delivery | pinned |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for backend, res in results.items():
         d = res.get("drain")
         if d:
             lines.append(f"| {backend} | {d['n']:,} | {d['hookline']:,.0f}/s | "
-                         f"{d['bare']:,.0f}/s | {d['ratio']:.0%} |")
+                         f"{d['bare']:,.0f}/s | {d['ratio']:.0%} | {d['cpu_us']:.0f} µs | "
+                         f"{'yes' if d['pinned'] else 'no'} |")
     lines += [
         "", "## Emit → receive latency (`POST /events` on a real `hookline serve`)", "",
         "| backend | rate x time | p50 | p99 (target ≤ 100 ms) | max | bare client p50 / p99 |"
@@ -460,7 +492,8 @@ async def main(args: argparse.Namespace) -> None:
         for backend in backends:
             results[backend] = {}
             if args.drain:
-                results[backend]["drain"] = await drain(backend, receiver, args.drain)
+                results[backend]["drain"] = await drain(backend, receiver, args.drain,
+                                                        pin=not args.no_pin)
             if args.seconds:
                 results[backend]["inprocess"] = await latency_inprocess(
                     backend, receiver, args.rate, args.seconds)
@@ -481,6 +514,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=500.0, help="events/s for the latency test")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="duration of the latency test (0 skips it)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin the drain's client side and receiver to one CPU each")
     parser.add_argument("--no-api", action="store_true",
                         help="skip the latency test through POST /events on hookline serve")
     return parser.parse_args()

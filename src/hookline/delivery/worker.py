@@ -47,9 +47,10 @@ RECORD_LINGER = 0.01  # seconds
 # concurrency: enough that the senders never wait for a claim or a recording.
 CLAIM_BATCHES = 2
 HELD_BATCHES = 4
-# SQLite work runs on threads; while this (event loop) thread holds the GIL, a database thread
-# that finished a statement waits up to the switch interval to continue: 5 ms by default, per
-# statement. 1 ms keeps the writer lock short at the cost of a few more thread switches.
+# The API's SQLite connections run on aiosqlite's threads; while this (event loop) thread holds
+# the GIL, such a thread that finished a statement waits up to the switch interval to go on:
+# 5 ms by default, per statement, with the writer lock held. 1 ms keeps those waits short at
+# the cost of a few more thread switches. (The worker's own SQLite work runs on this thread.)
 SQLITE_SWITCH_INTERVAL = 0.001
 CLAIM_LINGER = 0.005  # seconds
 

@@ -5,30 +5,21 @@ four hand-offs to a driver thread, each waiting for the event loop and the GIL, 
 lock is held across all of them: at a few hundred events a second the requests queue behind
 one another for seconds. Here every event that arrived while the previous batch was being
 written goes into ONE transaction (a savepoint each, so one bad event fails alone), run
-directly on the event loop's thread: the statements take microseconds, far less than a
-hand-off would, and the lock is held only while they run.
-
-The connection never blocks the loop on another process: its busy timeout is zero and a busy
-database is retried after a short sleep. It never runs the (fsyncing) WAL checkpoint inline
-either; a passive checkpoint runs on a thread every so often instead.
+directly on the event loop's thread (:mod:`hookline.store.sqlite_inline`): the statements
+take microseconds, far less than a hand-off would, and the lock is held only while they run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.exc import DBAPIError
-
 from hookline.store.db import Database
 from hookline.store.outbox import sqlite_time, write_sqlite_rows
-
-BUSY_RETRY_SECONDS = 30.0
-CHECKPOINT_EVERY = 200  # batches
+from hookline.store.sqlite_inline import InlineSQLite, translated
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +54,10 @@ class Written:
 class SQLiteEventBatcher:
     def __init__(self, db: Database, path: str) -> None:
         self._db = db
-        self._path = path
-        self._conn: sqlite3.Connection | None = None
+        self._sqlite = InlineSQLite(path)
         self._pending: list[tuple[EventRow, asyncio.Future[Written]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self.batches_committed = 0  # transactions written (tests and metrics read it)
+        self.batches_committed = 0  # transactions written (tests read it)
 
     async def write(self, row: EventRow) -> Written:
         """Store ``row`` and fan it out; returns once its transaction has committed."""
@@ -82,12 +72,14 @@ class SQLiteEventBatcher:
             async with self._db.writer_turn():
                 batch, self._pending = self._pending, []
                 try:
-                    results = await self._commit(batch)
+                    results = await self._sqlite.transaction(_write_all,
+                                                             [row for row, _ in batch])
                 except Exception as error:  # the whole batch failed: nothing was written
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(error)
                     continue
+            self.batches_committed += 1
             if any(isinstance(r, Written) and r.delivery_ids for r in results):
                 self._db.committed({"deliveries"})
             for (_, future), result in zip(batch, results, strict=True):
@@ -97,71 +89,22 @@ class SQLiteEventBatcher:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-            self.batches_committed += 1
-            if self.batches_committed % CHECKPOINT_EVERY == 0:
-                await asyncio.to_thread(_checkpoint, self._path)
-
-    async def _commit(
-        self, batch: list[tuple[EventRow, asyncio.Future[Written]]]
-    ) -> list[Written | BaseException]:
-        deadline = time.monotonic() + BUSY_RETRY_SECONDS
-        while True:
-            try:
-                return self._write_all([row for row, _ in batch])
-            except sqlite3.OperationalError as error:  # another process holds the lock
-                if "locked" not in str(error) or time.monotonic() > deadline:
-                    raise _translated(error) from error
-                await asyncio.sleep(0.005)
-
-    def _write_all(self, rows: list[EventRow]) -> list[Written | BaseException]:
-        if self._conn is None:
-            self._conn = _connect(self._path)
-        db = self._conn
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            results: list[Written | BaseException] = []
-            for row in rows:
-                db.execute("SAVEPOINT event")
-                try:
-                    results.append(_write_one(db, row))
-                except sqlite3.Error as error:
-                    db.execute("ROLLBACK TO event")
-                    results.append(_translated(error))
-                db.execute("RELEASE event")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return results
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._sqlite.close()
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=0")
-    db.execute("PRAGMA wal_autocheckpoint=0")
-    return db
-
-
-def _checkpoint(path: str) -> None:
-    db = sqlite3.connect(path, timeout=1)
-    try:
-        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    finally:
-        db.close()
-
-
-def _translated(error: sqlite3.Error) -> DBAPIError:
-    """The SQLAlchemy exception the same error raises through the pool (IntegrityError...)."""
-    return DBAPIError.instance("INSERT INTO events", None, error, sqlite3.Error)
+def _write_all(db: sqlite3.Connection, rows: list[EventRow]) -> list[Written | BaseException]:
+    results: list[Written | BaseException] = []
+    for row in rows:
+        db.execute("SAVEPOINT event")
+        try:
+            results.append(_write_one(db, row))
+        except sqlite3.Error as error:
+            db.execute("ROLLBACK TO event")
+            results.append(translated(error))
+        db.execute("RELEASE event")
+    return results
 
 
 def _write_one(db: sqlite3.Connection, row: EventRow) -> Written:

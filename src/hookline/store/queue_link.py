@@ -5,7 +5,7 @@ Through the shared pool a claim cost four round trips on PostgreSQL (BEGIN, SET 
 claim, COMMIT) and five thread hand-offs on SQLite, and each one waited for its turn on an
 event loop busy with hundreds of requests; on SQLite the writer lock was held all that time.
 A link instead runs each unit as one statement (PostgreSQL, autocommit) or as one function on
-its own thread (SQLite, ``BEGIN IMMEDIATE`` to ``COMMIT`` with no hand-off in between).
+the event loop's thread (SQLite, ``BEGIN IMMEDIATE`` to ``COMMIT`` with no hand-off at all).
 
 Its sessions do not wait for the WAL flush (``synchronous_commit = off``; SQLite runs with
 ``synchronous = NORMAL`` anyway): a lease or a result lost in a server crash only means the
@@ -22,7 +22,6 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -41,6 +40,7 @@ from hookline.store.queue import (
     sqlite_datetime,
     sqlite_time,
 )
+from hookline.store.sqlite_inline import InlineSQLite
 
 T = TypeVar("T")
 
@@ -66,9 +66,8 @@ _CLAIM_SQLITE = (
     "ORDER BY available_at LIMIT ?)"
 )
 # Rows just claimed carry this worker's name and this claim's exact lease time. They come back
-# as ONE JSON value: each row fetched is a step that drops and retakes the GIL, and the event
-# loop's thread holds it most of the time, so a row-per-step fetch crawls under load. (The
-# payload, stored as UTF-8 JSON bytes, round-trips exactly as a JSON string.)
+# as ONE JSON value, decoded by orjson in C rather than row by row. (The payload, stored as
+# UTF-8 JSON bytes, round-trips exactly as a JSON string.)
 _CLAIMED_SQLITE = (
     "SELECT json_group_array(json_array(delivery_id, webhook_id, event_id, attempt, "
     "account_id, event_type, payload, url, secret_encrypted, status, integration_id, "
@@ -104,9 +103,8 @@ _DELIVERED_POSTGRESQL = (
     "$14::text[]) AS l(id, webhook_id, delivery_id, event_id, account_id, event, url, "
     "integration_id, http_status, attempt, duration_ms, excerpt)"
 )
-# SQLite takes a batch as JSON arrays, so each statement is one step whatever the batch size
-# (see _CLAIMED_SQLITE for why steps matter). ?1 owner, ?2 [[delivery_id, attempt, status]...],
-# ?3 the time, ?4 the log rows.
+# SQLite takes a batch as JSON arrays: three set-based statements whatever the batch size.
+# ?1 owner, ?2 [[delivery_id, attempt, status]...], ?3 the time, ?4 the log rows.
 _MARK_DELIVERED_SQLITE = (
     "UPDATE deliveries SET " + _SET_DELIVERED.format(attempt="v.attempt", status="v.status",
                                                       now="?3")
@@ -212,34 +210,17 @@ class PostgresQueueLink:
 
 
 class SQLiteQueueLink:
-    """One connection on one thread; units take the database's in-process writer turn
-    (with priority) so they queue behind API writes in order instead of on the file lock."""
+    """Units run on the event loop's thread (:mod:`hookline.store.sqlite_inline`) after
+    taking the database's in-process writer turn, with priority over API writes, so a burst
+    of events cannot starve the sending of them."""
 
     def __init__(self, db: Database, path: str) -> None:
         self._db = db
-        self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1,
-                                            thread_name_prefix="hookline-queue")
-        self._conn: sqlite3.Connection | None = None  # used on the executor's thread only
+        self._sqlite = InlineSQLite(path)
 
     async def _unit(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._db.writer_turn(priority=True):
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._in_transaction, fn, args)
-
-    def _in_transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        if self._conn is None:
-            self._conn = _connect_sqlite(self._path)
-        db = self._conn
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(db, *args)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return result
+            return await self._sqlite.transaction(fn, *args)
 
     async def claim(self, *, owner: str, now: datetime, lease_until: datetime,
                     limit: int) -> list[ClaimedDelivery]:
@@ -283,22 +264,7 @@ class SQLiteQueueLink:
                          sqlite_time(now), orjson.dumps(logs).decode())
 
     async def close(self) -> None:
-        def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
-        self._executor.shutdown(wait=False)
-
-
-def _connect_sqlite(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=30000")
-    return db
+        self._sqlite.close()
 
 
 def _claim_sqlite_rows(db: sqlite3.Connection, claim_params: tuple[Any, ...],

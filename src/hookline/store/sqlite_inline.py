@@ -1,0 +1,97 @@
+"""SQLite transactions run on the event loop's own thread, for the hot write paths.
+
+A hand-off to a driver thread costs more than the statements of a batch: the result waits
+for the event loop's next turn and, while the loop's thread holds the GIL, every statement
+in the driver thread waits for it too, with the writer lock held all along. The hot paths
+(the delivery worker's claims and results, ``POST /events`` bursts) therefore run their few
+set-based statements here, directly, for a millisecond or two at a time.
+
+Two things could block the loop for longer, and neither happens here: waiting for another
+process's write lock (the busy timeout is zero; a busy database is retried after a short
+asynchronous sleep) and the WAL checkpoint, which fsyncs (automatic checkpoints are off on
+this connection; a passive one runs on a thread every ``CHECKPOINT_EVERY`` transactions).
+Writers of this process still take turns on :meth:`Database.writer_turn` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+
+T = TypeVar("T")
+
+BUSY_RETRY_SECONDS = 30.0
+CHECKPOINT_EVERY = 200  # transactions
+
+
+class InlineSQLite:
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._transactions = 0
+
+    async def transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` between ``BEGIN IMMEDIATE`` and ``COMMIT``; errors come
+        as the SQLAlchemy exceptions the pool would raise (IntegrityError...)."""
+        deadline = time.monotonic() + BUSY_RETRY_SECONDS
+        while True:
+            try:
+                result = self._run(fn, args)
+                break
+            except sqlite3.OperationalError as error:  # another process holds the lock
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise translated(error) from error
+                await asyncio.sleep(0.005)
+            except sqlite3.Error as error:
+                raise translated(error) from error
+        self._transactions += 1
+        if self._transactions % CHECKPOINT_EVERY == 0:
+            await asyncio.to_thread(_checkpoint, self._path)
+        return result
+
+    def _run(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._conn is None:
+            self._conn = _connect(self._path)
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db, *args)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return result
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def translated(error: sqlite3.Error) -> DBAPIError:
+    """The SQLAlchemy exception the same error raises through the pool."""
+    return DBAPIError.instance("(inline SQLite transaction)", None, error, sqlite3.Error)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA busy_timeout=0")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    return db
+
+
+def _checkpoint(path: str) -> None:
+    db = sqlite3.connect(path, timeout=1)
+    try:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        db.close()
