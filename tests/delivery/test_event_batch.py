@@ -34,7 +34,7 @@ async def test_events_arriving_together_share_one_transaction(sqlite_runtime: Ru
     rt = sqlite_runtime
     account = await make_account(rt)
     await make_webhook(rt, account, "http://127.0.0.1:9/hook")
-    batcher = rt.db.event_batcher()
+    batcher = rt.db.event_writer()
     woken: list[set[str]] = []
     rt.db.on_wake(woken.append)
 
@@ -50,7 +50,7 @@ async def test_a_failing_event_fails_alone(sqlite_runtime: Runtime) -> None:
     rt = sqlite_runtime
     account = await make_account(rt)
     await make_webhook(rt, account, "http://127.0.0.1:9/hook")
-    batcher = rt.db.event_batcher()
+    batcher = rt.db.event_writer()
     rows = [_row(rt, account), _row(rt, new_id()), _row(rt, account)]  # 2nd: no such account
 
     results = await asyncio.gather(*(batcher.write(row) for row in rows),
@@ -67,7 +67,7 @@ async def test_a_repeated_key_in_the_same_batch_returns_the_first_event(
     rt = sqlite_runtime
     account = await make_account(rt)
     await make_webhook(rt, account, "http://127.0.0.1:9/hook")
-    batcher = rt.db.event_batcher()
+    batcher = rt.db.event_writer()
     first, second = _row(rt, account, "k1"), _row(rt, account, "k1")
 
     one, two = await asyncio.gather(batcher.write(first), batcher.write(second))
@@ -76,3 +76,31 @@ async def test_a_repeated_key_in_the_same_batch_returns_the_first_event(
     assert two.existing is not None and two.existing.id == first.event_id
     assert two.existing.deliveries == 1 and two.delivery_ids == ()
     assert len(await queued(rt)) == 1
+
+
+async def test_postgresql_fast_path_notifies_listeners_and_replays_a_key(
+        postgres_backend: str, tmp_path: Path) -> None:
+    import asyncpg
+
+    from hookline.store.listen import plain_postgres_url
+
+    backend = Backend(tmp_path, "postgresql")
+    rt = Runtime.create(backend.settings())
+    await prepare_database(rt)
+    listener = await asyncpg.connect(plain_postgres_url(rt.db.url))
+    try:
+        heard: asyncio.Queue[str] = asyncio.Queue()
+        await listener.add_listener(rt.db.notify_channel,
+                                    lambda *args: heard.put_nowait(args[3]))
+        account = await make_account(rt)
+        await make_webhook(rt, account, "http://127.0.0.1:9/hook")
+        written = await rt.db.event_writer().write(_row(rt, account, "k"))
+        assert await asyncio.wait_for(heard.get(), timeout=5) == "deliveries"
+        assert [q.delivery_id for q in await queued(rt)] == list(written.delivery_ids)
+        again = await rt.db.event_writer().write(_row(rt, account, "k"))
+        assert again.existing is not None and again.existing.deliveries == 1
+        assert len(await queued(rt)) == 1
+    finally:
+        await listener.close()
+        await rt.db.dispose()
+        await backend.drop()

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,7 +24,7 @@ from hookline.catalog import BY_NAME, InvalidEventBody, UnknownEventType, get_ev
 from hookline.delivery.emit import build_body, emit, prepare_event
 from hookline.errors import Conflict, InvalidRequest
 from hookline.ids import new_id
-from hookline.store.event_batch import EventRow, SQLiteEventBatcher
+from hookline.store.event_batch import EventRow, Written
 from hookline.store.tables import deliveries, events
 
 MAX_IDEMPOTENCY_KEY = 200
@@ -106,8 +106,12 @@ async def ingest_event(
     return IngestedEvent(emitted.id, emitted.body, len(emitted.delivery_ids), replayed=False)
 
 
-async def ingest_event_batched(
-    batcher: SQLiteEventBatcher,
+class EventWriter(Protocol):
+    async def write(self, row: EventRow) -> Written: ...
+
+
+async def ingest_event_fast(
+    writer: EventWriter,
     *,
     account_id: uuid.UUID,
     event: str,
@@ -117,15 +121,16 @@ async def ingest_event_batched(
     integration_id: int | None = None,
     idempotency_key: str | None = None,
 ) -> IngestedEvent:
-    """:func:`ingest_event` through SQLite's group commit (the event is its own state change,
-    so it may share a transaction with other requests' events, each in its own savepoint)."""
+    """:func:`ingest_event` through the database's standalone-event writer (the event is its
+    own state change: see :meth:`hookline.store.db.Database.event_writer`). PostgreSQL may
+    raise :class:`hookline.store.event_pg.NeedsGeneralPath`: then use :func:`ingest_event`."""
     if idempotency_key is not None:
         _check_key(idempotency_key)
     with _as_bad_request(event):
         body, payload = prepare_event(account_id=account_id, event=event,
                                       consumer_id=consumer_id, fields=fields, now=now)
     event_id = new_id()
-    written = await batcher.write(EventRow(
+    written = await writer.write(EventRow(
         event_id, account_id, event, consumer_id, integration_id, payload, idempotency_key,
         now, get_event_type(event).api == "POS",
     ))

@@ -96,21 +96,24 @@ class Database:
             self._writer = (loop, _FifoLock())
         return self._writer[1].turn(priority)
 
-    def event_batcher(self) -> Any:
-        """SQLite: the group-commit writer for standalone events
-        (:class:`hookline.store.event_batch.SQLiteEventBatcher`); None on PostgreSQL, where
-        concurrent transactions need no batching."""
-        if not self.is_sqlite:
-            return None
+    def event_writer(self) -> Any:
+        """The fast path for standalone events (``POST /events``): SQLite's group commit
+        (:class:`hookline.store.event_batch.SQLiteEventBatcher`) or PostgreSQL's one-statement
+        writer (:class:`hookline.store.event_pg.PostgresEventWriter`)."""
         loop = asyncio.get_running_loop()
         if self._events is None or self._events[0] is not loop:
-            from sqlalchemy.engine import make_url
+            writer: Any
+            if self.is_sqlite:
+                from sqlalchemy.engine import make_url
 
-            from hookline.store.event_batch import SQLiteEventBatcher
+                from hookline.store.event_batch import SQLiteEventBatcher
 
-            if self._events is not None:
-                self._events[1].close()
-            self._events = (loop, SQLiteEventBatcher(self, make_url(self.url).database or ""))
+                writer = SQLiteEventBatcher(self, make_url(self.url).database or "")
+            else:
+                from hookline.store.event_pg import PostgresEventWriter
+
+                writer = PostgresEventWriter(self.url, self.schema, self.notify_channel)
+            self._events = (loop, writer)  # a writer from a finished loop is just dropped
         return self._events[1]
 
     @asynccontextmanager
@@ -129,8 +132,9 @@ class Database:
 
     async def dispose(self) -> None:
         if self._events is not None:
-            self._events[1].close()
-            self._events = None
+            events, self._events = self._events, None
+            if events[0] is asyncio.get_running_loop():
+                await events[1].close()
         await self.engine.dispose()
 
 

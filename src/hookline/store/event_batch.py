@@ -90,7 +90,7 @@ class SQLiteEventBatcher:
                 else:
                     future.set_result(result)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._sqlite.close()
 
 

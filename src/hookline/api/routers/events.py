@@ -8,6 +8,7 @@ the connector catalog because ``delivery`` may not import ``platform``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from typing import Any
@@ -21,12 +22,13 @@ from hookline.api.deps import AccountId, RuntimeDep
 from hookline.catalog import BY_NAME
 from hookline.delivery.ingest import (
     ingest_event,
-    ingest_event_batched,
+    ingest_event_fast,
     replay_after_race,
     split_request,
 )
 from hookline.errors import InvalidRequest, PayloadTooLarge
 from hookline.platform.integrations import find_integration
+from hookline.store.event_pg import NeedsGeneralPath
 
 router = APIRouter(tags=["hookline"])
 
@@ -100,18 +102,20 @@ async def post_event(request: Request, account_id: AccountId,
                              error_code="ERROR_INVALID_BODY")
     event, consumer_id, fields = split_request(data)
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    batcher = runtime.db.event_batcher()
+    writer = runtime.db.event_writer()
+    result = None
     try:
-        if batcher is not None:  # SQLite: group commit with other requests' events
+        if writer is not None:
             if integration_id is not None or BY_NAME[event].api == "POS":
                 async with runtime.db.read() as conn:
                     await _check_integration(conn, event, integration_id)
-            result = await ingest_event_batched(
-                batcher, account_id=account_id, event=event, consumer_id=consumer_id,
-                fields=fields, now=runtime.clock.now(), integration_id=integration_id,
-                idempotency_key=key,
-            )
-        else:
+            with contextlib.suppress(NeedsGeneralPath):
+                result = await ingest_event_fast(
+                    writer, account_id=account_id, event=event, consumer_id=consumer_id,
+                    fields=fields, now=runtime.clock.now(), integration_id=integration_id,
+                    idempotency_key=key,
+                )
+        if result is None:
             async with runtime.db.transaction() as conn:
                 await _check_integration(conn, event, integration_id)
                 result = await ingest_event(
