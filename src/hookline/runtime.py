@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 from hookline.clock import SYSTEM_CLOCK, Clock
@@ -30,3 +31,12 @@ class Runtime:
     def secret_box(self) -> SecretBox:
         assert self.box is not None
         return self.box
+
+
+def freeze_startup_objects() -> None:
+    """Move everything allocated at start-up (modules, the app, SQLAlchemy's tables...) out
+    of the garbage collector's reach. Full collections then scan only what the server made
+    since: on this project's server they took ~100 ms each (a pause of the whole event loop,
+    seen at the p99 of request latency), and these objects live as long as the process."""
+    gc.collect()
+    gc.freeze()

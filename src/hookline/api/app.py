@@ -27,7 +27,7 @@ from hookline.api.routers import (
     webhooks,
 )
 from hookline.background import BackgroundServices
-from hookline.runtime import Runtime
+from hookline.runtime import Runtime, freeze_startup_objects
 from hookline.ui import routes as dashboard
 
 
@@ -39,6 +39,7 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
         services = BackgroundServices(runtime)
         if run_background:
             await services.start()
+        freeze_startup_objects()
         try:
             yield
         finally:

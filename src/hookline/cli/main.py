@@ -17,7 +17,7 @@ from hookline.bootstrap import prepare_database
 from hookline.cli import demo, devtools
 from hookline.cli import integrations as integrations_cli
 from hookline.config import Settings
-from hookline.runtime import Runtime
+from hookline.runtime import Runtime, freeze_startup_objects
 
 app = typer.Typer(help="hookline: events and webhooks for integration hubs.",
                   no_args_is_help=True, add_completion=False)
@@ -116,6 +116,7 @@ def worker(database_url: DatabaseOption = None) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stopping.set)
         await services.start()
+        freeze_startup_objects()
         console.print(f"hookline worker running ({runtime.db.dialect})")
         await stopping.wait()
         await services.stop()

@@ -112,7 +112,7 @@ class Database:
             else:
                 from hookline.store.event_pg import PostgresEventWriter
 
-                writer = PostgresEventWriter(self.url, self.schema, self.notify_channel)
+                writer = PostgresEventWriter(self)
             self._events = (loop, writer)  # a writer from a finished loop is just dropped
         return self._events[1]
 

@@ -3,8 +3,14 @@
 Through the pool such an event cost five round trips (BEGIN, the webhook lookup, the
 fan-out, NOTIFY, COMMIT), each paid in SQLAlchemy's greenlet machinery: at a few hundred
 events a second the API process ran out of CPU and requests queued. Here the event, its
-deliveries and queue rows and the NOTIFY are one autocommitted statement on a plain asyncpg
-pool, committed durably like any event.
+deliveries and queue rows are one autocommitted statement on a plain asyncpg pool, committed
+durably like any event.
+
+The NOTIFY that wakes workers is sent after that commit, by itself and coalesced (one in
+flight at a time, plus one more if events committed meanwhile): inside the transaction it
+would take PostgreSQL's notify lock at commit, which serialises the commits (and their WAL
+flushes) of every notifying transaction. Sent after the commit, it still never arrives
+before the rows are visible.
 
 Delivery ids stay time-ordered (UUIDv7 from Python): a statement carries ``SPARE_IDS`` of
 them, and the rare event matching more webhooks than that fails the statement on the
@@ -14,13 +20,18 @@ them, and the rare event matching more webhooks than that fails the statement on
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
 
 import asyncpg
 
 from hookline.ids import new_id
+from hookline.store.db import Database
 from hookline.store.event_batch import EventRow, ExistingEvent, Written
 from hookline.store.listen import plain_postgres_url
+
+log = logging.getLogger(__name__)
 
 SPARE_IDS = 16
 POOL_SIZE = 10
@@ -43,11 +54,10 @@ _EVENT = (
     "q AS (INSERT INTO delivery_queue (delivery_id, webhook_id, event_id, available_at, "
     "attempt) SELECT d.id, d.webhook_id, $1, $8, 0 FROM d RETURNING delivery_id) "
     "SELECT (SELECT count(*) FROM e) AS inserted, "
-    "array(SELECT delivery_id FROM q ORDER BY delivery_id) AS ids, "
-    "(SELECT pg_notify($10, 'deliveries') WHERE EXISTS (SELECT 1 FROM q)) AS notified"
+    "array(SELECT delivery_id FROM q ORDER BY delivery_id) AS ids"
 )
 _POS_ANY = "AND integration_id IS NULL"
-_POS_ONE = "AND integration_id = $11"
+_POS_ONE = "AND integration_id = $10"
 _EXISTING = (
     "SELECT e.id, e.payload, e.integration_id, "
     "(SELECT count(*) FROM deliveries d WHERE d.event_id = e.id) "
@@ -56,14 +66,16 @@ _EXISTING = (
 
 
 class PostgresEventWriter:
-    def __init__(self, url: str, schema: str | None, channel: str) -> None:
-        self._dsn = plain_postgres_url(url)
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._dsn = plain_postgres_url(db.url)
         self._settings = {"application_name": "hookline-events"}
-        if schema:
-            self._settings["search_path"] = schema
-        self._channel = channel
+        if db.schema:
+            self._settings["search_path"] = db.schema
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        self._notifier: asyncio.Task[None] | None = None
+        self._notify_again = False
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -88,18 +100,44 @@ class PostgresEventWriter:
         try:
             record = await pool.fetchrow(
                 sql, row.event_id, row.account_id, row.event, row.consumer_id,
-                row.integration_id, row.payload, row.idempotency_key, row.now, ids,
-                self._channel, *extra)
+                row.integration_id, row.payload, row.idempotency_key, row.now, ids, *extra)
         except asyncpg.NotNullViolationError as error:
             raise NeedsGeneralPath(str(error)) from error
         if record["inserted"]:
-            return Written(delivery_ids=tuple(uuid.UUID(bytes=i.bytes) for i in record["ids"]))
+            delivery_ids = tuple(uuid.UUID(bytes=i.bytes) for i in record["ids"])
+            if delivery_ids:
+                self._wake_workers()
+            return Written(delivery_ids=delivery_ids)
         found = await pool.fetchrow(_EXISTING, row.account_id, row.idempotency_key)
         if found is None:  # the conflicting row vanished (its account was deleted): retry
             return await self.write(row)
         return Written(existing=ExistingEvent(found[0], bytes(found[1]), found[2], found[3]))
 
+    def _wake_workers(self) -> None:
+        self._db.committed({"deliveries"})  # this process's worker, at once
+        if self._notifier is not None and not self._notifier.done():
+            self._notify_again = True  # the running notifier sends one more when done
+            return
+        self._notifier = asyncio.create_task(self._notify(), name="hookline:notify")
+
+    async def _notify(self) -> None:
+        """Other processes' workers: NOTIFY until no event committed since the last one."""
+        pool = await self._get_pool()
+        while True:
+            self._notify_again = False
+            try:
+                await pool.execute("SELECT pg_notify($1, 'deliveries')",
+                                   self._db.notify_channel)
+            except Exception:  # workers fall back to their poll; the next event notifies
+                log.warning("NOTIFY after an event failed", exc_info=True)
+                return
+            if not self._notify_again:
+                return
+
     async def close(self) -> None:
+        if self._notifier is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._notifier, timeout=5)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
