@@ -313,3 +313,56 @@ async def test_in_process_wake_after_commit_beats_the_poll(make_runtime, receive
         (got,) = await receiver.wait_for(1, timeout=10)
         await worker.wait_recorded(1)
     assert got.headers["webhook-id"] == str(emitted.delivery_ids[0])
+
+
+async def test_requests_to_one_host_never_exceed_the_per_host_limit(make_runtime) -> None:
+    from aiohttp import web
+
+    in_flight, peak = 0, 0
+    full, over, gate = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight == 2:
+            full.set()
+        if in_flight > 2:
+            over.set()
+        await gate.wait()
+        in_flight -= 1
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", held)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        rt = await make_runtime(delivery_per_host_concurrency=2, delivery_concurrency=16)
+        account = await f.make_account(rt)
+        await f.make_webhook(rt, account, url + "/a")
+        await f.make_webhook(rt, account, url + "/b", event=f.EVENT)  # same host, other path
+        for _ in range(3):
+            await f.emit_event(rt, account)  # 6 deliveries to one host
+        async with running_worker(rt) as worker:
+            await asyncio.wait_for(full.wait(), timeout=10)
+            await asyncio.wait_for(worker.idle.wait(), timeout=10)  # all six claimed
+            # Nothing may join the two held requests (a bounded wait for an absence).
+            assert not await _happens(over, within=0.5)
+            gate.set()
+            await worker.wait_recorded(6)
+        assert peak == 2
+    finally:
+        gate.set()
+        await runner.cleanup()
+
+
+async def _happens(event: asyncio.Event, *, within: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout=within)
+    except TimeoutError:
+        return False
+    return True
