@@ -478,6 +478,8 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
                 f"| {backend} | {lat['rate']:g}/s x {lat['seconds']:g} s "
                 f"({lat['received']}/{lat['sent']} received) | {lat['p50']:.1f} ms | "
                 f"{lat['p99']:.1f} ms | {lat['max']:.1f} ms |")
+    lines += ["", "One run; the README (section Benchmarks) gives the ranges over several runs and "
+              "what limits each number."]
     report = "\n".join(lines) + "\n"
     out = ROOT / "bench" / "results" / "latest.md"
     out.write_text(report)
