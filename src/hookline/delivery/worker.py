@@ -25,7 +25,6 @@ import logging
 import os
 import random
 import socket
-import sys
 import uuid
 from collections.abc import Awaitable
 from datetime import timedelta
@@ -47,11 +46,6 @@ RECORD_LINGER = 0.01  # seconds
 # concurrency: enough that the senders never wait for a claim or a recording.
 CLAIM_BATCHES = 2
 HELD_BATCHES = 4
-# The API's SQLite connections run on aiosqlite's threads; while this (event loop) thread holds
-# the GIL, such a thread that finished a statement waits up to the switch interval to go on:
-# 5 ms by default, per statement, with the writer lock held. 1 ms keeps those waits short at
-# the cost of a few more thread switches. (The worker's own SQLite work runs on this thread.)
-SQLITE_SWITCH_INTERVAL = 0.001
 CLAIM_LINGER = 0.005  # seconds
 
 
@@ -110,8 +104,6 @@ class DeliveryWorker:
             )
         self._active = True
         db = self.runtime.db
-        if db.is_sqlite and sys.getswitchinterval() > SQLITE_SWITCH_INTERVAL:
-            sys.setswitchinterval(SQLITE_SWITCH_INTERVAL)
         db.on_wake(self.wake)
         helpers: list[asyncio.Task[None]] = []
         listen_stop = asyncio.Event()

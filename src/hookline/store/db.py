@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
@@ -19,6 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.util import await_
 
 T = TypeVar("T")
+
+# Every SQLite connection: WAL (readers never block the writer), NORMAL sync (durable across a
+# process crash; a power loss may lose the last commits), foreign keys enforced.
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+# aiosqlite runs each connection on a thread; while the event loop's thread holds the GIL, such
+# a thread that finished a statement waits up to the switch interval to go on: 5 ms by
+# default, per statement, with the writer lock held. 1 ms keeps those waits short at the cost
+# of a few more thread switches.
+SQLITE_SWITCH_INTERVAL = 0.001
 
 WAKE_KEY = "hookline_wake"
 CHANNEL_KEY = "hookline_channel"
@@ -222,6 +232,8 @@ async def request_wake(conn: AsyncConnection, topic: str) -> None:
 
 def _create_engine(url: str, schema: str | None, pool_size: int) -> AsyncEngine:
     if url.startswith("sqlite"):
+        if sys.getswitchinterval() > SQLITE_SWITCH_INTERVAL:
+            sys.setswitchinterval(SQLITE_SWITCH_INTERVAL)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
@@ -244,10 +256,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        for pragma in (*SQLITE_PRAGMAS, "busy_timeout=30000"):
+            cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -122,8 +122,8 @@ async def record(
     if attempted:
         stamp = native.time(now)
         await native.executemany(_UPDATE_DELIVERIES, _UPDATE_DELIVERIES_PG, [
-            (_delivery_status(item.outcome), item.delivery.attempt, item.delivery.attempt,
-             item.http_status, stamp, native.uuid(item.delivery.delivery_id))
+            (_delivery_status(item.outcome), item.delivery.attempt, item.http_status, stamp,
+             native.uuid(item.delivery.delivery_id))
             for item in attempted
         ])
     if dropped:
@@ -146,15 +146,21 @@ def _delivery_status(outcome: str) -> str:
     return "pending" if outcome == RETRY else "failed"
 
 
+def counted_attempts(attempt: str) -> str:
+    """The SET clause for ``deliveries.attempts`` after the attempt numbered ``attempt``.
+
+    Attempts are cumulative across manual redeliveries (which restart the schedule at queue
+    attempt 0) and include attempts lost with a crashed worker.
+    """
+    return f"attempts = CASE WHEN attempts + 1 > {attempt} THEN attempts + 1 ELSE {attempt} END"
+
+
 # The two per-attempt statements of a batch bypass SQLAlchemy's per-row type processing (it
 # costs more CPU than the database work itself); values are converted to the driver's types
 # here, exactly as the column types would (UUID: 32 hex chars on SQLite; naive UTC text).
-# Attempts are cumulative across manual redeliveries (which restart the schedule at queue
-# attempt 0) and include attempts lost with a crashed worker.
 _UPDATE_DELIVERIES = (
-    "UPDATE deliveries SET status = ?, "
-    "attempts = CASE WHEN attempts + 1 > ? THEN attempts + 1 ELSE ? END, "
-    "last_http_status = ?, updated_at = ? WHERE id = ?"
+    f"UPDATE deliveries SET status = ?1, {counted_attempts('?2')}, "
+    "last_http_status = ?3, updated_at = ?4 WHERE id = ?5"
 )
 LOG_COLUMNS = (
     "id", "webhook_id", "delivery_id", "event_id", "account_id", "event", "url",
@@ -168,12 +174,10 @@ _INSERT_LOGS = (
 # PostgreSQL takes a whole batch as one statement over column arrays: one execution instead
 # of one per row, which costs the server (and asyncpg) several times less per row.
 _UPDATE_DELIVERIES_PG = (
-    "UPDATE deliveries d SET status = v.status, "
-    "attempts = CASE WHEN d.attempts + 1 > v.attempt THEN d.attempts + 1 ELSE v.attempt END, "
+    f"UPDATE deliveries d SET status = v.status, {counted_attempts('v.attempt')}, "
     "last_http_status = v.http_status, updated_at = v.updated_at "
-    "FROM unnest($1::varchar[], $2::int[], $3::int[], $4::int[], $5::timestamptz[], "
-    "$6::uuid[]) AS v(status, attempt, attempt_again, http_status, updated_at, id) "
-    "WHERE d.id = v.id"
+    "FROM unnest($1::varchar[], $2::int[], $3::int[], $4::timestamptz[], $5::uuid[]) "
+    "AS v(status, attempt, http_status, updated_at, id) WHERE d.id = v.id"
 )
 _LOG_TYPES = (
     "uuid", "uuid", "uuid", "uuid", "uuid", "varchar", "varchar", "int", "int", "int",

@@ -37,6 +37,7 @@ from hookline.store.queue import (
     LOG_COLUMNS,
     AttemptRecord,
     ClaimedDelivery,
+    counted_attempts,
     sqlite_datetime,
     sqlite_time,
 )
@@ -81,18 +82,18 @@ _CLAIMED_SQLITE = (
 
 # Successes: the queue rows this worker still leases leave the queue, their deliveries are
 # marked delivered, and every attempt is logged (the request was made whatever happened to the
-# lease). Attempts are cumulative across manual redeliveries, which restart at queue attempt 0.
-_SET_DELIVERED = (
-    "status = 'delivered', "
-    "attempts = CASE WHEN attempts + 1 > {attempt} THEN attempts + 1 ELSE {attempt} END, "
-    "last_http_status = {status}, updated_at = {now}"
-)
+# lease).
+def _set_delivered(attempt: str, status: str, now: str) -> str:
+    return (f"status = 'delivered', {counted_attempts(attempt)}, "
+            f"last_http_status = {status}, updated_at = {now}")
+
+
+
 _DELIVERED_POSTGRESQL = (
     "WITH done AS (DELETE FROM delivery_queue WHERE lease_owner = $1 "
     "AND delivery_id = ANY($2::uuid[]) RETURNING delivery_id), "
     "marked AS (UPDATE deliveries d SET "
-    + _SET_DELIVERED.format(attempt="v.attempt", status="v.http_status", now="$5")
-    .replace("attempts + 1", "d.attempts + 1")
+    + _set_delivered("v.attempt", "v.http_status", "$5")
     + " FROM unnest($2::uuid[], $3::int[], $4::int[]) AS v(id, attempt, http_status) "
     "WHERE d.id = v.id AND v.id IN (SELECT delivery_id FROM done)) "
     f"INSERT INTO webhook_logs ({', '.join(LOG_COLUMNS)}) "
@@ -106,8 +107,7 @@ _DELIVERED_POSTGRESQL = (
 # SQLite takes a batch as JSON arrays: three set-based statements whatever the batch size.
 # ?1 owner, ?2 [[delivery_id, attempt, status]...], ?3 the time, ?4 the log rows.
 _MARK_DELIVERED_SQLITE = (
-    "UPDATE deliveries SET " + _SET_DELIVERED.format(attempt="v.attempt", status="v.status",
-                                                      now="?3")
+    "UPDATE deliveries SET " + _set_delivered("v.attempt", "v.status", "?3")
     + " FROM (SELECT json_extract(j.value, '$[0]') AS id, json_extract(j.value, '$[1]') AS "
     "attempt, json_extract(j.value, '$[2]') AS status FROM json_each(?2) j "
     "JOIN delivery_queue q ON q.delivery_id = json_extract(j.value, '$[0]') "

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from hookline.store.db import SQLITE_PRAGMAS
+
 T = TypeVar("T")
 
 BUSY_RETRY_SECONDS = 30.0
@@ -81,11 +83,8 @@ def translated(error: sqlite3.Error) -> DBAPIError:
 
 def _connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=0")
-    db.execute("PRAGMA wal_autocheckpoint=0")
+    for pragma in (*SQLITE_PRAGMAS, "busy_timeout=0", "wal_autocheckpoint=0"):
+        db.execute(f"PRAGMA {pragma}")
     return db
 
 

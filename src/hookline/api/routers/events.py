@@ -102,36 +102,33 @@ async def post_event(request: Request, account_id: AccountId,
                              error_code="ERROR_INVALID_BODY")
     event, consumer_id, fields = split_request(data)
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    writer = runtime.db.event_writer()
+    request_fields: dict[str, Any] = {
+        "account_id": account_id, "event": event, "consumer_id": consumer_id, "fields": fields,
+        "integration_id": integration_id, "idempotency_key": key,
+    }
+    writer = runtime.db.event_writer()  # None only where a test forces the general path
     result = None
+    checked = False
     try:
         if writer is not None:
             if integration_id is not None or BY_NAME[event].api == "POS":
                 async with runtime.db.read() as conn:
                     await _check_integration(conn, event, integration_id)
+            checked = True
             with contextlib.suppress(NeedsGeneralPath):
-                result = await ingest_event_fast(
-                    writer, account_id=account_id, event=event, consumer_id=consumer_id,
-                    fields=fields, now=runtime.clock.now(), integration_id=integration_id,
-                    idempotency_key=key,
-                )
-        if result is None:
+                result = await ingest_event_fast(writer, now=runtime.clock.now(),
+                                                 **request_fields)
+        if result is None:  # the general path: one transaction through the pool
             async with runtime.db.transaction() as conn:
-                await _check_integration(conn, event, integration_id)
-                result = await ingest_event(
-                    conn, account_id=account_id, event=event, consumer_id=consumer_id,
-                    fields=fields, now=runtime.clock.now(), integration_id=integration_id,
-                    idempotency_key=key,
-                )
+                if not checked:
+                    await _check_integration(conn, event, integration_id)
+                result = await ingest_event(conn, now=runtime.clock.now(), **request_fields)
     except IntegrityError:
         # A concurrent request with the same key committed first: answer with its result.
         if key is None:
             raise
         async with runtime.db.read() as conn:
-            replayed = await replay_after_race(
-                conn, account_id=account_id, event=event, consumer_id=consumer_id,
-                fields=fields, integration_id=integration_id, idempotency_key=key,
-            )
+            replayed = await replay_after_race(conn, **request_fields)
         if replayed is None:
             raise
         result = replayed
