@@ -62,8 +62,8 @@ def _view(row: Any) -> ExecutionView:
 # --- starting ----------------------------------------------------------------------------
 
 
-async def _flow_row(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.UUID,
-                    flow_id: uuid.UUID, *, key_share: bool = False) -> Any:
+async def flow_row(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.UUID,
+                   flow_id: uuid.UUID, *, key_share: bool = False) -> Any:
     """The flow; ``key_share`` takes PostgreSQL's FOR KEY SHARE lock first, in the same order
     as a flow deletion (flow, then its rows), so the two cannot deadlock."""
     query = select(flows).where(flows.c.id == flow_id, flows.c.sync_id == sync_id,
@@ -112,7 +112,7 @@ async def trigger_flow(conn: AsyncConnection, *, account_id: uuid.UUID, sync_id:
     that leaves nobody, 409. With no consumer enabled at all, 400 for an event trigger and
     ``None`` for a timer (nothing to run this time).
     """
-    flow = await _flow_row(conn, account_id, sync_id, flow_id, key_share=True)
+    flow = await flow_row(conn, account_id, sync_id, flow_id, key_share=True)
     targets = await _targets(conn, account_id, flow_id, consumer_ids)
     if not targets:
         if trigger == "timer":
@@ -214,17 +214,22 @@ async def finish_now(runtime: Runtime, execution_id: uuid.UUID, *, status: str,
                                       error_code=error_code, now=runtime.clock.now())
 
 
-async def report_result(conn: AsyncConnection, *, account_id: uuid.UUID, sync_id: uuid.UUID,
-                        flow_id: uuid.UUID, execution_id: uuid.UUID, status: str,
-                        message: str | None, error_code: str | None,
-                        now: datetime) -> ExecutionView:
-    """An external runner's report: 404 unknown, 400 for a parent, 409 once finished."""
-    row = (await conn.execute(
+async def _execution_row(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.UUID,
+                         flow_id: uuid.UUID, execution_id: uuid.UUID) -> Any:
+    return (await conn.execute(
         select(executions).where(executions.c.id == execution_id,
                                  executions.c.account_id == account_id,
                                  executions.c.sync_id == sync_id,
                                  executions.c.flow_id == flow_id)
     )).first()
+
+
+async def report_result(conn: AsyncConnection, *, account_id: uuid.UUID, sync_id: uuid.UUID,
+                        flow_id: uuid.UUID, execution_id: uuid.UUID, status: str,
+                        message: str | None, error_code: str | None,
+                        now: datetime) -> ExecutionView:
+    """An external runner's report: 404 unknown, 400 for a parent, 409 once finished."""
+    row = await _execution_row(conn, account_id, sync_id, flow_id, execution_id)
     if row is None:
         raise NotFound("Execution not found", error_code="ERROR_EXECUTION_NOT_FOUND")
     if row.consumer_id is None:
@@ -307,12 +312,7 @@ async def get_chain_execution(conn: AsyncConnection, account_id: uuid.UUID,
                               sync_id: uuid.UUID, flow_id: uuid.UUID, execution_id: uuid.UUID,
                               consumer_id: uuid.UUID | None) -> ExecutionView:
     """One execution; with ``consumer_id`` and a parent id, that consumer's child of it."""
-    row = (await conn.execute(
-        select(executions).where(executions.c.id == execution_id,
-                                 executions.c.account_id == account_id,
-                                 executions.c.sync_id == sync_id,
-                                 executions.c.flow_id == flow_id)
-    )).first()
+    row = await _execution_row(conn, account_id, sync_id, flow_id, execution_id)
     if row is not None and consumer_id is not None and row.consumer_id != consumer_id:
         row = (await conn.execute(
             select(executions).where(executions.c.parent_id == execution_id,
@@ -328,7 +328,7 @@ async def list_consumer_executions(conn: AsyncConnection, account_id: uuid.UUID,
                                    flow_id: uuid.UUID, *, date_from: datetime | None,
                                    date_to: datetime | None) -> list[ExecutionView]:
     """One consumer's executions of a flow, newest first (at most 500)."""
-    await _flow_row(conn, account_id, sync_id, flow_id)
+    await flow_row(conn, account_id, sync_id, flow_id)
     found = (await conn.execute(select(consumers.c.id).where(
         consumers.c.id == consumer_id, consumers.c.account_id == account_id))).first()
     if found is None:

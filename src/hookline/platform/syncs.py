@@ -20,7 +20,7 @@ from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import cron
 from hookline.platform.consumers import get_consumer
-from hookline.platform.executions import finish_execution, running_children
+from hookline.platform.executions import finish_execution, flow_row, running_children
 from hookline.platform.runners import SECRET_KEY, validate_execution
 from hookline.security import SecretBox
 from hookline.store.tables import executions, flow_consumers, flows, sync_consumers, syncs
@@ -104,16 +104,9 @@ async def _sync_row(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.
 
 async def get_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.UUID,
                    flow_id: uuid.UUID, *, key_share: bool = False) -> Flow:
-    """The flow; ``key_share`` locks it FOR KEY SHARE (PostgreSQL) before its consumer rows
-    are locked: the same order as a deletion, so the two cannot deadlock."""
-    query = select(flows).where(flows.c.id == flow_id, flows.c.sync_id == sync_id,
-                                flows.c.account_id == account_id)
-    if key_share:
-        query = query.with_for_update(read=True, key_share=True)
-    row = (await conn.execute(query)).first()
-    if row is None:
-        raise NotFound("Flow not found", error_code="ERROR_FLOW_NOT_FOUND")
-    return _flow_from_row(row)
+    """The flow (404 if it is not this account's); ``key_share`` as in :func:`flow_row`."""
+    return _flow_from_row(await flow_row(conn, account_id, sync_id, flow_id,
+                                         key_share=key_share))
 
 
 async def _load_syncs(conn: AsyncConnection, rows: list[Any]) -> list[Sync]:
