@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, select
 
+from hookline.bootstrap import prepare_database
 from hookline.ids import new_id, new_id_text, uuid_from_hex
 from hookline.runtime import Runtime
+from hookline.store.db import Database
 from hookline.store.migrate import current, upgrade
 from hookline.store.tables import accounts, metadata
+from tests.conftest import Backend
 
 
 async def test_migrations_reach_head_and_match_the_tables(runtime: Runtime) -> None:
@@ -67,6 +71,44 @@ async def test_wake_listeners_run_only_after_commit(runtime: Runtime) -> None:
         await request_wake(conn, "deliveries")
         assert woken == []
     assert woken == [{"deliveries"}]
+
+
+async def test_connecting_ahead_opens_every_pooled_connection_before_traffic(
+    postgres_backend: str, tmp_path: Path
+) -> None:
+    """A server start opens its PostgreSQL pools whole: none is opened under the first burst,
+    where each new connection queued requests behind its round trips."""
+    from hookline.store.event_pg import POOL_SIZE
+
+    database = Backend(tmp_path, postgres_backend)
+    runtime = Runtime.create(database.settings())
+    try:
+        await prepare_database(runtime)
+        await _connect_ahead(runtime, POOL_SIZE)
+    finally:
+        await runtime.db.dispose()
+        await database.drop()
+
+
+async def _connect_ahead(runtime: Runtime, writer_size: int) -> None:
+    await runtime.db.engine.dispose()
+    assert runtime.db.engine.pool.checkedin() == 0
+    await runtime.db.connect_ahead(events=True)
+    assert runtime.db.engine.pool.checkedin() == runtime.db.pool_size
+    writer = runtime.db.event_writer()
+    assert writer.connections == writer_size
+    async with runtime.db.read() as conn:  # the pool hands out what it opened
+        await conn.execute(select(accounts.c.id))
+    assert runtime.db.engine.pool.checkedin() == runtime.db.pool_size
+
+
+async def test_connecting_ahead_is_a_no_op_on_sqlite(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    try:
+        await db.connect_ahead(events=True)
+        assert db.engine.pool.checkedin() == 0
+    finally:
+        await db.dispose()
 
 
 def test_ids_are_time_ordered_uuid7() -> None:

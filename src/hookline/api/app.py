@@ -37,6 +37,7 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = BackgroundServices(runtime)
+        await runtime.db.connect_ahead(events=True)
         if run_background:
             await services.start()
         freeze_startup_objects()

@@ -110,6 +110,7 @@ def worker(database_url: DatabaseOption = None) -> None:
         import signal
 
         await prepare_database(runtime)
+        await runtime.db.connect_ahead()
         services = BackgroundServices(runtime)
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()

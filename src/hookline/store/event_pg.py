@@ -12,6 +12,11 @@ would take PostgreSQL's notify lock at commit, which serialises the commits (and
 flushes) of every notifying transaction. Sent after the commit, it still never arrives
 before the rows are visible.
 
+The pool is opened whole at start-up (:meth:`PostgresEventWriter.open`): grown on demand, its
+first burst paid for connections under load, and that alone put hundreds of milliseconds on
+the first events. Connections are not reset on release (asyncpg's default is one more round
+trip per event): these statements leave no session state behind.
+
 Delivery ids stay time-ordered (UUIDv7 from Python): a statement carries ``SPARE_IDS`` of
 them, and the rare event matching more webhooks than that fails the statement on the
 ``NOT NULL`` id and goes through the general path instead (:class:`NeedsGeneralPath`).
@@ -65,6 +70,11 @@ _EXISTING = (
 )
 
 
+async def _no_session_state(connection: asyncpg.Connection) -> None:
+    """Release without a reset query: nothing here sets, listens or locks for the session
+    (asyncpg still rolls back a transaction left open, which cannot happen here)."""
+
+
 class PostgresEventWriter:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -77,13 +87,22 @@ class PostgresEventWriter:
         self._notifier: asyncio.Task[None] | None = None
         self._notify_again = False
 
+    async def open(self) -> None:
+        """Connect the whole pool now rather than during the first burst of events."""
+        await self._get_pool()
+
+    @property
+    def connections(self) -> int:
+        """Connections the pool holds (open or being opened)."""
+        return 0 if self._pool is None else self._pool.get_size()
+
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             async with self._opening:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=POOL_SIZE, timeout=10,
-                        server_settings=self._settings)
+                        self._dsn, min_size=POOL_SIZE, max_size=POOL_SIZE, timeout=10,
+                        server_settings=self._settings, reset=_no_session_state)
         return self._pool
 
     async def write(self, row: EventRow) -> Written:
