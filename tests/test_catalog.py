@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,50 @@ def test_unknown_event_type_is_rejected() -> None:
         validate_body({"event": "account.nothing.happened"})
     with pytest.raises(UnknownEventType):
         validate_body({"accountid": "x"})
+
+
+_ODD_VALUES: list[object] = [
+    None, True, False, 0, -1, 1, 1.0, 1.5, -0.5, 2**70, "", "x", " ", "0", "true", [], {},
+    ["a"], {"a": 1}, "0192F3C4-5B6A-7C8D-9E0F-1A2B3C4D5E6F",
+    "{0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6f}", "0192f3c45b6a7c8d9e0f1a2b3c4d5e6f",
+    "urn:uuid:0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6f", "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6",
+    "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6fa", "0192f3c4-5b6a-7c8d-9e0f-1a2b-3c4d5e6f",
+    "2026-11-26T10:00:00Z", "2026-11-26T10:00:00+01:00", "2026-11-26 10:00:00",
+    "2026-11-26", "2026-13-40T25:61:61Z", "not a date", "active", "ACTIVE",
+]
+
+
+def _mutations(event_type: Any) -> list[dict[str, Any]]:
+    example = example_for(event_type)
+    bodies = [example, {**example, "extra": 1}, {**example, "event": "pos.order.updated"}]
+    for field in example:
+        bodies.append({k: v for k, v in example.items() if k != field})
+        bodies.extend({**example, field: value} for value in _ODD_VALUES)
+    return bodies
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.name)
+def test_compiled_check_never_accepts_what_jsonschema_rejects(event_type) -> None:
+    """The compiled fast path may only be stricter: it accepts a body only if jsonschema
+    (which decides and words the errors) accepts it too, and it accepts the examples."""
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    from hookline.catalog.schemas import is_valid_fast
+
+    reference = Draft202012Validator(schema_for(event_type), format_checker=FormatChecker())
+    accepted = 0
+    for body in _mutations(event_type):
+        if is_valid_fast(event_type.name, copy.deepcopy(body)):
+            accepted += 1
+            assert reference.is_valid(body), body
+    assert is_valid_fast(event_type.name, example_for(event_type))
+    assert accepted < len(_mutations(event_type)) / 2  # the check does reject things
+
+
+def test_a_body_the_compiled_check_rejects_gets_jsonschemas_full_error_list() -> None:
+    body = {**example_for(EVENT_TYPES[0]), "consumerid": "nope", "created": -1}
+    with pytest.raises(InvalidEventBody) as raised:
+        validate_body(body)
+    assert len(raised.value.errors) == 2
+    assert any(error.startswith("consumerid:") for error in raised.value.errors)
+    assert any(error.startswith("created:") for error in raised.value.errors)

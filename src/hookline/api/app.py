@@ -56,8 +56,10 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    # catalog before webhooks: /webhooks/list must win over /webhooks/{webhookid}.
-    for module in (health, metrics, token, catalog, webhooks, events, integrations, consumers,
+    # events first: every request walks the routers in this order until one matches, and
+    # POST /events is the hot path (no other path starts with /events). catalog before
+    # webhooks: /webhooks/list must win over /webhooks/{webhookid}.
+    for module in (events, health, metrics, token, catalog, webhooks, integrations, consumers,
                    connections, activation, agents, syncs, executions, issues, orders):
         app.include_router(module.router)
     app.include_router(dashboard.router)

@@ -1,10 +1,21 @@
-"""JSON Schemas of full event bodies, and the validator every emitted body goes through."""
+"""JSON Schemas of full event bodies, and the validator every emitted body goes through.
+
+Every body is checked first by a validator compiled to Python code (fastjsonschema): about
+ten times cheaper than interpreting the schema, which mattered at hundreds of events a
+second. It stops at the first problem and words it its own way, so a body it rejects is
+judged again by jsonschema, which alone decides and lists every problem. The compiled check
+is never more lenient (its uuid format is the canonical form only, its date-time format is
+checked always): a test compares the two on mutated bodies of every event type.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 
 from hookline.catalog.types import BY_NAME, EVENT_TYPES, EventType
@@ -72,11 +83,35 @@ def get_event_type(name: str) -> EventType:
         raise UnknownEventType(name) from None
 
 
+_CANONICAL_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+@cache
+def _compiled_check(name: str) -> Callable[[Any], Any]:
+    # The schemas use only keywords that draft 7 (the newest fastjsonschema knows) and
+    # 2020-12 read alike: type, properties, required, additionalProperties, const, enum,
+    # format, minLength, minimum.
+    schema = {**schema_for(BY_NAME[name]), "$schema": "http://json-schema.org/draft-07/schema#"}
+    return fastjsonschema.compile(schema, formats={"uuid": _CANONICAL_UUID.pattern})
+
+
+def is_valid_fast(name: str, body: Any) -> bool:
+    """True when the compiled check of event type ``name`` accepts ``body``."""
+    try:
+        _compiled_check(name)(body)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
 def validate_body(body: dict[str, Any]) -> None:
     """Raise :class:`InvalidEventBody` (or :class:`UnknownEventType`) unless ``body`` is valid."""
     name = body.get("event")
     if not isinstance(name, str) or name not in BY_NAME:
         raise UnknownEventType(str(name))
+    if is_valid_fast(name, body):
+        return
     errors = sorted(_validator(name).iter_errors(body), key=lambda error: list(error.path))
     if errors:
         raise InvalidEventBody(name, [_describe(error) for error in errors])
