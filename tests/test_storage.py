@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import insert, select
 
 from hookline.bootstrap import prepare_database
-from hookline.ids import new_id, new_id_text, uuid_from_hex
+from hookline.ids import new_id, new_id_text, new_ids_for_driver, uuid_from_hex
 from hookline.runtime import Runtime
 from hookline.store.db import Database
 from hookline.store.migrate import current, upgrade
@@ -116,6 +116,9 @@ def test_ids_are_time_ordered_uuid7() -> None:
     assert all(i.version == 7 for i in ids)
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
+    raw = [uuid.UUID(bytes=i.bytes) for i in new_ids_for_driver(1000)]  # what drivers read
+    assert all(i.version == 7 for i in raw) and raw == sorted(raw) > ids
+    assert len(set(raw)) == len(raw)
 
 
 def test_id_text_and_fast_hex_parsing_match_the_uuid_module() -> None:

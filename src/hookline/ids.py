@@ -15,6 +15,13 @@ def new_id() -> uuid.UUID:
     return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
 
 
+def new_ids_for_driver(count: int) -> list[uuid_utils.UUID]:
+    """``count`` new ids as ``uuid_utils`` objects, which drivers read through ``.bytes``
+    like ``uuid.UUID``: a sixth of the cost of :func:`new_id` where a statement carries
+    spare ids it mostly leaves unused."""
+    return [uuid_utils.uuid7() for _ in range(count)]
+
+
 def new_id_text() -> str:
     """A new id as 32 hex digits: what the hot paths hand straight to a driver (SQLite
     stores UUIDs this way; PostgreSQL parses it in C)."""

@@ -130,3 +130,18 @@ async def test_guard_checks_after_resolution_and_honours_the_allowlist() -> None
     await allowed.check_url("http://10.0.0.5/")
     with pytest.raises(BlockedAddress):
         await allowed.check_url("http://10.0.0.6/")
+
+
+def test_startup_objects_are_frozen_and_collections_spaced_out() -> None:
+    import gc
+
+    from hookline.runtime import freeze_startup_objects
+
+    threshold = gc.get_threshold()
+    try:
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (20_000, 20, 100)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -31,7 +31,7 @@ import uuid
 
 import asyncpg
 
-from hookline.ids import new_id
+from hookline.ids import new_ids_for_driver
 from hookline.store.db import Database
 from hookline.store.event_batch import EventRow, ExistingEvent, Written
 from hookline.store.listen import plain_postgres_url
@@ -127,7 +127,7 @@ class PostgresEventWriter:
                 extra = (row.integration_id,)
         else:
             sql, extra = _EVENT.format(pos=""), ()
-        ids = [new_id() for _ in range(SPARE_IDS)]
+        ids = new_ids_for_driver(SPARE_IDS)
         pool = await self._get_pool()
         try:
             record = await pool.fetchrow(
