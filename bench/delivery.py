@@ -43,7 +43,7 @@ from hookline.delivery.emit import build_body, encode_body
 from hookline.delivery.worker import DeliveryWorker
 from hookline.ids import new_id
 from hookline.platform.accounts import create_account
-from hookline.runtime import Runtime
+from hookline.runtime import Runtime, freeze_startup_objects
 from hookline.store.tables import accounts, deliveries, delivery_queue, events, webhooks
 
 POSTGRES_URL = os.environ.get("HOOKLINE_BENCH_POSTGRES_URL",
@@ -400,6 +400,7 @@ async def latency_inprocess(backend: str, receiver: ReceiverProcess, rate: float
                                                        created_at=rt.clock.now()))
         await make_webhook(rt, account, receiver.url + "/inprocess")
         await receiver.reset(http)
+        await rt.db.connect_ahead()  # as a server does at start-up
         worker = DeliveryWorker(rt)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
@@ -490,6 +491,9 @@ async def main(args: argparse.Namespace) -> None:
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     receiver = await ReceiverProcess().ready()
     results: dict[str, dict[str, Any]] = {}
+    # The worker runs in this process: set it up as `hookline worker` sets up its own (the
+    # bare client then runs under the same collector settings).
+    freeze_startup_objects()
     try:
         for backend in backends:
             results[backend] = {}
