@@ -75,8 +75,10 @@ async def _no_session_state(connection: asyncpg.Connection) -> None:
     (asyncpg still rolls back a transaction left open, which cannot happen here)."""
 
 
-_STATEMENTS = (_EVENT.format(pos=""), _EVENT.format(pos=_POS_ANY), _EVENT.format(pos=_POS_ONE),
-               _EXISTING)
+_EVENT_ANY_SOURCE = _EVENT.format(pos="")
+_EVENT_POS_UNNAMED = _EVENT.format(pos=_POS_ANY)
+_EVENT_POS_NAMED = _EVENT.format(pos=_POS_ONE)
+_STATEMENTS = (_EVENT_ANY_SOURCE, _EVENT_POS_UNNAMED, _EVENT_POS_NAMED, _EXISTING)
 
 
 async def _plan_statements(connection: asyncpg.Connection) -> None:
@@ -120,13 +122,12 @@ class PostgresEventWriter:
 
     async def write(self, row: EventRow) -> Written:
         """Store ``row`` and fan it out, committed when this returns."""
-        if row.pos:
-            sql, extra = _EVENT.format(pos=_POS_ANY if row.integration_id is None
-                                       else _POS_ONE), ()
-            if row.integration_id is not None:
-                extra = (row.integration_id,)
+        if not row.pos:
+            sql, extra = _EVENT_ANY_SOURCE, ()
+        elif row.integration_id is None:
+            sql, extra = _EVENT_POS_UNNAMED, ()
         else:
-            sql, extra = _EVENT.format(pos=""), ()
+            sql, extra = _EVENT_POS_NAMED, (row.integration_id,)
         ids = new_ids_for_driver(SPARE_IDS)
         pool = await self._get_pool()
         try:
