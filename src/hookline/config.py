@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     max_event_bytes: int = 256 * 1024
     workers: int = 1
     run_worker: bool = True
+    # `hookline worker` serves /metrics, /healthz and /readyz here when a port is set.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = None
 
     # Platform schedulers.
     agent_down_after_seconds: float = 15 * 60.0

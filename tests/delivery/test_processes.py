@@ -162,3 +162,40 @@ async def test_postgres_worker_is_woken_by_notify_not_the_poll(
             stop_process(worker)
         await rt.db.dispose()
         await database.drop()
+
+
+async def test_a_worker_process_serves_its_own_metrics_and_probes(
+    postgres_backend: str, receiver: Any, tmp_path: Path
+) -> None:
+    """What a `hookline worker` sends shows in its own /metrics (the API's counters only
+    count what the API process sent), beside the queue gauges read from the database."""
+    import httpx
+
+    from hookline.bootstrap import prepare_database
+    from hookline.runtime import Runtime
+    from tests.conftest import Backend
+    from tests.support import free_port
+
+    database = Backend(tmp_path, postgres_backend)
+    rt = Runtime.create(database.settings())
+    await prepare_database(rt)
+    port = free_port()
+    worker = start_worker(database.env(HOOKLINE_WORKER_METRICS_PORT=str(port)),
+                          tmp_path / "worker.log")
+    try:
+        account = await f.make_account(rt)
+        await f.make_webhook(rt, account, receiver.url + "/metrics-test")
+        await f.emit_event(rt, account)
+        await receiver.wait_for(1, timeout=30)
+        await wait_until_settled(rt, expected=1)  # recorded, so counted
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            metrics = (await http.get("/metrics")).text
+            assert 'hookline_delivery_attempts_total{outcome="delivered"} 1.0' in metrics
+            assert "hookline_delivery_queue_depth 0.0" in metrics
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
+            assert (await http.get("/readyz")).json() == {"status": "ok",
+                                                         "database": "postgresql"}
+    finally:
+        stop_process(worker)
+        await rt.db.dispose()
+        await database.drop()

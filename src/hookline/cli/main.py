@@ -95,11 +95,20 @@ def serve(
 
 
 @app.command()
-def worker(database_url: DatabaseOption = None) -> None:
+def worker(
+    database_url: DatabaseOption = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve /metrics, /healthz and /readyz on this port. Overrides "
+             "HOOKLINE_WORKER_METRICS_PORT (default: no endpoint).")] = None,
+) -> None:
     """Run delivery workers and schedulers without the API (for PostgreSQL deployments)."""
     from hookline.background import BackgroundServices
+    from hookline.delivery.metrics_http import start_metrics_server
 
-    settings = Settings(**({"database_url": database_url} if database_url else {}))
+    overrides: dict[str, object] = {"database_url": database_url} if database_url else {}
+    if metrics_port is not None:
+        overrides["worker_metrics_port"] = metrics_port
+    settings = Settings(**overrides)
     _setup_logging(settings.log_level)
     runtime = Runtime.create(settings)
     if runtime.db.is_sqlite:
@@ -116,10 +125,25 @@ def worker(database_url: DatabaseOption = None) -> None:
         stopping = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stopping.set)
+        endpoint = None  # up before the first delivery it would count
+        if settings.worker_metrics_port is not None:
+            try:
+                endpoint = await start_metrics_server(runtime, settings.worker_metrics_host,
+                                                      settings.worker_metrics_port)
+            except OSError as error:
+                await runtime.db.dispose()
+                console.print(f"[red]error:[/red] cannot serve metrics on "
+                              f"{settings.worker_metrics_host}:{settings.worker_metrics_port}:"
+                              f" {error.strerror or error}")
+                raise typer.Exit(1) from None
         await services.start()
         freeze_startup_objects()
-        console.print(f"hookline worker running ({runtime.db.dialect})")
+        where = (f"; metrics on http://{settings.worker_metrics_host}:"
+                 f"{settings.worker_metrics_port}/metrics" if endpoint else "")
+        console.print(f"hookline worker running ({runtime.db.dialect}){where}")
         await stopping.wait()
+        if endpoint is not None:
+            await endpoint.cleanup()
         await services.stop()
         await runtime.db.dispose()
 
