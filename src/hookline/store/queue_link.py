@@ -26,7 +26,6 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
-import orjson
 from sqlalchemy.engine import make_url
 
 from hookline.ids import new_id_text, uuid_from_hex
@@ -66,18 +65,13 @@ _CLAIM_SQLITE = (
     "WHERE delivery_id IN (SELECT delivery_id FROM delivery_queue WHERE available_at <= ? "
     "ORDER BY available_at LIMIT ?)"
 )
-# Rows just claimed carry this worker's name and this claim's exact lease time. They come back
-# as ONE JSON value, decoded by orjson in C rather than row by row. (The payload, stored as
-# UTF-8 JSON bytes, round-trips exactly as a JSON string.)
+# Rows just claimed carry this worker's name and this claim's exact lease time.
 _CLAIMED_SQLITE = (
-    "SELECT json_group_array(json_array(delivery_id, webhook_id, event_id, attempt, "
-    "account_id, event_type, payload, url, secret_encrypted, status, integration_id, "
-    "failing_since)) FROM (SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, "
-    "e.account_id, e.event_type, CAST(e.payload AS TEXT) AS payload, w.url, "
-    "w.secret_encrypted, w.status, w.integration_id, w.failing_since "
+    "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
+    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since "
     "FROM delivery_queue c JOIN events e ON e.id = c.event_id "
     "LEFT JOIN webhooks w ON w.id = c.webhook_id "
-    "WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id)"
+    "WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
 )
 
 # Successes: the queue rows this worker still leases leave the queue, their deliveries are
@@ -234,7 +228,7 @@ class SQLiteQueueLink:
 
         return [
             ClaimedDelivery(uid(r[0]), same(r[1]), uid(r[2]), r[3], same(r[4]), r[5],
-                            r[6].encode(), r[7], r[8], r[9], r[10],
+                            bytes(r[6]), r[7], r[8], r[9], r[10],
                             None if r[11] is None else sqlite_datetime(r[11]))
             for r in rows
         ]
@@ -269,8 +263,7 @@ def _claim_sqlite_rows(db: sqlite3.Connection, claim_params: tuple[Any, ...],
                        read_params: tuple[Any, ...]) -> list[Any]:
     if not db.execute(_CLAIM_SQLITE, claim_params).rowcount:
         return []
-    (rows,) = db.execute(_CLAIMED_SQLITE, read_params).fetchone()
-    return orjson.loads(rows)
+    return db.execute(_CLAIMED_SQLITE, read_params).fetchall()
 
 
 def _record_delivered_rows(db: sqlite3.Connection, marks: list[tuple[Any, ...]],
