@@ -366,3 +366,26 @@ async def _happens(event: asyncio.Event, *, within: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def test_a_live_worker_keeps_its_lease_while_a_request_outlasts_it(
+    make_runtime, receiver
+) -> None:
+    """The request takes 2.5 leases: the sending worker renews its lease meanwhile, so a second
+    worker polling all along never takes the delivery over and sends it again."""
+    rt = await make_runtime(delivery_lease_seconds=1.0, delivery_poll_seconds=0.1,
+                            delivery_timeout=10.0)
+    receiver.default = Reply(200, delay=2.5)
+    account = await f.make_account(rt)
+    hook = await f.make_webhook(rt, account, receiver.url + "/long")
+    emitted = await f.emit_event(rt, account)
+    async with running_worker(rt) as sending:
+        await receiver.wait_for(1)
+        async with running_worker(rt) as other:
+            await sending.wait_recorded(1, timeout=15)
+            assert other.recorded_count == 0
+    assert len(receiver.requests) == 1
+    (log,) = await f.logs(rt, hook)
+    assert (log.outcome, log.attempt) == ("delivered", 1)
+    row = await f.delivery(rt, emitted.delivery_ids[0])
+    assert (row.status, row.attempts) == ("delivered", 1)

@@ -11,9 +11,12 @@ Three loops share one process:
 - the **recorder** writes whatever results have accumulated in one transaction, so a busy
   worker writes a few statements per hundreds of attempts.
 
-A delivery counts against capacity from claim until its result is recorded, so unrecorded
-results can never pile up past the lease. A killed worker's leases simply expire and the rows
-become due again (same delivery id = same ``webhook-id``): at-least-once delivery.
+A delivery counts against capacity from claim until its result is recorded. While a worker
+holds a delivery (waiting for a lane behind a slow host, being sent, or waiting for its
+recording), a fourth loop, the **renewer**, extends its lease every third of the lease, so a
+live worker's deliveries are never taken over, however long they take. A killed worker's
+leases simply expire and the rows become due again (same delivery id = same ``webhook-id``):
+at-least-once delivery.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class DeliveryWorker:
         self.idle = asyncio.Event()
         self._results: list[AttemptRecord] = []
         self._inflight = 0  # claimed and not yet recorded
+        #: Claimed and not yet recorded: delivery id -> loop time its lease was last set.
+        self._held: dict[uuid.UUID, float] = {}
         self._sends: set[asyncio.Task[None]] = set()
         self._per_host = max(1, self.settings.delivery_per_host_concurrency)
         self._backlogs: dict[str, collections.deque[ClaimedDelivery]] = {}
@@ -96,12 +101,6 @@ class DeliveryWorker:
     # -- main -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        if self.settings.delivery_lease_seconds <= self.settings.delivery_timeout:
-            log.warning(
-                "delivery_lease_seconds (%s) should exceed delivery_timeout (%s): a slow "
-                "request could outlive its lease and be sent twice",
-                self.settings.delivery_lease_seconds, self.settings.delivery_timeout,
-            )
         self._active = True
         db = self.runtime.db
         db.on_wake(self.wake)
@@ -121,6 +120,8 @@ class DeliveryWorker:
                         name="hookline:delivery-listen",
                     ))
                 recorder = asyncio.create_task(self._record_loop(), name="hookline:recorder")
+                helpers.append(asyncio.create_task(self._renew_loop(listen_stop),
+                                                   name="hookline:lease-renewer"))
                 try:
                     await self._claim_loop(stop)
                 finally:
@@ -168,7 +169,10 @@ class DeliveryWorker:
                 await _first(stop.wait(), timeout=1.0)
                 continue
             self._inflight += len(items)
+            leased_at = asyncio.get_running_loop().time()
+            held = self._held
             for item in items:
+                held[item.delivery_id] = leased_at
                 self._dispatch(item)
             if len(items) >= want:
                 continue  # probably more due: claim again while these are being sent
@@ -189,6 +193,32 @@ class DeliveryWorker:
                 # Events arrive in bursts of commits: gathering a few milliseconds' worth makes
                 # one claim transaction out of many at a small cost in latency.
                 await asyncio.sleep(CLAIM_LINGER)
+
+    async def _renew_loop(self, stop: asyncio.Event) -> None:
+        """Every third of the lease, extend the leases held for that long or longer."""
+        lease = self.settings.delivery_lease_seconds
+        period = max(0.05, lease / 3)
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            await _first(stop.wait(), timeout=period)
+            started = loop.time()
+            due = [i for i, leased_at in self._held.items() if started - leased_at >= period]
+            if not due or stop.is_set():
+                continue
+            try:
+                async with self.runtime.db.transaction(priority=True) as conn:
+                    kept = await queue.renew_leases(
+                        conn, owner=self.owner, delivery_ids=due,
+                        until=self.runtime.clock.now() + timedelta(seconds=lease))
+            except Exception:  # the next round tries again, still within the lease
+                log.exception("renewing %d delivery leases failed", len(due))
+                continue
+            held = self._held
+            for delivery_id in due:
+                if delivery_id in held:
+                    held[delivery_id] = started
+            if kept < len(due):  # recorded meanwhile, or taken over after a stall
+                log.debug("renewed %d of %d delivery leases", kept, len(due))
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -305,6 +335,9 @@ class DeliveryWorker:
             batch, self._results = self._results, []
             if batch:
                 await self._record(batch)
+                held = self._held
+                for record in batch:
+                    held.pop(record.delivery.delivery_id, None)
                 self._inflight -= len(batch)
                 self._capacity.set()
                 for outcome, count in self._outcomes.items():

@@ -295,6 +295,23 @@ async def disable_webhook(
     )
 
 
+_RENEW_CHUNK = 500
+
+
+async def renew_leases(conn: AsyncConnection, *, owner: str, delivery_ids: Sequence[uuid.UUID],
+                       until: datetime) -> int:
+    """Extend to ``until`` the leases ``owner`` still holds on ``delivery_ids``; returns how
+    many it still held (a lease already taken over by another worker stays theirs)."""
+    renewed = 0
+    for start in range(0, len(delivery_ids), _RENEW_CHUNK):
+        chunk = list(delivery_ids[start:start + _RENEW_CHUNK])
+        result = await conn.execute(
+            update(dq).where(dq.c.lease_owner == owner, dq.c.delivery_id.in_(chunk))
+            .values(available_at=until))
+        renewed += result.rowcount
+    return renewed
+
+
 async def next_due(conn: AsyncConnection) -> datetime | None:
     """The earliest ``available_at`` in the queue (a due time or a lease expiry)."""
     return (await conn.execute(select(func.min(dq.c.available_at)))).scalar()
