@@ -78,7 +78,7 @@ class DeliveryWorker:
         self._per_host = max(1, self.settings.delivery_per_host_concurrency)
         self._backlogs: dict[str, collections.deque[ClaimedDelivery]] = {}
         self._lanes: dict[str, int] = {}
-        self._keys: dict[tuple[uuid.UUID, str], SigningKey] = {}
+        self._keys: dict[str, SigningKey] = {}  # by encrypted secret (a random nonce each)
         self._rng = random.Random()
         self._outcomes: collections.Counter[str] = collections.Counter()
         self._recorded = asyncio.Condition()
@@ -288,15 +288,15 @@ class DeliveryWorker:
             self._results_ready.set()
 
     def _signing_key(self, item: ClaimedDelivery) -> SigningKey | None:
-        if not item.secret_encrypted:
+        encrypted = item.secret_encrypted
+        if not encrypted:
             return None
-        cache_key = (item.webhook_id, item.secret_encrypted)
-        key = self._keys.get(cache_key)
+        key = self._keys.get(encrypted)
         if key is None:
             if len(self._keys) > 10_000:
                 self._keys.clear()
-            secret = self.runtime.secret_box.decrypt(item.secret_encrypted)
-            key = self._keys[cache_key] = SigningKey.from_secret(secret)
+            secret = self.runtime.secret_box.decrypt(encrypted)
+            key = self._keys[encrypted] = SigningKey.from_secret(secret)
         return key
 
     def _decide(self, item: ClaimedDelivery, result: SendResult) -> AttemptRecord:
