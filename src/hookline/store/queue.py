@@ -124,7 +124,7 @@ async def record(
 
     if attempted:
         stamp = native.time(now)
-        await native.executemany(_UPDATE_DELIVERIES, _UPDATE_DELIVERIES_PG, [
+        await native.executemany(UPDATE_DELIVERIES_SQLITE, _UPDATE_DELIVERIES_PG, [
             (_delivery_status(item.outcome), item.delivery.attempt, item.http_status, stamp,
              native.uuid(item.delivery.delivery_id))
             for item in attempted
@@ -161,7 +161,8 @@ def counted_attempts(attempt: str) -> str:
 # The two per-attempt statements of a batch bypass SQLAlchemy's per-row type processing (it
 # costs more CPU than the database work itself); values are converted to the driver's types
 # here, exactly as the column types would (UUID: 32 hex chars on SQLite; naive UTC text).
-_UPDATE_DELIVERIES = (
+# The worker's SQLite link (queue_link) runs the same two statements.
+UPDATE_DELIVERIES_SQLITE = (
     f"UPDATE deliveries SET status = ?1, {counted_attempts('?2')}, "
     "last_http_status = ?3, updated_at = ?4 WHERE id = ?5"
 )
