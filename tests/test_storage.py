@@ -132,3 +132,15 @@ def test_id_text_and_fast_hex_parsing_match_the_uuid_module() -> None:
     for bad in ("zz" * 16, "ab" * 15, "ab" * 17):
         with pytest.raises(ValueError):
             uuid_from_hex(bad)
+
+
+async def test_readiness_is_503_while_the_database_is_unreachable(tmp_path: Path) -> None:
+    from tests.support import free_port
+
+    db = Database(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
+    try:
+        status, body = await db.readiness()
+    finally:
+        await db.dispose()
+    assert status == 503
+    assert body["status"] == "unavailable" and body["detail"]

@@ -156,6 +156,15 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
+    async def readiness(self) -> tuple[int, dict[str, str]]:
+        """A readiness probe's status code and body: 503 while the database is unreachable
+        (the API's ``/readyz`` and a worker's answer alike)."""
+        try:
+            await self.ping()
+        except Exception as error:  # any failure to reach the database means "not ready"
+            return 503, {"status": "unavailable", "detail": type(error).__name__}
+        return 200, {"status": "ok", "database": self.dialect}
+
     async def dispose(self) -> None:
         if self._events is not None:
             events, self._events = self._events, None

@@ -17,9 +17,5 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    try:
-        await runtime.db.ping()
-    except Exception as error:  # any failure to reach the database means "not ready"
-        return JSONResponse({"status": "unavailable", "detail": type(error).__name__},
-                            status_code=503)
-    return JSONResponse({"status": "ok", "database": runtime.db.dialect})
+    status, body = await runtime.db.readiness()
+    return JSONResponse(body, status_code=status)
