@@ -134,7 +134,7 @@ def test_id_text_and_fast_hex_parsing_match_the_uuid_module() -> None:
             uuid_from_hex(bad)
 
 
-async def test_readiness_is_503_while_the_database_is_unreachable(tmp_path: Path) -> None:
+async def test_readiness_is_503_while_the_database_is_unreachable() -> None:
     from tests.support import free_port
 
     db = Database(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
