@@ -92,3 +92,54 @@ async def test_only_successes_take_the_link(make_runtime) -> None:
     finally:
         await link.close()
     assert len(await queued(rt)) == 1  # nothing was written
+
+
+async def test_a_postgres_claim_looks_queued_rows_up_by_key_not_by_scanning_the_queue(
+    postgres_backend: str, tmp_path
+) -> None:
+    """With thousands queued, the claim's plan reaches the rows it updates through the primary
+    key: its cost stays flat as the backlog grows (a join once hashed the whole queue)."""
+    import asyncpg
+    from sqlalchemy import insert
+
+    from hookline.bootstrap import prepare_database
+    from hookline.ids import new_id
+    from hookline.runtime import Runtime
+    from hookline.store.listen import plain_postgres_url
+    from hookline.store.queue_link import _CLAIM_POSTGRESQL
+    from hookline.store.tables import deliveries, delivery_queue, events
+    from tests.conftest import Backend
+
+    database = Backend(tmp_path, "postgresql")
+    rt = Runtime.create(database.settings())
+    try:
+        await prepare_database(rt)
+        account = await make_account(rt)
+        hook = await make_webhook(rt, account, "http://127.0.0.1:9/hook")
+        now = rt.clock.now()
+        ids = [(new_id(), new_id()) for _ in range(5000)]
+        async with rt.db.transaction() as conn:
+            await conn.execute(insert(events), [
+                {"id": e, "account_id": account, "event_type": "account.connection.deleted",
+                 "payload": b"{}", "created_at": now} for e, _ in ids])
+            await conn.execute(insert(deliveries), [
+                {"id": d, "event_id": e, "webhook_id": hook, "account_id": account,
+                 "status": "pending", "attempts": 0, "created_at": now, "updated_at": now}
+                for e, d in ids])
+            await conn.execute(insert(delivery_queue), [
+                {"delivery_id": d, "webhook_id": hook, "event_id": e, "available_at": now,
+                 "attempt": 0} for e, d in ids])
+        conn = await asyncpg.connect(plain_postgres_url(rt.db.url),
+                                     server_settings={"search_path": database.schema or ""})
+        try:
+            await conn.execute("ANALYZE")
+            plan = "\n".join(row[0] for row in await conn.fetch(
+                "EXPLAIN (ANALYZE) " + _CLAIM_POSTGRESQL, now, 100, now + LEASE, "me"))
+        finally:
+            await conn.close()
+        assert "Seq Scan on delivery_queue" not in plan, plan
+        assert "Index Scan using pk_delivery_queue on delivery_queue q" in plan, plan
+        assert "rows=100 " in plan  # and it did claim its batch
+    finally:
+        await rt.db.dispose()
+        await database.drop()
