@@ -39,7 +39,7 @@ from sqlalchemy import insert
 
 from hookline.bootstrap import prepare_database
 from hookline.config import Settings
-from hookline.delivery.emit import build_body, encode_body
+from hookline.delivery.emit import build_body, encode_body, rehearse_emit
 from hookline.delivery.worker import DeliveryWorker
 from hookline.ids import new_id
 from hookline.platform.accounts import create_account
@@ -400,7 +400,7 @@ async def latency_inprocess(backend: str, receiver: ReceiverProcess, rate: float
                                                        created_at=rt.clock.now()))
         await make_webhook(rt, account, receiver.url + "/inprocess")
         await receiver.reset(http)
-        await rt.db.connect_ahead()  # as a server does at start-up
+        await rt.db.connect_ahead(warm=rehearse_emit)  # as a server does at start-up
         worker = DeliveryWorker(rt)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))

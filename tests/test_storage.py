@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, text
 
 from hookline.bootstrap import prepare_database
 from hookline.ids import new_id, new_id_text, new_ids_for_driver, uuid_from_hex
@@ -102,6 +103,39 @@ async def _connect_ahead(runtime: Runtime, writer_size: int) -> None:
     assert runtime.db.engine.pool.checkedin() == runtime.db.pool_size
 
 
+async def test_warming_rehearses_on_every_pooled_connection_and_commits_nothing(
+    postgres_backend: str, tmp_path: Path
+) -> None:
+    """The start-up rehearsal of ``emit`` runs once on each pooled connection (so each server
+    process has planned the hot statements) and leaves no row behind, even when it fails."""
+    from hookline.delivery.emit import rehearse_emit
+    from hookline.store.tables import deliveries, delivery_queue, events, webhooks
+
+    database = Backend(tmp_path, postgres_backend)
+    runtime = Runtime.create(database.settings())
+    backends: list[int] = []
+
+    async def rehearse_and_note(conn: Any) -> None:
+        await rehearse_emit(conn)
+        backends.append((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        if len(backends) == 2:
+            raise RuntimeError("a rehearsal that fails")  # logged; start-up goes on
+
+    try:
+        await prepare_database(runtime)
+        await runtime.db.engine.dispose()
+        await runtime.db.connect_ahead(warm=rehearse_and_note)
+        assert len(backends) == len(set(backends)) == runtime.db.pool_size
+        assert runtime.db.engine.pool.checkedin() == runtime.db.pool_size
+        async with runtime.db.read() as conn:
+            for table in (accounts, webhooks, events, deliveries, delivery_queue):
+                assert (await conn.execute(select(func.count()).select_from(table))
+                        ).scalar_one() == 0, table.name
+    finally:
+        await runtime.db.dispose()
+        await database.drop()
+
+
 async def test_connecting_ahead_is_a_no_op_on_sqlite(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
     try:
@@ -124,11 +158,11 @@ def test_ids_are_time_ordered_uuid7() -> None:
 def test_id_text_and_fast_hex_parsing_match_the_uuid_module() -> None:
     texts = [new_id_text() for _ in range(200)]
     assert texts == sorted(texts) and all(len(t) == 32 for t in texts)
-    for text in texts:
-        parsed = uuid_from_hex(text)
-        assert parsed == uuid.UUID(hex=text)
-        assert str(parsed) == str(uuid.UUID(hex=text)) and parsed.version == 7
-        assert hash(parsed) == hash(uuid.UUID(hex=text))
+    for hex_text in texts:
+        parsed = uuid_from_hex(hex_text)
+        assert parsed == uuid.UUID(hex=hex_text)
+        assert str(parsed) == str(uuid.UUID(hex=hex_text)) and parsed.version == 7
+        assert hash(parsed) == hash(uuid.UUID(hex=hex_text))
     for bad in ("zz" * 16, "ab" * 15, "ab" * 17):
         with pytest.raises(ValueError):
             uuid_from_hex(bad)

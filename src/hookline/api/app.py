@@ -27,6 +27,7 @@ from hookline.api.routers import (
     webhooks,
 )
 from hookline.background import BackgroundServices
+from hookline.delivery.emit import rehearse_emit
 from hookline.runtime import Runtime, freeze_startup_objects
 from hookline.ui import routes as dashboard
 
@@ -37,7 +38,7 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = BackgroundServices(runtime)
-        await runtime.db.connect_ahead(events=True)
+        await runtime.db.connect_ahead(events=True, warm=rehearse_emit)
         if run_background:
             await services.start()
         freeze_startup_objects()

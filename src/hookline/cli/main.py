@@ -103,6 +103,7 @@ def worker(
 ) -> None:
     """Run delivery workers and schedulers without the API (for PostgreSQL deployments)."""
     from hookline.background import BackgroundServices
+    from hookline.delivery.emit import rehearse_emit
     from hookline.delivery.metrics_http import start_metrics_server
 
     overrides: dict[str, object] = {"database_url": database_url} if database_url else {}
@@ -119,7 +120,7 @@ def worker(
         import signal
 
         await prepare_database(runtime)
-        await runtime.db.connect_ahead()
+        await runtime.db.connect_ahead(warm=rehearse_emit)
         services = BackgroundServices(runtime)
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()

@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.catalog import get_event_type, validate_body
 from hookline.ids import new_id
 from hookline.store.db import request_wake
 from hookline.store.outbox import write_event
+from hookline.store.tables import accounts, webhooks
 
 DELIVERY_TOPIC = "deliveries"
+REHEARSED_EVENT = "account.connection.deleted"
 
 
 @dataclass(frozen=True)
@@ -97,3 +100,17 @@ async def emit(
         await request_wake(conn, DELIVERY_TOPIC)
     return EmittedEvent(event_id, body, payload, delivery_ids)
 
+
+
+async def rehearse_emit(conn: AsyncConnection) -> None:
+    """Emit one event to one webhook of a throwaway account, for the caller to roll back:
+    the rehearsal :meth:`hookline.store.db.Database.connect_ahead` runs on each pooled
+    connection at start-up (nothing of it is ever committed, so no wake-up is sent)."""
+    now = datetime.now(UTC)
+    account_id = new_id()
+    await conn.execute(insert(accounts).values(id=account_id, name="warm-up", created_at=now))
+    await conn.execute(insert(webhooks).values(
+        id=new_id(), account_id=account_id, event=REHEARSED_EVENT, url="http://warm-up.invalid/",
+        status="active", created_at=now, updated_at=now))
+    await emit(conn, account_id=account_id, event=REHEARSED_EVENT, consumer_id=new_id(),
+               fields={"connectionid": str(new_id())}, now=now)

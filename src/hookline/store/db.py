@@ -7,10 +7,11 @@ the busy timeout instead of failing with "database is locked" halfway through a 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.util import await_
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Every SQLite connection: WAL (readers never block the writer), NORMAL sync (durable across a
 # process crash; a power loss may lose the last commits), foreign keys enforced.
@@ -127,20 +129,47 @@ class Database:
             self._events = (loop, writer)  # a writer from a finished loop is just dropped
         return self._events[1]
 
-    async def connect_ahead(self, *, events: bool = False) -> None:
+    async def connect_ahead(
+        self, *, events: bool = False,
+        warm: Callable[[AsyncConnection], Awaitable[object]] | None = None,
+    ) -> None:
         """Open PostgreSQL's pooled connections before traffic comes (``events``: the
         ``POST /events`` writer's too). Opened on demand, each new connection costs a few
         milliseconds of round trips, and during a burst every request queued behind them:
         hundreds of milliseconds on the first events after a start. SQLite has nothing to
-        open ahead."""
+        open ahead.
+
+        ``warm`` runs on each connection in a transaction that is always rolled back: the
+        first run of a statement on a new server process plans it while loading the
+        catalog (several milliseconds, more under load), so a start-up rehearsal of the hot
+        path keeps that cost out of the first real burst.
+        """
         if self.is_sqlite:
             return
         async with AsyncExitStack() as held:  # held at once: distinct connections
             for _ in range(self.pool_size):
-                await held.enter_async_context(self.engine.connect())
+                conn = await held.enter_async_context(self.engine.connect())
+                if warm is not None:
+                    await self._rehearse(conn, warm)
         writer = self.event_writer() if events else None
         if writer is not None:
             await writer.open()
+
+    async def _rehearse(
+        self, conn: AsyncConnection, warm: Callable[[AsyncConnection], Awaitable[object]]
+    ) -> None:
+        """Run ``warm`` as :meth:`transaction` would run it, then roll everything back (its
+        wake-up requests included: nothing was committed)."""
+        conn.info[WAKE_KEY] = set()
+        conn.info[CHANNEL_KEY] = self.notify_channel
+        rehearsal = await conn.begin()
+        try:
+            await warm(conn)
+        except Exception:  # only a rehearsal: the real path reports its own errors
+            log.warning("warming a pooled connection failed", exc_info=True)
+        finally:
+            await rehearsal.rollback()
+            conn.info.pop(WAKE_KEY, None)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
