@@ -153,3 +153,57 @@ async def test_the_background_service_ticks_until_stopped(database: Any) -> None
             stop.set()
             await asyncio.wait_for(service, timeout=5)
         assert await _next_run(s.rt, flow_id) == START.replace(minute=10, second=0)
+
+
+async def test_each_consumer_runs_on_the_schedule_it_chose(database: Any) -> None:
+    """A consumer's own ``cronschedule`` replaces its trigger's: at each due time only the
+    consumers whose schedule fires then are run, and the flow wakes for every schedule."""
+    async with frozen_app(database) as s:
+        sync = await new_sync(s.api, flow_body("per consumer", triggers=EVERY_5_MIN))
+        sync_id, flow_id = sync["syncid"], sync["flows"][0]["id"]
+        default, own = (await new_consumer(s.api, "default"), await new_consumer(s.api, "own"))
+        await enable(s.api, default, sync_id, flow_id)
+        enabled = await enable(s.api, own, sync_id, flow_id, cronschedule="2 * * * *")
+        assert enabled.status_code == 200, enabled.text
+        assert enabled.json()["trigger"]["cronschedule"] == "2 * * * *"
+
+        at_2 = START.replace(minute=2, second=0)
+        assert await _next_run(s.rt, flow_id) == at_2  # brought forward by the consumer
+        # Changing the flow's own schedules keeps the consumer's in the wake-ups.
+        every_10 = [{"id": "timer", "type": "timer", "cronschedules": ["*/10 * * * *"]}]
+        reposted = await s.api.post(f"/syncs/{sync_id}/flows",
+                                    json=flow_body("per consumer", triggers=every_10))
+        assert reposted.status_code == 200 and reposted.json()["id"] == flow_id
+        assert await _next_run(s.rt, flow_id) == at_2
+        await s.api.post(f"/syncs/{sync_id}/flows",
+                         json=flow_body("per consumer", triggers=EVERY_5_MIN))
+        (parent,) = await run_due_flows(s.rt, at_2)
+        assert [str(row.consumer_id) for row in await _children(s.rt, parent)] == [own]
+        at_5 = START.replace(minute=5, second=0)
+        assert await _next_run(s.rt, flow_id) == at_5
+        (parent,) = await run_due_flows(s.rt, at_5)
+        assert [str(row.consumer_id) for row in await _children(s.rt, parent)] == [default]
+        assert await _next_run(s.rt, flow_id) == START.replace(minute=10, second=0)
+
+        # Once it disables the flow, its time comes and goes without a run.
+        disabled = await s.api.post(
+            f"/consumers/{own}/syncs/{sync_id}/flows/{flow_id}/disable", json={})
+        assert disabled.status_code in (200, 204), disabled.text
+        next_hour = START.replace(hour=13, minute=2, second=0)
+        async with s.rt.db.transaction() as conn:  # make the consumer's time the next due
+            await claim_due_time(conn, uuid.UUID(flow_id),
+                                 START.replace(minute=10, second=0), next_hour)
+        assert await run_due_flows(s.rt, next_hour) == []
+        assert await _next_run(s.rt, flow_id) == START.replace(hour=13, minute=5, second=0)
+
+
+async def test_a_consumer_on_an_event_trigger_is_never_run_by_the_timer(database: Any) -> None:
+    async with frozen_app(database) as s:
+        triggers = [{"id": "on-event", "type": "event"}, *EVERY_5_MIN]
+        sync = await new_sync(s.api, flow_body("both", triggers=triggers))
+        sync_id, flow_id = sync["syncid"], sync["flows"][0]["id"]
+        by_event, by_timer = (await new_consumer(s.api, "E"), await new_consumer(s.api, "T"))
+        await enable(s.api, by_event, sync_id, flow_id, triggerid="on-event")
+        await enable(s.api, by_timer, sync_id, flow_id, triggerid="timer")
+        (parent,) = await run_due_flows(s.rt, START.replace(minute=5, second=0))
+        assert [str(row.consumer_id) for row in await _children(s.rt, parent)] == [by_timer]

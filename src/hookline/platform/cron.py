@@ -30,6 +30,12 @@ def next_due(schedules: Sequence[str], after: datetime) -> datetime | None:
     return min(croniter(expression, base).get_next(datetime) for expression in schedules)
 
 
+def fires_at(expression: str, moment: datetime) -> bool:
+    """Whether ``expression`` fires at ``moment`` (to the minute, or the second for a
+    six-field expression)."""
+    return bool(croniter.match(expression, moment.astimezone(UTC)))
+
+
 def join(schedules: Sequence[str]) -> str | None:
     return SEPARATOR.join(schedules) or None
 

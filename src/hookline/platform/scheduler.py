@@ -1,5 +1,10 @@
 """The flow scheduler: runs timer flows when their cron schedule is due, ends overdue runs.
 
+Each consumer runs on its own schedule: the ``cronschedule`` it chose when enabling the flow,
+else its timer trigger's first one (consumers on an event trigger never run on a timer). A
+flow's ``next_run_at`` is the next time any of those (or its triggers' own schedules) fires;
+at that time the consumers whose schedule fires then are run together, as one execution.
+
 Every process runs it. A due time is claimed with a compare-and-set on ``flows.next_run_at``
 (``UPDATE ... WHERE id = :id AND next_run_at = :due``): exactly one process wins and triggers
 the run, in the same transaction that advances the schedule. A schedule that fell behind
@@ -19,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.platform import cron, runners
 from hookline.platform.executions import expire_overdue, trigger_flow
+from hookline.platform.syncs import timer_consumers
 from hookline.runtime import Runtime
 from hookline.store.tables import flows
 
@@ -44,7 +50,7 @@ async def run_due_flows(runtime: Runtime, now: datetime | None = None) -> list[u
     async with runtime.db.read() as conn:
         due = (await conn.execute(
             select(flows.c.id, flows.c.account_id, flows.c.sync_id, flows.c.cron,
-                   flows.c.next_run_at)
+                   flows.c.triggers, flows.c.next_run_at)
             .where(flows.c.next_run_at.is_not(None), flows.c.next_run_at <= now)
             .order_by(flows.c.next_run_at).limit(BATCH)
         )).all()
@@ -52,12 +58,18 @@ async def run_due_flows(runtime: Runtime, now: datetime | None = None) -> list[u
     for flow in due:
         jobs: list[runners.RunJob] = []
         async with runtime.db.transaction() as conn:
-            next_at = cron.next_due(cron.split(flow.cron), now)
+            consumers = await timer_consumers(conn, flow.id, flow.triggers)
+            schedules = list(dict.fromkeys([*cron.split(flow.cron), *consumers.values()]))
+            next_at = cron.next_due(schedules, now)
             if not await claim_due_time(conn, flow.id, flow.next_run_at, next_at):
                 continue  # another process took this due time
+            targets = [consumer for consumer, schedule in consumers.items()
+                       if cron.fires_at(schedule, flow.next_run_at)]
+            if not targets:
+                continue  # a wake-up for schedules no enabled consumer runs on
             triggered = await trigger_flow(
                 conn, account_id=flow.account_id, sync_id=flow.sync_id, flow_id=flow.id,
-                consumer_ids=None, data={"scheduled_at": flow.next_run_at.isoformat()},
+                consumer_ids=targets, data={"scheduled_at": flow.next_run_at.isoformat()},
                 trigger="timer", now=now,
                 timeout_seconds=runtime.settings.execution_timeout_seconds,
             )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
@@ -182,6 +182,48 @@ def _schedules(triggers: list[dict[str, Any]]) -> list[str]:
     return cron.split(joined)
 
 
+def consumer_schedule(triggers: list[dict[str, Any]], config: dict[str, Any]) -> str | None:
+    """The schedule a consumer's flow runs on: none unless the consumer's trigger is a timer;
+    then the consumer's own ``cronschedule``, else the trigger's first one."""
+    trigger_id = config.get("triggerid")
+    trigger = next((item for item in triggers if item.get("id") == trigger_id), None)
+    if trigger is None or trigger.get("type") != "timer":
+        return None
+    return config.get("cronschedule") or next(iter(trigger.get("cronschedules") or []), None)
+
+
+async def timer_consumers(conn: AsyncConnection, flow_id: uuid.UUID,
+                          triggers: list[dict[str, Any]]) -> dict[uuid.UUID, str]:
+    """Each consumer with the flow enabled on a timer trigger, and its schedule."""
+    rows = (await conn.execute(
+        select(flow_consumers.c.consumer_id, flow_consumers.c.config)
+        .where(flow_consumers.c.flow_id == flow_id, flow_consumers.c.enabled.is_(True))
+        .order_by(flow_consumers.c.consumer_id)
+    )).all()
+    scheduled = {row.consumer_id: consumer_schedule(triggers, row.config) for row in rows}
+    return {consumer: schedule for consumer, schedule in scheduled.items() if schedule}
+
+
+async def flow_schedules(conn: AsyncConnection, flow_id: uuid.UUID,
+                         triggers: list[dict[str, Any]], own: list[str]) -> list[str]:
+    """What the scheduler wakes the flow for: its triggers' schedules (``own``) and every
+    schedule its consumers chose for themselves."""
+    chosen = (await timer_consumers(conn, flow_id, triggers)).values()
+    return list(dict.fromkeys([*own, *chosen]))
+
+
+async def _bring_forward(conn: AsyncConnection, flow_id: uuid.UUID,
+                         candidate: datetime | None) -> None:
+    """Move the flow's next wake-up earlier to ``candidate`` (never later: a due time not yet
+    run must not be skipped)."""
+    if candidate is None:
+        return
+    await conn.execute(update(flows).where(
+        flows.c.id == flow_id,
+        or_(flows.c.next_run_at.is_(None), flows.c.next_run_at > candidate),
+    ).values(next_run_at=candidate))
+
+
 async def upsert_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.UUID,
                       item: dict[str, Any], *, now: datetime,
                       box: SecretBox | None = None) -> Flow:
@@ -222,7 +264,8 @@ async def upsert_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uui
     else:
         flow_id = existing.id
         if existing.cron != spec:
-            values["next_run_at"] = cron.next_due(schedules, now)
+            values["next_run_at"] = cron.next_due(
+                await flow_schedules(conn, flow_id, triggers, schedules), now)
         await conn.execute(update(flows).where(flows.c.id == flow_id).values(**values))
     return await get_flow(conn, account_id, sync_id, flow_id)
 
@@ -377,6 +420,9 @@ async def enable_flow(conn: AsyncConnection, account_id: uuid.UUID, consumer_id:
         await conn.execute(update(flow_consumers).where(
             flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id
         ).values(enabled=True, config=config, enabled_at=enabled_at, updated_at=now))
+    schedule = consumer_schedule(flow.triggers, config)
+    if schedule is not None:
+        await _bring_forward(conn, flow_id, cron.next_due([schedule], now))
     if not was_enabled:
         await _set_status(conn, sync_id, consumer_id)
         await emit(conn, account_id=account_id, event="account.flow.enabled",
@@ -448,3 +494,6 @@ async def update_flow_consumer(conn: AsyncConnection, account_id: uuid.UUID,
     await conn.execute(update(flow_consumers).where(
         flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id
     ).values(config=config, updated_at=now))
+    schedule = consumer_schedule(flow.triggers, config) if current.enabled else None
+    if schedule is not None:
+        await _bring_forward(conn, flow_id, cron.next_due([schedule], now))
