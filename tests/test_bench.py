@@ -1,0 +1,44 @@
+"""The benchmark still runs end to end (small sizes; its numbers live in the README, not here):
+every queued delivery reaches the receiver and is counted, on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from bench.delivery import ReceiverProcess, drain, latency_inprocess
+
+
+@pytest.fixture
+async def bench_receiver() -> AsyncIterator[ReceiverProcess]:
+    receiver = await ReceiverProcess().ready()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+async def test_the_drain_benchmark_delivers_and_counts_everything(
+    bench_receiver: ReceiverProcess
+) -> None:
+    await _drain_and_check("sqlite", bench_receiver)
+
+
+async def test_the_drain_benchmark_on_postgres(postgres_backend: str,
+                                               bench_receiver: ReceiverProcess) -> None:
+    await _drain_and_check(postgres_backend, bench_receiver)
+
+
+async def _drain_and_check(backend: str, bench_receiver: ReceiverProcess) -> None:
+    result = await drain(backend, bench_receiver, 300, pin=False)
+    assert result["received"] == result["n"] == 300
+    assert result["hookline"] > 0 and result["bare"] > 0
+    assert result["ratio"] == pytest.approx(result["hookline"] / result["bare"])
+
+
+async def test_the_in_process_latency_benchmark_receives_every_event(
+    bench_receiver: ReceiverProcess
+) -> None:
+    result = await latency_inprocess("sqlite", bench_receiver, rate=100, seconds=0.5)
+    assert result["received"] == result["sent"] == 50
+    assert 0 < result["p50"] <= result["p99"] <= result["max"]
