@@ -101,3 +101,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class Ticks:
+    """Passed as a periodic service's ``ticked`` callback: tests await the service's next
+    completed tick, then look at its effects, instead of polling the database on a timer."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.count = 0
+        self._ticked = asyncio.Event()
+
+    def __call__(self) -> None:
+        self.count += 1
+        self._ticked.set()
+
+    async def next(self, timeout: float = 10.0) -> None:
+        """Wait for a tick completed after the previous call returned (or before the first)."""
+        import asyncio
+
+        await asyncio.wait_for(self._ticked.wait(), timeout)
+        self._ticked.clear()

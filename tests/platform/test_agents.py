@@ -23,7 +23,7 @@ from tests.platform.connections_support import (
     new_consumer,
     strip,
 )
-from tests.support import ApiClient
+from tests.support import ApiClient, Ticks
 
 FIFTEEN_MINUTES = 15 * 60
 
@@ -220,15 +220,12 @@ async def test_the_watchdog_service_marks_agents_down(database) -> None:
         await beat(api, created["agent_token"])
         clock.advance(FIFTEEN_MINUTES + 1)
         stop = asyncio.Event()
-        service = asyncio.create_task(run_agent_watchdog(rt, stop))
-
-        async def down_seen() -> None:
-            while not any(e["event"] == "account.connection.down"
-                          for e in await agent_events(rt, api)):
-                await asyncio.sleep(0.05)  # polling the outbox the service writes to
-
+        ticks = Ticks()
+        service = asyncio.create_task(run_agent_watchdog(rt, stop, ticked=ticks))
         try:
-            await asyncio.wait_for(down_seen(), timeout=10)
+            await ticks.next()
+            assert [e["event"] for e in await agent_events(rt, api)
+                    if e["event"] == "account.connection.down"] == ["account.connection.down"]
         finally:
             stop.set()
             await asyncio.wait_for(service, timeout=5)

@@ -31,7 +31,7 @@ from tests.platform.issues_orders_support import (
     frozen_runtime,
     make_world,
 )
-from tests.support import ApiClient
+from tests.support import ApiClient, Ticks
 
 ORDER: dict[str, Any] = {
     "id": "ord-1", "order_number": "0001", "creation_date": "2026-11-20T09:30:00Z",
@@ -355,12 +355,13 @@ async def test_the_poller_service_polls_connections_with_a_registered_connector(
                                            close_probability=1.0))
     try:
         await make_world(rt)
-        task = asyncio.create_task(run_pos_pollers(rt, stop))
+        ticks = Ticks()
+        task = asyncio.create_task(run_pos_pollers(rt, stop, ticked=ticks))
         try:
-            for _ in range(400):
+            for _ in range(20):  # an order is created by one poll, completed by a later one
+                await ticks.next()
                 if await emitted(rt, "pos.order.completed"):
                     break
-                await asyncio.sleep(0.02)  # the service runs on its own schedule
         finally:
             stop.set()
             await task

@@ -29,6 +29,7 @@ from tests.platform.syncs_support import (
     new_consumer,
     new_sync,
 )
+from tests.support import Ticks
 
 EVERY_5_MIN = [{"id": "timer", "type": "timer", "cronschedules": ["*/5 * * * *"]}]
 
@@ -143,12 +144,11 @@ async def test_the_background_service_ticks_until_stopped(database: Any) -> None
         _, flow_id, _ = await _timer_flow(s, consumers=1)
         s.clock.set(START.replace(minute=5, second=0))
         stop = asyncio.Event()
-        service = asyncio.create_task(run_flow_scheduler(s.rt, stop))
+        ticks = Ticks()
+        service = asyncio.create_task(run_flow_scheduler(s.rt, stop, ticked=ticks))
         try:
-            for _ in range(200):  # the service runs on its own timer; observe its effect
-                if await _next_run(s.rt, flow_id) == START.replace(minute=10, second=0):
-                    break
-                await asyncio.sleep(0.05)
+            await ticks.next()
+            await ticks.next()  # and ticks again, without running the due time twice
         finally:
             stop.set()
             await asyncio.wait_for(service, timeout=5)

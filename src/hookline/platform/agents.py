@@ -11,7 +11,6 @@ one transaction can win it, whatever the number of API and worker processes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
 from hookline.errors import Unauthorized
+from hookline.periodic import Ticked, every
 from hookline.platform import issues
 from hookline.runtime import Runtime
 from hookline.security import fingerprint
@@ -122,19 +122,18 @@ async def mark_down_stale_agents(conn: AsyncConnection, now: datetime, *,
     return downs
 
 
-async def run_agent_watchdog(runtime: Runtime, stop: asyncio.Event) -> None:
+async def run_agent_watchdog(runtime: Runtime, stop: asyncio.Event, *,
+                             ticked: Ticked = None) -> None:
     """Every ``scheduler_interval_seconds``, mark silent agents down (any number of
     processes may run this at once)."""
-    interval = max(runtime.settings.scheduler_interval_seconds, 0.05)
-    while not stop.is_set():
-        try:
-            async with runtime.db.transaction() as conn:
-                downs = await mark_down_stale_agents(
-                    conn, runtime.clock.now(),
-                    down_after_seconds=runtime.settings.agent_down_after_seconds)
-            if downs:
-                log.info("agent watchdog: %d local agent(s) marked down", len(downs))
-        except Exception:
-            log.exception("agent watchdog tick failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def tick() -> None:
+        async with runtime.db.transaction() as conn:
+            downs = await mark_down_stale_agents(
+                conn, runtime.clock.now(),
+                down_after_seconds=runtime.settings.agent_down_after_seconds)
+        if downs:
+            log.info("agent watchdog: %d local agent(s) marked down", len(downs))
+
+    await every(max(runtime.settings.scheduler_interval_seconds, 0.05), stop, tick,
+                what="agent watchdog tick", ticked=ticked)

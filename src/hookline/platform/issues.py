@@ -15,7 +15,6 @@ open issue; SQLite serialises write transactions (``BEGIN IMMEDIATE``) already.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import uuid
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hookline.delivery.emit import emit
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
+from hookline.periodic import Ticked, every
 from hookline.runtime import Runtime
 from hookline.store.tables import (
     connections,
@@ -473,18 +473,17 @@ async def _check_consumer(conn: AsyncConnection, account_id: uuid.UUID,
 
 # --- the background service ------------------------------------------------------------------
 
-async def run_issue_autoclose(runtime: Runtime, stop: asyncio.Event) -> None:
+async def run_issue_autoclose(runtime: Runtime, stop: asyncio.Event, *,
+                              ticked: Ticked = None) -> None:
     """Close issues that stopped occurring, in batches, every scheduler interval."""
-    interval = max(runtime.settings.scheduler_interval_seconds, 1.0)
-    while not stop.is_set():
-        try:
-            while True:
-                async with runtime.db.transaction() as conn:
-                    closed = await close_stale_issues(
-                        conn, runtime.clock.now(), days=runtime.settings.issue_autoclose_days)
-                if len(closed) < AUTOCLOSE_BATCH:
-                    break
-        except Exception:
-            log.exception("issue auto-close failed; retrying next interval")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def tick() -> None:
+        while True:
+            async with runtime.db.transaction() as conn:
+                closed = await close_stale_issues(
+                    conn, runtime.clock.now(), days=runtime.settings.issue_autoclose_days)
+            if len(closed) < AUTOCLOSE_BATCH:
+                return
+
+    await every(max(runtime.settings.scheduler_interval_seconds, 1.0), stop, tick,
+                what="issue auto-close", ticked=ticked)

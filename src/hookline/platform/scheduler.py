@@ -14,7 +14,6 @@ the run, in the same transaction that advances the schedule. A schedule that fel
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from datetime import datetime
@@ -22,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookline.periodic import Ticked, every
 from hookline.platform import cron, runners
 from hookline.platform.executions import expire_overdue, trigger_flow
 from hookline.platform.syncs import timer_consumers
@@ -85,14 +85,13 @@ async def end_overdue_executions(runtime: Runtime, now: datetime | None = None) 
         return await expire_overdue(conn, now or runtime.clock.now())
 
 
-async def run_flow_scheduler(runtime: Runtime, stop: asyncio.Event) -> None:
+async def run_flow_scheduler(runtime: Runtime, stop: asyncio.Event, *,
+                             ticked: Ticked = None) -> None:
     """Tick every ``scheduler_interval_seconds`` until ``stop`` is set."""
-    interval = runtime.settings.scheduler_interval_seconds
-    while not stop.is_set():
-        try:
-            await run_due_flows(runtime)
-            await end_overdue_executions(runtime)
-        except Exception:
-            log.exception("flow scheduler tick failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def tick() -> None:
+        await run_due_flows(runtime)
+        await end_overdue_executions(runtime)
+
+    await every(runtime.settings.scheduler_interval_seconds, stop, tick,
+                what="flow scheduler tick", ticked=ticked)

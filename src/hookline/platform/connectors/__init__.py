@@ -8,7 +8,6 @@ upserts it in one transaction (so the events of a poll are committed with its ro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy import select
 
+from hookline.periodic import Ticked, every
 from hookline.platform import orders
 from hookline.platform.pos_schema import POSLocationItem, PushedOrder
 from hookline.runtime import Runtime
@@ -88,28 +88,31 @@ async def poll_with(runtime: Runtime, connector: PosConnector, connection_id: uu
                       sum(r.completed for r in results))
 
 
-async def run_pos_pollers(runtime: Runtime, stop: asyncio.Event) -> None:
+async def run_pos_pollers(runtime: Runtime, stop: asyncio.Event, *,
+                          ticked: Ticked = None) -> None:
     """Poll every POS connection whose integration has a registered connector, every
     ``scheduler_interval_seconds``. Nothing is registered by default, so this idles unless a
     deployment registers connectors. Several processes may poll the same connection: upserts
     are idempotent, and a rare duplicate insert only fails that poll, which the next repeats.
     """
-    interval = max(runtime.settings.scheduler_interval_seconds, 0.05)
     last: dict[uuid.UUID, datetime] = {}
-    while not stop.is_set():
-        if _REGISTRY:
-            async with runtime.db.read() as conn:
-                rows = (await conn.execute(
-                    select(connections.c.id).where(
-                        connections.c.integration_id.in_(list(_REGISTRY)),
-                        connections.c.status == "active")
-                )).all()
-            for row in rows:
-                started = runtime.clock.now()
-                try:
-                    await poll_connection(runtime, row.id, since=last.get(row.id))
-                    last[row.id] = started
-                except Exception:
-                    log.exception("polling POS connection %s failed", row.id)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def tick() -> None:
+        if not _REGISTRY:
+            return
+        async with runtime.db.read() as conn:
+            rows = (await conn.execute(
+                select(connections.c.id).where(
+                    connections.c.integration_id.in_(list(_REGISTRY)),
+                    connections.c.status == "active")
+            )).all()
+        for row in rows:
+            started = runtime.clock.now()
+            try:
+                await poll_connection(runtime, row.id, since=last.get(row.id))
+                last[row.id] = started
+            except Exception:
+                log.exception("polling POS connection %s failed", row.id)
+
+    await every(max(runtime.settings.scheduler_interval_seconds, 0.05), stop, tick,
+                what="POS polling", ticked=ticked)
