@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hookline.delivery.sender import Sender
+from hookline.delivery.sender import Sender, SendResult
 from tests.conftest import make_settings
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -71,6 +71,12 @@ class RawServer:
         return f"http://127.0.0.1:{self.port}/hook?x=1"
 
 
+async def _twice(sender: Sender, raw_server: RawServer) -> tuple[SendResult, SendResult]:
+    """Two deliveries one after the other: the second shows what became of the connection."""
+    return (await sender.send(raw_server.url, b"{}", {}),
+            await sender.send(raw_server.url, b"{}", {}))
+
+
 @pytest.fixture
 async def raw_server() -> AsyncIterator[RawServer]:
     server = RawServer()
@@ -114,8 +120,7 @@ async def test_chunked_response_is_read_and_the_connection_kept(sender: Sender,
     raw_server.respond = lambda request: (
         b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nRetry-After: 7\r\n\r\n"
         b"4\r\nbusy\r\n5\r\n, try\r\n0\r\n\r\n")
-    first = await sender.send(raw_server.url, b"{}", {})
-    second = await sender.send(raw_server.url, b"{}", {})
+    first, second = await _twice(sender, raw_server)
     assert (first.status, first.excerpt, first.retry_after) == (503, "busy, try", "7")
     assert second.status == 503
     assert [r.connection for r in raw_server.requests] == [1, 1]
@@ -126,8 +131,7 @@ async def test_a_body_without_length_is_read_until_the_server_closes(
 ) -> None:
     raw_server.respond = lambda request: b"HTTP/1.1 200 OK\r\n\r\nuntil close"
     raw_server.close_after = lambda request: True
-    first = await sender.send(raw_server.url, b"{}", {})
-    second = await sender.send(raw_server.url, b"{}", {})
+    first, second = await _twice(sender, raw_server)
     assert (first.status, first.excerpt, second.status) == (200, "until close", 200)
     assert [r.connection for r in raw_server.requests] == [1, 2]
 
@@ -138,8 +142,7 @@ async def test_only_an_excerpt_of_a_big_body_is_read_and_its_connection_dropped(
     big = b"x" * 1_000_000
     raw_server.respond = lambda request: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (
         len(big), big)
-    first = await sender.send(raw_server.url, b"{}", {})
-    second = await sender.send(raw_server.url, b"{}", {})
+    first, second = await _twice(sender, raw_server)
     assert (first.status, first.excerpt) == (200, "x" * 16)  # response_excerpt_bytes
     assert second.status == 200
     assert [r.connection for r in raw_server.requests] == [1, 2]
