@@ -12,6 +12,11 @@ on generality we never use (header merging, cookies, redirects, proxies, auth, a
 task per request on Python < 3.12) than the rest of a delivery costs. Everything that needs
 care stays aiohttp's: DNS, the SSRF guard in the resolver, TLS, the connection pool and its
 limits, keep-alive bookkeeping, and parsing the response (llhttp).
+
+This leans on aiohttp below its session API (``BaseConnector.connect``, the connection's
+``ResponseHandler``: ``set_response_params``, ``read``, ``_parser``), which is why aiohttp is
+pinned; ``tests/delivery/test_sender.py`` exercises every part of it against a raw server, so
+an upgrade that changes them fails there first.
 """
 
 from __future__ import annotations
