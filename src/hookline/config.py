@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     retry_after_max_seconds: float = 86400.0
     disable_after_failing_seconds: float = 5 * 86400.0
     outbound_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Extra CA certificates (PEM) trusted for outbound HTTPS, beside the system's.
+    outbound_ca_file: FilePath | None = None
     delivery_connect_timeout: float = 5.0
     delivery_timeout: float = 15.0
     delivery_concurrency: int = 256

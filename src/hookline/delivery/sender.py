@@ -36,6 +36,7 @@ from yarl import URL
 
 from hookline.config import Settings
 from hookline.delivery.ssrf import BlockedAddress, OutboundGuard, guarded_connector
+from hookline.delivery.tls import outbound_ssl
 
 #: Exceptions meaning "the request could not be made and never will be": no retry.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -95,6 +96,7 @@ class Sender:
             limit_per_host=self._per_host,
             ttl_dns_cache=30,
             enable_cleanup_closed=True,
+            ssl=outbound_ssl(self.settings.outbound_ca_file),
         )
         return self
 
@@ -143,9 +145,14 @@ class Sender:
             return SendResult(status, (time.perf_counter() - started) * 1000.0,
                               excerpt=excerpt, retry_after=retry_after)
         except PERMANENT_ERRORS as error:
+            if not isinstance(error, aiohttp.ClientSSLError):
+                return SendResult(None, (time.perf_counter() - started) * 1000.0,
+                                  error_class=type(error).__name__, retryable_error=False,
+                                  excerpt=str(error)[:200])
+            # A certificate error is a ValueError too, but receivers renew certificates:
+            # retry on the schedule like any other failure on the way.
             return SendResult(None, (time.perf_counter() - started) * 1000.0,
-                              error_class=type(error).__name__, retryable_error=False,
-                              excerpt=str(error)[:200])
+                              error_class=type(error).__name__, excerpt=str(error)[:200])
         except TRANSIENT_ERRORS as error:
             if isinstance(error, EofStream):
                 error = aiohttp.ServerDisconnectedError("connection closed before a response")

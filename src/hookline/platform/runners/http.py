@@ -20,6 +20,7 @@ from hookline import __version__
 from hookline.delivery.emit import encode_body
 from hookline.delivery.signing import SigningKey, delivery_headers
 from hookline.delivery.ssrf import BlockedAddress, OutboundGuard, guarded_connector
+from hookline.delivery.tls import outbound_ssl
 from hookline.errors import InvalidRequest
 from hookline.platform.runners.types import SECRET_KEY, RunJob
 
@@ -64,7 +65,8 @@ class HttpRunner:
         settings = runtime.settings
         timeout = aiohttp.ClientTimeout(total=remaining,
                                         connect=min(settings.delivery_connect_timeout, remaining))
-        connector = guarded_connector(OutboundGuard(settings.outbound_allowlist))
+        connector = guarded_connector(OutboundGuard(settings.outbound_allowlist),
+                                      ssl=outbound_ssl(settings.outbound_ca_file))
         body = encode_body(job.context())
         sealed = job.execution.get(SECRET_KEY)
         key = SigningKey.from_secret(runtime.secret_box.decrypt(sealed)) if sealed else None
