@@ -154,6 +154,19 @@ async def test_interim_100_continue_is_skipped(sender: Sender, raw_server: RawSe
     assert (result.status, result.excerpt) == (200, "ok")
 
 
+async def test_an_upgrade_answer_is_an_outcome_and_its_connection_is_dropped(
+    sender: Sender, raw_server: RawServer
+) -> None:
+    raw_server.respond = lambda request: (
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket"
+        b"\r\n\r\n" if request.body == b"up" else OK)
+    result = await sender.send(raw_server.url, b"up", {})
+    assert (result.status, result.excerpt, result.error_class) == (101, None, None)
+    assert result.duration_ms < 900  # not waiting for a body that never ends
+    assert (await sender.send(raw_server.url, b"{}", {})).status == 200
+    assert [r.connection for r in raw_server.requests] == [1, 2]
+
+
 async def test_server_closing_without_an_answer_is_a_retryable_error(
     sender: Sender, raw_server: RawServer
 ) -> None:
