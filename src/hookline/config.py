@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     issue_autoclose_days: float = 7.0
     scheduler_interval_seconds: float = 15.0
     execution_timeout_seconds: float = 300.0
+    # An in-process flow run (the http runner) is resumed elsewhere if its lease runs out.
+    run_lease_seconds: float = 60.0
 
     @field_validator("retry_schedule", "outbound_allowlist", mode="before")
     @classmethod

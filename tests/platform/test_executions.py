@@ -362,3 +362,64 @@ async def test_concurrent_triggers_start_one_execution_per_consumer(database: An
         mine = (await s.api.get(f"/consumers/{c1}/syncs/{sync_id}/flows/{flow_id}/executions")
                 ).json()
         assert [item["status"] for item in mine] == ["running"]
+
+
+async def test_a_run_whose_process_stopped_is_resumed_once_with_its_execution_id(
+        database: Any, receiver: Any) -> None:
+    from datetime import timedelta
+
+    from hookline.clock import FrozenClock
+    from hookline.platform.scheduler import resume_runs
+
+    receiver.default = Reply(200, b'{"status":"success"}')
+    async with frozen_app(database, run_lease_seconds=60) as s:
+        execution = {"type": "code", "data": None, "url": f"{receiver.url}/run"}
+        sync_id, flow_id, (c1,) = await _setup(s, 1, execution)
+        # A process commits the execution, then dies before its runner sends anything.
+        async with s.rt.db.transaction() as conn:
+            triggered = await trigger_flow(
+                conn, account_id=uuid.UUID(s.api.account_id), sync_id=uuid.UUID(sync_id),
+                flow_id=uuid.UUID(flow_id), consumer_ids=None, data=None, trigger="event",
+                now=START, timeout_seconds=300, run_lease_seconds=60)
+        assert triggered is not None
+        child = triggered.jobs[0].execution_id
+        assert await resume_runs(s.rt, START + timedelta(seconds=59)) == []  # lease still live
+
+        later = START + timedelta(seconds=61)
+        other = Runtime.create(database.settings(run_lease_seconds=60), clock=FrozenClock(later))
+        try:  # two processes notice at once: one takes it over
+            taken = await asyncio.gather(resume_runs(s.rt, later), resume_runs(other, later))
+        finally:
+            await drain()
+            await other.db.dispose()
+        assert sorted(taken, key=len) == [[], [child]]
+        (request,) = receiver.requests
+        assert request.headers["X-Hookline-Execution-Id"] == str(child)
+        assert (await _child_row(s, str(child))).status == "success"
+        (event,) = _executed(await flow_events(s.rt, s.api.account_id))
+        assert (event["executionid"], event["consumerid"], event["status"]) == (
+            str(child), c1, "success")
+        assert await resume_runs(s.rt, START + timedelta(seconds=200)) == []  # finished
+
+
+async def test_runs_that_happen_elsewhere_are_never_resumed(database: Any,
+                                                            receiver: Any) -> None:
+    """A 202 answer hands the run to the account's service, and the external runner never
+    ran anything here: neither is started again when the lease time passes."""
+    from datetime import timedelta
+
+    from hookline.platform.scheduler import resume_runs
+
+    receiver.default = Reply(202, b"")
+    async with frozen_app(database, run_lease_seconds=60) as s:
+        _, _, _, handed_off = await _run_once(s, receiver.url)
+        assert (await _child_row(s, handed_off)).run_lease_until is None
+        sync = await new_sync(s.api, flow_body("external"), name="External")
+        consumer = await new_consumer(s.api, "Ext")
+        await enable(s.api, consumer, sync["syncid"], sync["flows"][0]["id"])
+        answer = await s.api.post(
+            f"/syncs/{sync['syncid']}/flows/{sync['flows'][0]['id']}/event", json={})
+        external = answer.json()["data"]["executions"][0]["executionid"]
+        assert (await _child_row(s, external)).run_lease_until is None
+        assert await resume_runs(s.rt, START + timedelta(seconds=120)) == []
+        assert len(receiver.requests) == 1

@@ -19,7 +19,7 @@ from hookline.delivery.emit import emit
 from hookline.errors import Conflict, InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import issues
-from hookline.platform.runners import runner_name
+from hookline.platform.runners import is_resumable, runner_name
 from hookline.platform.runners.types import RunJob
 from hookline.store.tables import consumers, executions, flow_consumers, flows, syncs
 
@@ -104,7 +104,8 @@ async def _targets(conn: AsyncConnection, account_id: uuid.UUID, flow_id: uuid.U
 async def trigger_flow(conn: AsyncConnection, *, account_id: uuid.UUID, sync_id: uuid.UUID,
                        flow_id: uuid.UUID, consumer_ids: list[uuid.UUID] | None,
                        data: dict[str, Any] | None, trigger: str, now: datetime,
-                       timeout_seconds: float) -> Triggered | None:
+                       timeout_seconds: float,
+                       run_lease_seconds: float = 60.0) -> Triggered | None:
     """Create the parent and child executions; dispatch ``jobs`` after the commit.
 
     Targets are the given consumers (each must have the flow enabled) or every consumer
@@ -138,14 +139,17 @@ async def trigger_flow(conn: AsyncConnection, *, account_id: uuid.UUID, sync_id:
             "status": RUNNING, "trigger": trigger, "data": data, "message": None,
             "error_code": None, "started_at": now, "ended_at": None}
     await conn.execute(insert(executions).values(id=parent_id, consumer_id=None, parent_id=None,
-                                                 deadline_at=None, **base))
+                                                 deadline_at=None, run_lease_until=None, **base))
     jobs = [RunJob(execution_id=new_id(), parent_id=parent_id, account_id=account_id,
                    sync_id=sync_id, flow_id=flow_id, consumer_id=cid, data=data,
                    execution=flow.execution, runner=runner_name(flow.execution),
                    deadline_at=deadline) for cid in free]
+    # A run this process carries out is leased from the start: if the process dies before
+    # (or while) running it, the lease runs out and the scheduler starts it elsewhere.
+    lease = now + timedelta(seconds=run_lease_seconds) if is_resumable(jobs[0].runner) else None
     await conn.execute(insert(executions), [
         {"id": job.execution_id, "consumer_id": job.consumer_id, "parent_id": parent_id,
-         "deadline_at": deadline, **base} for job in jobs
+         "deadline_at": deadline, "run_lease_until": lease, **base} for job in jobs
     ])
     return Triggered(parent_id=parent_id, jobs=jobs, skipped=sorted(busy))
 
@@ -212,6 +216,54 @@ async def finish_now(runtime: Runtime, execution_id: uuid.UUID, *, status: str,
     async with runtime.db.transaction() as conn:
         return await finish_execution(conn, execution_id, status=status, message=message,
                                       error_code=error_code, now=runtime.clock.now())
+
+
+# --- runs carried out in a process: leases, hand-off, resumption ---------------------------
+
+
+async def renew_run_lease(runtime: Runtime, execution_id: uuid.UUID) -> None:
+    until = runtime.clock.now() + timedelta(seconds=runtime.settings.run_lease_seconds)
+    async with runtime.db.transaction() as conn:
+        await conn.execute(update(executions).where(
+            executions.c.id == execution_id, executions.c.status == RUNNING,
+            executions.c.run_lease_until.is_not(None),
+        ).values(run_lease_until=until))
+
+
+async def hand_off(runtime: Runtime, execution_id: uuid.UUID) -> None:
+    """The run now happens elsewhere (it reports its result): no process must resume it."""
+    async with runtime.db.transaction() as conn:
+        await conn.execute(update(executions).where(executions.c.id == execution_id)
+                           .values(run_lease_until=None))
+
+
+async def resume_abandoned_runs(conn: AsyncConnection, now: datetime, *, lease_seconds: float,
+                                limit: int = 100) -> list[RunJob]:
+    """Take over the runs whose process died (their lease ran out before their deadline);
+    dispatch the returned jobs after the commit. Each is taken by one caller only (a
+    compare-and-set on the lease), and is sent again with the same execution id."""
+    rows = (await conn.execute(
+        select(executions, flows.c.execution.label("definition"))
+        .join(flows, flows.c.id == executions.c.flow_id)
+        .where(executions.c.status == RUNNING, executions.c.run_lease_until < now,
+               executions.c.deadline_at > now, executions.c.consumer_id.is_not(None))
+        .order_by(executions.c.run_lease_until).limit(limit)
+    )).all()
+    until = now + timedelta(seconds=lease_seconds)
+    jobs: list[RunJob] = []
+    for row in rows:
+        taken = await conn.execute(update(executions).where(
+            executions.c.id == row.id, executions.c.status == RUNNING,
+            executions.c.run_lease_until == row.run_lease_until,
+        ).values(run_lease_until=until))
+        if taken.rowcount != 1:
+            continue  # another process took it over first
+        jobs.append(RunJob(execution_id=row.id, parent_id=row.parent_id,
+                           account_id=row.account_id, sync_id=row.sync_id, flow_id=row.flow_id,
+                           consumer_id=row.consumer_id, data=row.data,
+                           execution=row.definition, runner=runner_name(row.definition),
+                           deadline_at=row.deadline_at))
+    return jobs
 
 
 async def _execution_row(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.UUID,

@@ -1,4 +1,5 @@
-"""The flow scheduler: runs timer flows when their cron schedule is due, ends overdue runs.
+"""The flow scheduler: runs timer flows when their cron schedule is due, resumes runs whose
+process stopped, ends overdue runs.
 
 Each consumer runs on its own schedule: the ``cronschedule`` it chose when enabling the flow,
 else its timer trigger's first one (consumers on an event trigger never run on a timer). A
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.periodic import Ticked, every
 from hookline.platform import cron, runners
-from hookline.platform.executions import expire_overdue, trigger_flow
+from hookline.platform.executions import expire_overdue, resume_abandoned_runs, trigger_flow
 from hookline.platform.syncs import timer_consumers
 from hookline.runtime import Runtime
 from hookline.store.tables import flows
@@ -72,12 +73,24 @@ async def run_due_flows(runtime: Runtime, now: datetime | None = None) -> list[u
                 consumer_ids=targets, data={"scheduled_at": flow.next_run_at.isoformat()},
                 trigger="timer", now=now,
                 timeout_seconds=runtime.settings.execution_timeout_seconds,
+                run_lease_seconds=runtime.settings.run_lease_seconds,
             )
             if triggered is not None:
                 jobs = triggered.jobs
                 parents.append(triggered.parent_id)
         runners.dispatch(runtime, jobs)
     return parents
+
+
+async def resume_runs(runtime: Runtime, now: datetime | None = None) -> list[uuid.UUID]:
+    """Start again, here, the runs whose process stopped before finishing them."""
+    async with runtime.db.transaction() as conn:
+        jobs = await resume_abandoned_runs(conn, now or runtime.clock.now(),
+                                           lease_seconds=runtime.settings.run_lease_seconds)
+    if jobs:
+        log.warning("resuming %d flow run(s) whose process stopped", len(jobs))
+    runners.dispatch(runtime, jobs)
+    return [job.execution_id for job in jobs]
 
 
 async def end_overdue_executions(runtime: Runtime, now: datetime | None = None) -> int:
@@ -91,6 +104,7 @@ async def run_flow_scheduler(runtime: Runtime, stop: asyncio.Event, *,
 
     async def tick() -> None:
         await run_due_flows(runtime)
+        await resume_runs(runtime)
         await end_overdue_executions(runtime)
 
     await every(runtime.settings.scheduler_interval_seconds, stop, tick,

@@ -287,10 +287,14 @@ executions = Table(
     Column("started_at", UTCDateTime(), nullable=False),
     Column("ended_at", UTCDateTime(), nullable=True),
     Column("deadline_at", UTCDateTime(), nullable=True),
+    # Set while a process must carry the run out (an in-process runner); a lease that ran out
+    # means that process died, and the flow scheduler starts the run again.
+    Column("run_lease_until", UTCDateTime(), nullable=True),
     Index("ix_executions_sync_started", "sync_id", "started_at"),
     Index("ix_executions_parent", "parent_id"),
     Index("ix_executions_flow_consumer_status", "flow_id", "consumer_id", "status"),
     Index("ix_executions_status_deadline", "status", "deadline_at"),
+    Index("ix_executions_status_run_lease", "status", "run_lease_until"),
 )
 
 consumer_issues = Table(

@@ -102,7 +102,8 @@ async def trigger_flow(syncid: str, flowid: str, body: PostSyncFlowEvent, accoun
             conn, account_id=account_id, sync_id=sync_id, flow_id=flow_id,
             consumer_ids=consumer_ids or None, data=body.data.model_dump(mode="json"),
             trigger="event", now=runtime.clock.now(),
-            timeout_seconds=runtime.settings.execution_timeout_seconds)
+            timeout_seconds=runtime.settings.execution_timeout_seconds,
+            run_lease_seconds=runtime.settings.run_lease_seconds)
     assert triggered is not None  # event triggers raise instead
     runners.dispatch(runtime, triggered.jobs)
     return TriggerResponse(status="success", message="The flow was triggered", data={

@@ -6,6 +6,8 @@ A flow's ``execution`` object (contract: ``{type, data}``) takes two hookline ex
 
 Runs happen in background tasks started after the transaction that created the executions
 has committed; a run that never reports is ended as error by the scheduler at its deadline.
+A resumable runner's run is leased to its process (renewed while it runs): if the process
+dies, the flow scheduler of another process starts the run again once the lease runs out.
 More runners plug in with :func:`register_runner`.
 """
 
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 class Runner(Protocol):
     name: str
+    #: True when this process carries the run out (and another must start it again if this
+    #: process dies); False when the run happens elsewhere and reports back.
+    resumable: bool
 
     def validate(self, execution: dict[str, Any]) -> None:
         """Raise InvalidRequest when a flow's execution definition cannot run here."""
@@ -62,6 +67,11 @@ def get_runner(name: str) -> Runner:
                              error_code="ERROR_INVALID_RUNNER") from None
 
 
+def is_resumable(name: str) -> bool:
+    runner = _RUNNERS.get(name)
+    return bool(getattr(runner, "resumable", False))
+
+
 def validate_execution(execution: dict[str, Any]) -> None:
     get_runner(runner_name(execution)).validate(execution)
     timeout = execution.get("timeout_seconds")
@@ -88,9 +98,30 @@ async def _run(runtime: Runtime, job: RunJob) -> None:
                              message=f"Runner {job.runner!r} is not available",
                              error_code="ERROR_RUNNER_UNAVAILABLE")
             return
-        await runner.run(runtime, job)
+        lease = (asyncio.create_task(_keep_lease(runtime, job))
+                 if getattr(runner, "resumable", False) else None)
+        try:
+            await runner.run(runtime, job)
+        finally:
+            if lease is not None:
+                lease.cancel()
     except Exception:  # a runner bug must not kill the loop; the deadline sweep ends it
         log.exception("runner %s failed on execution %s", job.runner, job.execution_id)
+
+
+async def _keep_lease(runtime: Runtime, job: RunJob) -> None:
+    """While this process runs ``job``, renew its lease every third of the lease, so the
+    scheduler never starts it again elsewhere."""
+    from hookline.platform.executions import renew_run_lease
+
+    period = max(0.05, runtime.settings.run_lease_seconds / 3)
+    while True:
+        await asyncio.sleep(period)  # a timer, not a synchronisation: the renewal cadence
+        try:
+            await renew_run_lease(runtime, job.execution_id)
+        except Exception:  # the next round tries again, still within the lease
+            log.warning("renewing the run lease of %s failed", job.execution_id,
+                        exc_info=True)
 
 
 async def drain() -> None:
@@ -109,5 +140,5 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["SECRET_KEY", "RunJob", "Runner", "dispatch", "drain", "get_runner", "register_runner",
-           "runner_name", "validate_execution"]
+__all__ = ["SECRET_KEY", "RunJob", "Runner", "dispatch", "drain", "get_runner", "is_resumable",
+           "register_runner", "runner_name", "validate_execution"]

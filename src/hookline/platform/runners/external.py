@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 class ExternalRunner:
     name = "external"
+    resumable = False  # the account's code runs it; nothing here to start again
 
     def validate(self, execution: dict[str, Any]) -> None:
         return None

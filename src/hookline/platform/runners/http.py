@@ -37,6 +37,7 @@ MAX_ERROR_CODE_CHARS = 120
 
 class HttpRunner:
     name = "http"
+    resumable = True  # the request is this process's: another one sends it again if it dies
 
     def validate(self, execution: dict[str, Any]) -> None:
         url = execution.get("url")
@@ -48,13 +49,15 @@ class HttpRunner:
                                  error_code="ERROR_INVALID_RUNNER")
 
     async def run(self, runtime: Runtime, job: RunJob) -> None:
-        from hookline.platform.executions import finish_now
+        from hookline.platform.executions import finish_now, hand_off
 
         outcome = await self.call(runtime, job)
-        if outcome is not None:
-            status, message, error_code = outcome
-            await finish_now(runtime, job.execution_id, status=status, message=message,
-                             error_code=error_code)
+        if outcome is None:  # 202: the service reports later; nothing left to resume here
+            await hand_off(runtime, job.execution_id)
+            return
+        status, message, error_code = outcome
+        await finish_now(runtime, job.execution_id, status=status, message=message,
+                         error_code=error_code)
 
     async def call(self, runtime: Runtime, job: RunJob) -> Outcome | None:
         """(status, message, error_code), or None when the service will report later."""
