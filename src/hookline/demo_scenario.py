@@ -270,7 +270,7 @@ async def _story(runtime: Runtime, receiver: DemoReceiver, secret: str,
     await step("the local agent goes silent, then comes back")
     await asyncio.sleep(AGENT_DOWN_AFTER_SECONDS + 0.1)  # real silence, as the watchdog sees it
     await tx(lambda c: agents.mark_down_stale_agents(
-        c, now(), down_after_seconds=AGENT_DOWN_AFTER_SECONDS))
+        c, now(), down_after_seconds=AGENT_DOWN_AFTER_SECONDS, account_id=account))
     await tx(lambda c: agents.agent_heartbeat(c, agent.agent_token, now=now()))
 
     await step("trying Exact Online, then removing it")

@@ -65,6 +65,23 @@ async def stored_agent(rt: Runtime, api: ApiClient, consumer_id: str) -> str | N
     return connection.agent
 
 
+async def test_a_watchdog_pass_scoped_to_an_account_leaves_the_others_alone(database) -> None:
+    """What ``hookline demo`` runs, with its seconds-long threshold, on a shared database."""
+    async with frozen_api(database) as (api, rt, clock):
+        consumer_id = await new_consumer(api)
+        created = await new_connection(api, consumer_id, LOCAL_POS)
+        await beat(api, created["agent_token"])
+        clock.advance(FIFTEEN_MINUTES + 1)
+        async with rt.db.transaction() as conn:
+            assert await mark_down_stale_agents(conn, rt.clock.now(), down_after_seconds=900,
+                                                account_id=uuid.uuid4()) == []
+        assert await stored_agent(rt, api, consumer_id) == "up"
+        async with rt.db.transaction() as conn:
+            [down] = await mark_down_stale_agents(conn, rt.clock.now(), down_after_seconds=900,
+                                                  account_id=uuid.UUID(api.account_id))
+        assert str(down.connection_id) == created["connectionid"]
+
+
 async def test_agent_lifecycle_up_down_up_with_the_15_minute_rule(database) -> None:
     async with frozen_api(database) as (api, rt, clock):
         consumer_id = await new_consumer(api)

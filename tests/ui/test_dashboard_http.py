@@ -126,6 +126,7 @@ async def test_tampered_or_expired_session_cookies_are_ignored(dashboards, runti
 
 async def test_logout_clears_the_session(dashboards) -> None:
     board = await dashboards()
+    copied = board.http.cookies[COOKIE_NAME]  # as a stolen or leftover copy would be
     response = await board.post("/ui/logout")
     assert response.status_code == 303
     assert response.headers["location"] == "/ui/login?notice=signedout"
@@ -133,6 +134,11 @@ async def test_logout_clears_the_session(dashboards) -> None:
     assert (await board.http.get("/ui/webhooks")).status_code == 303
     page = await board.http.get("/ui/login?notice=signedout")
     assert "You are signed out." in page.text
+    board.http.cookies.set(COOKIE_NAME, copied)  # the copy, replayed after signing out
+    replayed = await board.http.get("/ui/webhooks")
+    assert (replayed.status_code, replayed.headers["location"]) == (303, "/ui/login")
+    again = await dashboards()  # other sessions, and signing in again, are unaffected
+    assert (await again.http.get("/ui/webhooks")).status_code == 200
 
 
 async def test_every_page_is_scoped_to_the_signed_in_account(dashboards, runtime) -> None:

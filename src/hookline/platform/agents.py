@@ -84,9 +84,10 @@ async def agent_heartbeat(conn: AsyncConnection, token: str, *, now: datetime) -
 
 
 async def mark_down_stale_agents(conn: AsyncConnection, now: datetime, *,
-                                 down_after_seconds: float,
-                                 limit: int = WATCHDOG_BATCH) -> list[AgentDown]:
-    """Mark agents silent for ``down_after_seconds`` as down and fire one ``down`` each.
+                                 down_after_seconds: float, limit: int = WATCHDOG_BATCH,
+                                 account_id: uuid.UUID | None = None) -> list[AgentDown]:
+    """Mark agents silent for ``down_after_seconds`` as down and fire one ``down`` each
+    (only ``account_id``'s when given: the demo's short threshold must not reach others).
 
     On PostgreSQL, racing watchdogs skip the rows another one has locked (no waiting, no
     deadlock), and the UPDATE re-checks ``agent_status = 'up'`` on the row version it
@@ -94,9 +95,11 @@ async def mark_down_stale_agents(conn: AsyncConnection, now: datetime, *,
     outage produces exactly one event. (SQLite serialises writers; FOR UPDATE is a no-op.)
     """
     cutoff = now - timedelta(seconds=down_after_seconds)
+    scope = [] if account_id is None else [connections.c.account_id == account_id]
     stale = (
         select(connections.c.id)
-        .where(connections.c.agent_status == "up", connections.c.agent_last_seen < cutoff)
+        .where(connections.c.agent_status == "up", connections.c.agent_last_seen < cutoff,
+               *scope)
         .order_by(connections.c.agent_last_seen)
         .limit(limit)
         .with_for_update(skip_locked=True)  # PostgreSQL: racing watchdogs split the rows

@@ -61,6 +61,15 @@ api_keys = Table(
     _created(),
 )
 
+# Dashboard sessions signed out before their expiry (sessions themselves live in the cookie).
+ui_revoked_sessions = Table(
+    "ui_revoked_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_ui_revoked_sessions_expires_at", "expires_at"),
+)
+
 # --- delivery engine ---------------------------------------------------------------------
 
 webhooks = Table(

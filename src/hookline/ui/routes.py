@@ -31,6 +31,7 @@ from hookline.platform.consumers import list_consumers
 from hookline.platform.integrations import integration_ref, list_integrations
 from hookline.platform.issues import IssueFilter, count_open_issues, list_issues
 from hookline.runtime import Runtime
+from hookline.ui import revocations
 from hookline.ui.chart import attempts_chart
 from hookline.ui.session import (
     COOKIE_NAME,
@@ -81,10 +82,16 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https" or public.startswith("https://")
 
 
-def current_session(request: Request) -> Session:
-    """The signed-in session; otherwise a redirect to the sign-in page."""
+async def current_session(request: Request) -> Session:
+    """The signed-in session; otherwise (no cookie, a forged or expired one, or one signed
+    out) a redirect to the sign-in page."""
+    runtime = _runtime(request)
     session = decode_session(_secret(request), request.cookies.get(COOKIE_NAME),
-                             now=_runtime(request).clock.now())
+                             now=runtime.clock.now())
+    if session is not None:
+        async with runtime.db.read() as conn:
+            if await revocations.is_revoked(conn, session.session_id):
+                session = None
     if session is None:
         raise HTTPException(status_code=303, detail="Sign in first",
                             headers={"Location": "/ui/login"})
@@ -184,8 +191,11 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     await checked_form(request, session)
+    runtime = _runtime(request)
+    async with runtime.db.transaction() as conn:
+        await revocations.revoke(conn, session, now=runtime.clock.now())
     response = redirect("/ui/login?notice=signedout")
     response.delete_cookie(COOKIE_NAME, path="/ui", httponly=True, samesite="lax")
     return response
@@ -206,7 +216,7 @@ async def root() -> Response:
 
 @router.get("/")
 async def overview(request: Request) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     runtime = _runtime(request)
     async with runtime.db.read() as conn:
         buckets = await attempts_over_time(conn, session.account_id, now=runtime.clock.now())
@@ -225,7 +235,7 @@ async def overview(request: Request) -> Response:
 
 @router.get("/events")
 async def catalog_page(request: Request) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     event_types = [
         {"name": t.name, "api": t.api, "description": t.description, "schema": schema_for(t),
          "example": catalog_example(t), "fields": t.fields}
@@ -267,13 +277,13 @@ async def _webhooks_page(request: Request, session: Session, *, error: str | Non
 
 @router.get("/webhooks")
 async def webhooks_page(request: Request) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     return await _webhooks_page(request, session)
 
 
 @router.post("/webhooks")
 async def webhook_create(request: Request) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     form = await checked_form(request, session)
     runtime = _runtime(request)
     event = form.get("event", "")
@@ -302,7 +312,7 @@ async def webhook_create(request: Request) -> Response:
 
 @router.get("/webhooks/{webhook_id}")
 async def webhook_page(request: Request, webhook_id: str) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     webhook_uuid = _parse_id(webhook_id)
     runtime = _runtime(request)
     outcome = request.query_params.get("status") or None
@@ -328,7 +338,7 @@ async def webhook_page(request: Request, webhook_id: str) -> Response:
 
 @router.post("/webhooks/{webhook_id}/edit")
 async def webhook_edit(request: Request, webhook_id: str) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     webhook_uuid = _parse_id(webhook_id)
     form = await checked_form(request, session)
     runtime = _runtime(request)
@@ -351,7 +361,7 @@ async def webhook_edit(request: Request, webhook_id: str) -> Response:
 
 @router.post("/webhooks/{webhook_id}/delete")
 async def webhook_delete(request: Request, webhook_id: str) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     webhook_uuid = _parse_id(webhook_id)
     await checked_form(request, session)
     runtime = _runtime(request)
@@ -366,7 +376,7 @@ async def webhook_delete(request: Request, webhook_id: str) -> Response:
 
 @router.post("/webhooks/{webhook_id}/logs/{log_id}/redeliver")
 async def log_redeliver(request: Request, webhook_id: str, log_id: str) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     webhook_uuid, log_uuid = _parse_id(webhook_id), _parse_id(log_id)
     await checked_form(request, session)
     runtime = _runtime(request)
@@ -383,7 +393,7 @@ async def log_redeliver(request: Request, webhook_id: str, log_id: str) -> Respo
 
 @router.post("/webhooks/{webhook_id}/recover")
 async def webhook_recover(request: Request, webhook_id: str) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     webhook_uuid = _parse_id(webhook_id)
     form = await checked_form(request, session)
     runtime = _runtime(request)
@@ -408,7 +418,7 @@ async def webhook_recover(request: Request, webhook_id: str) -> Response:
 
 @router.get("/consumers")
 async def consumers_page(request: Request) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     search = (request.query_params.get("q") or "").strip()[:200]
     async with _runtime(request).db.read() as conn:
         found = await list_consumers(conn, session.account_id, search=search or None)
@@ -420,7 +430,7 @@ async def consumers_page(request: Request) -> Response:
 
 @router.get("/issues")
 async def issues_page(request: Request) -> Response:
-    session = current_session(request)
+    session = await current_session(request)
     async with _runtime(request).db.read() as conn:
         found = await list_issues(conn, session.account_id, IssueFilter(status="open"))
         names = {consumer.id: consumer.name
