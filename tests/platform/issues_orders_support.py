@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -34,7 +35,9 @@ class World:
 
 
 async def frozen_runtime(database: Any, **overrides: Any) -> tuple[Runtime, FrozenClock]:
-    clock = FrozenClock()
+    """A runtime on a frozen clock set to today's noon (UTC): the tests move it by minutes and
+    days, and day-based reads ("created on") must not straddle a real midnight."""
+    clock = FrozenClock(datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0))
     rt = Runtime.create(database.settings(**overrides), clock=clock)
     await prepare_database(rt)
     return rt, clock
