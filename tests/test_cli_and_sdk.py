@@ -59,3 +59,48 @@ async def test_official_sdk_lists_the_thirteen_webhook_types(database, live_serv
     assert len(types) == 13
     assert {(t.event, t.api) for t in types} >= {("pos.order.updated", "POS"),
                                                   ("account.connection.up", None)}
+
+
+async def test_api_keys_are_added_listed_and_revoked(database, live_server) -> None:
+    """Rotation as a user does it: add a key, switch, revoke the old one; the revoked key gets
+    no token any more and its dashboard session ends, the new one works."""
+    import httpx
+
+    from tests.ui.conftest import csrf_of
+
+    server = live_server()
+    created = await asyncio.to_thread(run_cli, database.env(), "accounts", "create", "rot",
+                                      "--json")
+    old = json.loads(created.stdout)
+    added = await asyncio.to_thread(run_cli, database.env(), "accounts", "add-key",
+                                    old["accountId"], "--name", "ci", "--json")
+    assert added.returncode == 0, added.stderr
+    new = json.loads(added.stdout)
+    assert new["accountId"] == old["accountId"] and new["clientId"] != old["clientId"]
+    keys = await asyncio.to_thread(run_cli, database.env(), "accounts", "keys",
+                                   old["accountId"])
+    assert old["clientId"] in keys.stdout and new["clientId"] in keys.stdout
+    assert "ci" in keys.stdout and new["clientSecret"] not in keys.stdout
+
+    async with httpx.AsyncClient(base_url=server.url) as board:  # a dashboard session
+        form = csrf_of((await board.get("/ui/login")).text)
+        signed_in = await board.post("/ui/login", data={
+            "csrf": form, "accountId": old["accountId"], "clientId": old["clientId"],
+            "clientSecret": old["clientSecret"]})
+        assert signed_in.status_code == 303
+        assert (await board.get("/ui/webhooks")).status_code == 200
+
+        revoked = await asyncio.to_thread(run_cli, database.env(), "accounts", "revoke-key",
+                                          old["clientId"])
+        assert revoked.returncode == 0, revoked.stderr
+        assert (await board.get("/ui/webhooks")).status_code == 303  # back to sign-in
+        refused = await board.post("/token", json=old)
+        assert refused.status_code == 401
+        assert (await board.post("/token", json=new)).status_code == 200
+
+    again = await asyncio.to_thread(run_cli, database.env(), "accounts", "revoke-key",
+                                    old["clientId"])
+    assert again.returncode == 1 and "no API key" in again.stdout
+    unknown = await asyncio.to_thread(run_cli, database.env(), "accounts", "add-key",
+                                      "not-an-id")
+    assert unknown.returncode == 2

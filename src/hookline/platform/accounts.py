@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.errors import InvalidRequest
@@ -54,6 +54,39 @@ async def create_api_key(
         )
     )
     return NewApiKey(account_id, client_id, client_secret)
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """What may be shown of a key: never its secret (only a hash of it is stored)."""
+
+    client_id: str
+    name: str | None
+    created_at: datetime
+
+
+async def list_api_keys(conn: AsyncConnection, account_id: uuid.UUID) -> list[ApiKeyInfo]:
+    rows = await conn.execute(
+        select(api_keys.c.client_id, api_keys.c.name, api_keys.c.created_at)
+        .where(api_keys.c.account_id == account_id).order_by(api_keys.c.created_at)
+    )
+    return [ApiKeyInfo(row.client_id, row.name, row.created_at) for row in rows]
+
+
+async def revoke_api_key(conn: AsyncConnection, client_id: str) -> uuid.UUID | None:
+    """Delete the key: it can no longer get tokens, and dashboard sessions signed in with it
+    end at their next page. Returns its account, or ``None`` for an unknown key."""
+    row = (await conn.execute(
+        delete(api_keys).where(api_keys.c.client_id == client_id)
+        .returning(api_keys.c.account_id)
+    )).first()
+    return None if row is None else row.account_id
+
+
+async def api_key_exists(conn: AsyncConnection, account_id: uuid.UUID, client_id: str) -> bool:
+    return (await conn.execute(select(api_keys.c.id).where(
+        api_keys.c.client_id == client_id, api_keys.c.account_id == account_id))).first() \
+        is not None
 
 
 async def list_accounts(conn: AsyncConnection) -> list[Account]:
