@@ -12,23 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hookline.cli.common import DatabaseOption, runtime_for
 from hookline.errors import HooklineError
 
 app = typer.Typer(help="Manage the connector catalog.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
-
-DatabaseOption = Annotated[
-    str | None, typer.Option("--database-url", help="Overrides HOOKLINE_DATABASE_URL.")
-]
-
-
-def _runtime(database_url: str | None) -> Any:
-    from hookline.config import Settings
-    from hookline.runtime import Runtime
-
-    return Runtime.create(Settings(**({"database_url": database_url} if database_url else {})))
-
 
 def _load(path: Path) -> list[dict[str, Any]]:
     try:
@@ -58,7 +47,7 @@ def add(
     except HooklineError as error:
         err_console.print(f"[red]error:[/red] {error.message}")
         raise typer.Exit(1) from None
-    runtime = _runtime(database_url)
+    runtime = runtime_for(database_url)
 
     async def run() -> list[bool]:
         try:
@@ -87,7 +76,7 @@ def list_(
     from hookline.bootstrap import prepare_database
     from hookline.platform.integrations import list_integrations
 
-    runtime = _runtime(database_url)
+    runtime = runtime_for(database_url)
 
     async def run() -> list:
         try:
