@@ -83,12 +83,6 @@ async def revoke_api_key(conn: AsyncConnection, client_id: str) -> uuid.UUID | N
     return None if row is None else row.account_id
 
 
-async def api_key_exists(conn: AsyncConnection, account_id: uuid.UUID, client_id: str) -> bool:
-    return (await conn.execute(select(api_keys.c.id).where(
-        api_keys.c.client_id == client_id, api_keys.c.account_id == account_id))).first() \
-        is not None
-
-
 async def list_accounts(conn: AsyncConnection) -> list[Account]:
     rows = await conn.execute(select(accounts).order_by(accounts.c.created_at))
     return [Account(row.id, row.name, row.created_at) for row in rows]

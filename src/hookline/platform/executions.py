@@ -237,18 +237,23 @@ async def hand_off(runtime: Runtime, execution_id: uuid.UUID) -> None:
                            .values(run_lease_until=None))
 
 
-async def resume_abandoned_runs(conn: AsyncConnection, now: datetime, *, lease_seconds: float,
-                                limit: int = 100) -> list[RunJob]:
-    """Take over the runs whose process died (their lease ran out before their deadline);
-    dispatch the returned jobs after the commit. Each is taken by one caller only (a
-    compare-and-set on the lease), and is sent again with the same execution id."""
-    rows = (await conn.execute(
+async def abandoned_runs(conn: AsyncConnection, now: datetime, *, limit: int = 100) -> list[Any]:
+    """Runs whose process died: their lease ran out before their deadline (a read: most
+    scheduler ticks find none and need no write)."""
+    return list((await conn.execute(
         select(executions, flows.c.execution.label("definition"))
         .join(flows, flows.c.id == executions.c.flow_id)
         .where(executions.c.status == RUNNING, executions.c.run_lease_until < now,
                executions.c.deadline_at > now, executions.c.consumer_id.is_not(None))
         .order_by(executions.c.run_lease_until).limit(limit)
-    )).all()
+    )).all())
+
+
+async def take_over_runs(conn: AsyncConnection, rows: list[Any], now: datetime, *,
+                         lease_seconds: float) -> list[RunJob]:
+    """Lease ``rows`` (from :func:`abandoned_runs`) to the caller; dispatch the returned jobs
+    after the commit. Each is taken by one caller only (a compare-and-set on the lease), and
+    is sent again with the same execution id."""
     until = now + timedelta(seconds=lease_seconds)
     jobs: list[RunJob] = []
     for row in rows:

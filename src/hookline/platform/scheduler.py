@@ -24,7 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.periodic import Ticked, every
 from hookline.platform import cron, runners
-from hookline.platform.executions import expire_overdue, resume_abandoned_runs, trigger_flow
+from hookline.platform.executions import (
+    abandoned_runs,
+    expire_overdue,
+    take_over_runs,
+    trigger_flow,
+)
 from hookline.platform.syncs import timer_consumers
 from hookline.runtime import Runtime
 from hookline.store.tables import flows
@@ -84,9 +89,14 @@ async def run_due_flows(runtime: Runtime, now: datetime | None = None) -> list[u
 
 async def resume_runs(runtime: Runtime, now: datetime | None = None) -> list[uuid.UUID]:
     """Start again, here, the runs whose process stopped before finishing them."""
+    now = now or runtime.clock.now()
+    async with runtime.db.read() as conn:
+        rows = await abandoned_runs(conn, now)
+    if not rows:
+        return []
     async with runtime.db.transaction() as conn:
-        jobs = await resume_abandoned_runs(conn, now or runtime.clock.now(),
-                                           lease_seconds=runtime.settings.run_lease_seconds)
+        jobs = await take_over_runs(conn, rows, now,
+                                    lease_seconds=runtime.settings.run_lease_seconds)
     if jobs:
         log.warning("resuming %d flow run(s) whose process stopped", len(jobs))
     runners.dispatch(runtime, jobs)

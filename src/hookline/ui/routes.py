@@ -25,7 +25,7 @@ from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as webhook_cases
 from hookline.delivery.stats import attempts_over_time
 from hookline.errors import HooklineError, InvalidRequest
-from hookline.platform.accounts import api_key_exists, check_api_key
+from hookline.platform.accounts import check_api_key
 from hookline.platform.connections import list_connections
 from hookline.platform.consumers import list_consumers
 from hookline.platform.integrations import integration_ref, list_integrations
@@ -90,9 +90,7 @@ async def current_session(request: Request) -> Session:
                              now=runtime.clock.now())
     if session is not None:
         async with runtime.db.read() as conn:
-            if await revocations.is_revoked(conn, session.session_id) or not (
-                await api_key_exists(conn, session.account_id, session.client_id)
-            ):  # signed out, or its API key was revoked since
+            if not await revocations.is_live(conn, session):
                 session = None
     if session is None:
         raise HTTPException(status_code=303, detail="Sign in first",
