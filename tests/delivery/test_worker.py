@@ -201,7 +201,7 @@ async def test_slow_receiver_times_out_and_is_retried(make_runtime, receiver) ->
         await worker.wait_recorded(1)
     (log,) = await f.logs(rt, hook)
     assert (log.outcome, log.http_status) == ("retry", 0)
-    assert log.error_class in {"ServerTimeoutError", "SocketTimeoutError", "TimeoutError"}
+    assert log.error_class == "TimeoutError"  # the whole attempt's timeout
     assert log.duration_ms >= 250
     row = await f.delivery(rt, emitted.delivery_ids[0])
     assert (row.status, row.attempts, row.last_http_status) == ("pending", 1, None)
