@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -108,8 +109,6 @@ class Ticks:
     completed tick, then look at its effects, instead of polling the database on a timer."""
 
     def __init__(self) -> None:
-        import asyncio
-
         self.count = 0
         self._ticked = asyncio.Event()
 
@@ -119,7 +118,5 @@ class Ticks:
 
     async def next(self, timeout: float = 10.0) -> None:
         """Wait for a tick completed after the previous call returned (or before the first)."""
-        import asyncio
-
         await asyncio.wait_for(self._ticked.wait(), timeout)
         self._ticked.clear()

@@ -33,7 +33,6 @@ async def _drain_and_check(backend: str, bench_receiver: ReceiverProcess) -> Non
     result = await drain(backend, bench_receiver, 300, pin=False)
     assert result["received"] == result["n"] == 300
     assert result["hookline"] > 0 and result["bare"] > 0
-    assert result["ratio"] == pytest.approx(result["hookline"] / result["bare"])
 
 
 async def test_the_in_process_latency_benchmark_receives_every_event(

@@ -244,7 +244,8 @@ async def _story(runtime: Runtime, receiver: DemoReceiver, secret: str,
         triggered = await tx(lambda c: executions.trigger_flow(
             c, account_id=account, sync_id=sync.id, flow_id=daily.id,
             consumer_ids=[consumer.id], data=None, trigger="event", now=now(),
-            timeout_seconds=runtime.settings.execution_timeout_seconds))
+            timeout_seconds=runtime.settings.execution_timeout_seconds,
+            run_lease_seconds=runtime.settings.run_lease_seconds))
         for job in triggered.jobs:
             await tx(lambda c, job=job, status=status: executions.finish_execution(
                 c, job.execution_id, status=status, now=now(),

@@ -349,7 +349,8 @@ async def test_concurrent_triggers_start_one_execution_per_consumer(database: An
                     await trigger_flow(conn, account_id=uuid.UUID(s.api.account_id),
                                        sync_id=uuid.UUID(sync_id), flow_id=uuid.UUID(flow_id),
                                        consumer_ids=None, data={}, trigger="event",
-                                       now=s.clock.now(), timeout_seconds=60)
+                                       now=s.clock.now(), timeout_seconds=60,
+                                       run_lease_seconds=60)
                 return "started"
             except Conflict:
                 return "409"

@@ -125,7 +125,7 @@ async def test_failed_executions_raise_count_and_a_success_closes(env: Any) -> N
             triggered = await executions.trigger_flow(
                 conn, account_id=ids["account"], sync_id=sync.id, flow_id=flow.id,
                 consumer_ids=None, data=None, trigger="event", now=rt.clock.now(),
-                timeout_seconds=60)
+                timeout_seconds=60, run_lease_seconds=60)
             [job] = triggered.jobs
             await executions.finish_execution(
                 conn, job.execution_id, status=status, now=rt.clock.now(),

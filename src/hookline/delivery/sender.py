@@ -144,25 +144,14 @@ class Sender:
                 status, excerpt, retry_after = await self._exchange(target, request)
             return SendResult(status, (time.perf_counter() - started) * 1000.0,
                               excerpt=excerpt, retry_after=retry_after)
+        except aiohttp.ClientSSLError as error:
+            # Before PERMANENT_ERRORS: a certificate error is a ValueError too, but receivers
+            # renew certificates, so it is retried on the schedule.
+            return _failure(started, error, retryable=True)
         except PERMANENT_ERRORS as error:
-            if not isinstance(error, aiohttp.ClientSSLError):
-                return SendResult(None, (time.perf_counter() - started) * 1000.0,
-                                  error_class=type(error).__name__, retryable_error=False,
-                                  excerpt=str(error)[:200])
-            # A certificate error is a ValueError too, but receivers renew certificates:
-            # retry on the schedule like any other failure on the way.
-            return SendResult(None, (time.perf_counter() - started) * 1000.0,
-                              error_class=type(error).__name__, excerpt=str(error)[:200])
+            return _failure(started, error, retryable=False)
         except TRANSIENT_ERRORS as error:
-            if isinstance(error, EofStream):
-                error = aiohttp.ServerDisconnectedError("connection closed before a response")
-            elif isinstance(error, HttpProcessingError) and isinstance(
-                error.__cause__, HttpProcessingError
-            ):
-                error = error.__cause__  # the parser's own error says what was wrong
-            return SendResult(None, (time.perf_counter() - started) * 1000.0,
-                              error_class=type(error).__name__,
-                              excerpt=str(error)[:200] or None)
+            return _failure(started, _explained(error), retryable=True)
 
     async def _exchange(self, target: _Target, request: bytes) -> tuple[
         int, str | None, str | None
@@ -212,6 +201,23 @@ class Sender:
             return None
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return data.decode("utf-8", errors="replace")
+
+
+def _failure(started: float, error: BaseException, *, retryable: bool) -> SendResult:
+    return SendResult(None, (time.perf_counter() - started) * 1000.0,
+                      error_class=type(error).__name__, retryable_error=retryable,
+                      excerpt=str(error)[:200] or None)
+
+
+def _explained(error: BaseException) -> BaseException:
+    """The error that says what went wrong: aiohttp's own for a connection closed before the
+    answer, the parser's for a malformed answer (aiohttp wraps it)."""
+    if isinstance(error, EofStream):
+        return aiohttp.ServerDisconnectedError("connection closed before a response")
+    if isinstance(error, HttpProcessingError) and isinstance(error.__cause__,
+                                                             HttpProcessingError):
+        return error.__cause__
+    return error
 
 
 def _prepare(protocol: ResponseHandler) -> None:

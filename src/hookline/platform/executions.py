@@ -104,8 +104,7 @@ async def _targets(conn: AsyncConnection, account_id: uuid.UUID, flow_id: uuid.U
 async def trigger_flow(conn: AsyncConnection, *, account_id: uuid.UUID, sync_id: uuid.UUID,
                        flow_id: uuid.UUID, consumer_ids: list[uuid.UUID] | None,
                        data: dict[str, Any] | None, trigger: str, now: datetime,
-                       timeout_seconds: float,
-                       run_lease_seconds: float = 60.0) -> Triggered | None:
+                       timeout_seconds: float, run_lease_seconds: float) -> Triggered | None:
     """Create the parent and child executions; dispatch ``jobs`` after the commit.
 
     Targets are the given consumers (each must have the flow enabled) or every consumer

@@ -30,7 +30,7 @@ from hookline.platform.executions import (
     take_over_runs,
     trigger_flow,
 )
-from hookline.platform.syncs import timer_consumers
+from hookline.platform.syncs import timer_consumers, wake_schedules
 from hookline.runtime import Runtime
 from hookline.store.tables import flows
 
@@ -65,8 +65,7 @@ async def run_due_flows(runtime: Runtime, now: datetime | None = None) -> list[u
         jobs: list[runners.RunJob] = []
         async with runtime.db.transaction() as conn:
             consumers = await timer_consumers(conn, flow.id, flow.triggers)
-            schedules = list(dict.fromkeys([*cron.split(flow.cron), *consumers.values()]))
-            next_at = cron.next_due(schedules, now)
+            next_at = cron.next_due(wake_schedules(cron.split(flow.cron), consumers), now)
             if not await claim_due_time(conn, flow.id, flow.next_run_at, next_at):
                 continue  # another process took this due time
             targets = [consumer for consumer, schedule in consumers.items()

@@ -204,22 +204,23 @@ async def timer_consumers(conn: AsyncConnection, flow_id: uuid.UUID,
     return {consumer: schedule for consumer, schedule in scheduled.items() if schedule}
 
 
-async def flow_schedules(conn: AsyncConnection, flow_id: uuid.UUID,
-                         triggers: list[dict[str, Any]], own: list[str]) -> list[str]:
-    """What the scheduler wakes the flow for: its triggers' schedules (``own``) and every
-    schedule its consumers chose for themselves."""
-    chosen = (await timer_consumers(conn, flow_id, triggers)).values()
-    return list(dict.fromkeys([*own, *chosen]))
+def wake_schedules(own: list[str], consumers: dict[uuid.UUID, str]) -> list[str]:
+    """What the scheduler wakes a flow for: its triggers' schedules (``own``) and every
+    schedule its timer consumers run on (from :func:`timer_consumers`)."""
+    return list(dict.fromkeys([*own, *consumers.values()]))
 
 
-async def _bring_forward(conn: AsyncConnection, flow_id: uuid.UUID,
-                         candidate: datetime | None) -> None:
-    """Move the flow's next wake-up earlier to ``candidate`` (never later: a due time not yet
-    run must not be skipped)."""
+async def _schedule_consumer(conn: AsyncConnection, flow: Flow, config: dict[str, Any],
+                             now: datetime) -> None:
+    """After a consumer's flow settings change: if it now runs on a timer, bring the flow's
+    next wake-up forward to its next time (never later: a due time not yet run must not be
+    skipped)."""
+    schedule = consumer_schedule(flow.triggers, config)
+    candidate = cron.next_due([schedule], now) if schedule is not None else None
     if candidate is None:
         return
     await conn.execute(update(flows).where(
-        flows.c.id == flow_id,
+        flows.c.id == flow.id,
         or_(flows.c.next_run_at.is_(None), flows.c.next_run_at > candidate),
     ).values(next_run_at=candidate))
 
@@ -264,8 +265,8 @@ async def upsert_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uui
     else:
         flow_id = existing.id
         if existing.cron != spec:
-            values["next_run_at"] = cron.next_due(
-                await flow_schedules(conn, flow_id, triggers, schedules), now)
+            consumers = await timer_consumers(conn, flow_id, triggers)
+            values["next_run_at"] = cron.next_due(wake_schedules(schedules, consumers), now)
         await conn.execute(update(flows).where(flows.c.id == flow_id).values(**values))
     return await get_flow(conn, account_id, sync_id, flow_id)
 
@@ -420,9 +421,7 @@ async def enable_flow(conn: AsyncConnection, account_id: uuid.UUID, consumer_id:
         await conn.execute(update(flow_consumers).where(
             flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id
         ).values(enabled=True, config=config, enabled_at=enabled_at, updated_at=now))
-    schedule = consumer_schedule(flow.triggers, config)
-    if schedule is not None:
-        await _bring_forward(conn, flow_id, cron.next_due([schedule], now))
+    await _schedule_consumer(conn, flow, config, now)
     if not was_enabled:
         await _set_status(conn, sync_id, consumer_id)
         await emit(conn, account_id=account_id, event="account.flow.enabled",
@@ -494,6 +493,5 @@ async def update_flow_consumer(conn: AsyncConnection, account_id: uuid.UUID,
     await conn.execute(update(flow_consumers).where(
         flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id
     ).values(config=config, updated_at=now))
-    schedule = consumer_schedule(flow.triggers, config) if current.enabled else None
-    if schedule is not None:
-        await _bring_forward(conn, flow_id, cron.next_due([schedule], now))
+    if current.enabled:
+        await _schedule_consumer(conn, flow, config, now)

@@ -72,9 +72,7 @@ class Database:
         held = True
         try:
             async with self.engine.connect() as conn:
-                topics: set[str] = set()
-                conn.info[WAKE_KEY] = topics
-                conn.info[CHANNEL_KEY] = self.notify_channel
+                topics = self._collect_wakes(conn)
                 try:
                     async with conn.begin():
                         yield conn
@@ -89,6 +87,14 @@ class Database:
                 await turn.__aexit__(None, None, None)
         if topics:
             self.committed(topics)
+
+    def _collect_wakes(self, conn: AsyncConnection) -> set[str]:
+        """Let :func:`request_wake` run in ``conn``'s transaction: the topics it asks for
+        gather in the returned set (sent on only after a commit)."""
+        topics: set[str] = set()
+        conn.info[WAKE_KEY] = topics
+        conn.info[CHANNEL_KEY] = self.notify_channel
+        return topics
 
     def committed(self, topics: set[str]) -> None:
         """Tell in-process listeners that a transaction asking for ``topics`` committed."""
@@ -160,8 +166,7 @@ class Database:
     ) -> None:
         """Run ``warm`` as :meth:`transaction` would run it, then roll everything back (its
         wake-up requests included: nothing was committed)."""
-        conn.info[WAKE_KEY] = set()
-        conn.info[CHANNEL_KEY] = self.notify_channel
+        self._collect_wakes(conn)
         rehearsal = await conn.begin()
         try:
             await warm(conn)

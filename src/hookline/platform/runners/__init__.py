@@ -99,7 +99,7 @@ async def _run(runtime: Runtime, job: RunJob) -> None:
                              error_code="ERROR_RUNNER_UNAVAILABLE")
             return
         lease = (asyncio.create_task(_keep_lease(runtime, job))
-                 if getattr(runner, "resumable", False) else None)
+                 if is_resumable(job.runner) else None)
         try:
             await runner.run(runtime, job)
         finally:
