@@ -46,8 +46,9 @@ from hookline.platform.accounts import create_account
 from hookline.runtime import Runtime, freeze_startup_objects
 from hookline.store.tables import accounts, deliveries, delivery_queue, events, webhooks
 
-POSTGRES_URL = os.environ.get("HOOKLINE_BENCH_POSTGRES_URL",
-                              "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "HOOKLINE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 EVENT = "account.connection.deleted"
 ROOT = Path(__file__).resolve().parent.parent
 ENCRYPTION_KEY = "22" * 32
@@ -82,7 +83,8 @@ class ReceiverProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.receiver", "--port", str(self.port)], cwd=ROOT)
+            [sys.executable, "-m", "bench.receiver", "--port", str(self.port)], cwd=ROOT
+        )
 
     async def ready(self) -> ReceiverProcess:
         await wait_http(self.url + "/_count")
@@ -122,8 +124,10 @@ class Target:
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "data_dir": self.data_dir, "jwt_secret": JWT_SECRET,
-            "encryption_key": ENCRYPTION_KEY, "outbound_allowlist": ["127.0.0.0/8"],
+            "data_dir": self.data_dir,
+            "jwt_secret": JWT_SECRET,
+            "encryption_key": ENCRYPTION_KEY,
+            "outbound_allowlist": ["127.0.0.0/8"],
             "log_level": "warning",
         }
         if self.backend == "postgresql":
@@ -132,14 +136,20 @@ class Target:
         return Settings(**values)
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, "HOOKLINE_DATA_DIR": str(self.data_dir),
-               "HOOKLINE_JWT_SECRET": JWT_SECRET, "HOOKLINE_ENCRYPTION_KEY": ENCRYPTION_KEY,
-               "HOOKLINE_OUTBOUND_ALLOWLIST": "127.0.0.0/8", "HOOKLINE_LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "HOOKLINE_DATA_DIR": str(self.data_dir),
+            "HOOKLINE_JWT_SECRET": JWT_SECRET,
+            "HOOKLINE_ENCRYPTION_KEY": ENCRYPTION_KEY,
+            "HOOKLINE_OUTBOUND_ALLOWLIST": "127.0.0.0/8",
+            "HOOKLINE_LOG_LEVEL": "warning",
+        }
         env.pop("HOOKLINE_DATABASE_URL", None)
         env.pop("HOOKLINE_DATABASE_SCHEMA", None)
         if self.backend == "postgresql":
-            env.update(HOOKLINE_DATABASE_URL=POSTGRES_URL,
-                       HOOKLINE_DATABASE_SCHEMA=self.schema or "")
+            env.update(
+                HOOKLINE_DATABASE_URL=POSTGRES_URL, HOOKLINE_DATABASE_SCHEMA=self.schema or ""
+            )
         return env
 
     async def drop(self) -> None:
@@ -166,10 +176,18 @@ async def make_webhook(rt: Runtime, account_id: uuid.UUID, url: str) -> uuid.UUI
     hook = new_id()
     now = rt.clock.now()
     async with rt.db.transaction() as conn:
-        await conn.execute(insert(webhooks).values(
-            id=hook, account_id=account_id, event=EVENT, url=url,
-            secret_encrypted=rt.secret_box.encrypt("whsec_" + "QUJD" * 8), status="active",
-            created_at=now, updated_at=now))
+        await conn.execute(
+            insert(webhooks).values(
+                id=hook,
+                account_id=account_id,
+                event=EVENT,
+                url=url,
+                secret_encrypted=rt.secret_box.encrypt("whsec_" + "QUJD" * 8),
+                status="active",
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return hook
 
 
@@ -180,18 +198,46 @@ async def queue_backlog(rt: Runtime, account_id: uuid.UUID, hook: uuid.UUID, n: 
         ev_rows, dl_rows, q_rows = [], [], []
         for _ in range(start, min(n, start + 2000)):
             event_id, delivery_id = new_id(), new_id()
-            body = build_body(account_id=account_id, event=EVENT, consumer_id=new_id(),
-                              created=int(now.timestamp()),
-                              fields={"connectionid": str(new_id())})
-            ev_rows.append({"id": event_id, "account_id": account_id, "event_type": EVENT,
-                            "consumer_id": None, "integration_id": None,
-                            "payload": encode_body(body), "idempotency_key": None,
-                            "created_at": now})
-            dl_rows.append({"id": delivery_id, "event_id": event_id, "webhook_id": hook,
-                            "account_id": account_id, "status": "pending", "attempts": 0,
-                            "created_at": now, "updated_at": now})
-            q_rows.append({"delivery_id": delivery_id, "webhook_id": hook,
-                           "event_id": event_id, "available_at": now, "attempt": 0})
+            body = build_body(
+                account_id=account_id,
+                event=EVENT,
+                consumer_id=new_id(),
+                created=int(now.timestamp()),
+                fields={"connectionid": str(new_id())},
+            )
+            ev_rows.append(
+                {
+                    "id": event_id,
+                    "account_id": account_id,
+                    "event_type": EVENT,
+                    "consumer_id": None,
+                    "integration_id": None,
+                    "payload": encode_body(body),
+                    "idempotency_key": None,
+                    "created_at": now,
+                }
+            )
+            dl_rows.append(
+                {
+                    "id": delivery_id,
+                    "event_id": event_id,
+                    "webhook_id": hook,
+                    "account_id": account_id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            q_rows.append(
+                {
+                    "delivery_id": delivery_id,
+                    "webhook_id": hook,
+                    "event_id": event_id,
+                    "available_at": now,
+                    "attempt": 0,
+                }
+            )
         async with rt.db.transaction() as conn:
             await conn.execute(insert(events), ev_rows)
             await conn.execute(insert(deliveries), dl_rows)
@@ -199,8 +245,13 @@ async def queue_backlog(rt: Runtime, account_id: uuid.UUID, hook: uuid.UUID, n: 
 
 
 def sample_body() -> bytes:
-    body = build_body(account_id=new_id(), event=EVENT, consumer_id=new_id(),
-                      created=int(time.time()), fields={"connectionid": str(new_id())})
+    body = build_body(
+        account_id=new_id(),
+        event=EVENT,
+        consumer_id=new_id(),
+        created=int(time.time()),
+        fields={"connectionid": str(new_id())},
+    )
     return encode_body(body)
 
 
@@ -240,8 +291,9 @@ def pinned(receiver: ReceiverProcess, enabled: bool) -> Any:
         os.sched_setaffinity(receiver.process.pid, set(cpus))
 
 
-async def drain(backend: str, receiver: ReceiverProcess, n: int,
-                pin: bool = True) -> dict[str, float]:
+async def drain(
+    backend: str, receiver: ReceiverProcess, n: int, pin: bool = True
+) -> dict[str, float]:
     with pinned(receiver, pin) as is_pinned:
         result = await _drain(backend, receiver, n)
     result["pinned"] = is_pinned
@@ -254,8 +306,9 @@ async def _drain(backend: str, receiver: ReceiverProcess, n: int) -> dict[str, A
         await prepare_database(rt)
         account = new_id()
         async with rt.db.transaction() as conn:
-            await conn.execute(insert(accounts).values(id=account, name="bench",
-                                                       created_at=rt.clock.now()))
+            await conn.execute(
+                insert(accounts).values(id=account, name="bench", created_at=rt.clock.now())
+            )
         hook = await make_webhook(rt, account, receiver.url + "/drain")
         await queue_backlog(rt, account, hook, n)
         await receiver.reset(http)
@@ -281,11 +334,20 @@ async def _drain(backend: str, receiver: ReceiverProcess, n: int) -> dict[str, A
         await receiver.reset(http)
         bare = (bare_before + bare_after) / 2
         rate = n / elapsed
-        print(f"[{backend}] drain: hookline {rate:,.0f}/s, bare {bare:,.0f}/s "
-              f"({rate / bare:.0%}); received {received}; worker CPU {cpu_us:.0f} us/delivery",
-              flush=True)
-        return {"hookline": rate, "bare": bare, "ratio": rate / bare, "received": received,
-                "n": n, "per_host": per_host, "cpu_us": cpu_us}
+        print(
+            f"[{backend}] drain: hookline {rate:,.0f}/s, bare {bare:,.0f}/s "
+            f"({rate / bare:.0%}); received {received}; worker CPU {cpu_us:.0f} us/delivery",
+            flush=True,
+        )
+        return {
+            "hookline": rate,
+            "bare": bare,
+            "ratio": rate / bare,
+            "received": received,
+            "n": n,
+            "per_host": per_host,
+            "cpu_us": cpu_us,
+        }
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -308,11 +370,13 @@ async def paced(rate: float, seconds: float, send: Any) -> list[asyncio.Task[Any
     return tasks
 
 
-async def latency(backend: str, receiver: ReceiverProcess, rate: float,
-                  seconds: float) -> dict[str, Any]:
-    async with target(backend) as tgt, aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=200)
-    ) as http:
+async def latency(
+    backend: str, receiver: ReceiverProcess, rate: float, seconds: float
+) -> dict[str, Any]:
+    async with (
+        target(backend) as tgt,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http,
+    ):
         rt = Runtime.create(tgt.settings())
         await prepare_database(rt)
         async with rt.db.transaction() as conn:
@@ -321,15 +385,30 @@ async def latency(backend: str, receiver: ReceiverProcess, rate: float,
         await rt.db.dispose()
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "hookline.cli.main", "serve", "--host", "127.0.0.1",
-             "--port", str(port)], env=tgt.env(), cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "hookline.cli.main",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=tgt.env(),
+            cwd=ROOT,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             await wait_http(base + "/healthz")
-            async with http.post(base + "/token", json={
-                "accountId": str(key.account_id), "clientId": key.client_id,
-                "clientSecret": key.client_secret,
-            }) as response:
+            async with http.post(
+                base + "/token",
+                json={
+                    "accountId": str(key.account_id),
+                    "clientId": key.client_id,
+                    "clientSecret": key.client_secret,
+                },
+            ) as response:
                 token = (await response.json())["access_token"]
             auth = {"Authorization": f"Bearer {token}"}
             await receiver.reset(http)
@@ -340,8 +419,11 @@ async def latency(backend: str, receiver: ReceiverProcess, rate: float,
             async def emit_one(i: int) -> None:
                 nonlocal errors
                 connection = str(uuid.uuid4())
-                payload = {"event": EVENT, "consumerid": str(uuid.uuid4()),
-                           "connectionid": connection}
+                payload = {
+                    "event": EVENT,
+                    "consumerid": str(uuid.uuid4()),
+                    "connectionid": connection,
+                }
                 sent[connection] = time.time()
                 t0 = time.perf_counter()
                 async with http.post(base + "/events", json=payload, headers=auth) as resp:
@@ -365,8 +447,9 @@ async def latency(backend: str, receiver: ReceiverProcess, rate: float,
                 connection = str(uuid.uuid4())
                 body = json.dumps({"event": EVENT, "connectionid": connection}).encode()
                 bare_sent[connection] = time.time()
-                async with http.post(receiver.url + "/bare", data=body,
-                                     headers={"Content-Type": "application/json"}) as resp:
+                async with http.post(
+                    receiver.url + "/bare", data=body, headers={"Content-Type": "application/json"}
+                ) as resp:
                     await resp.read()
 
             await paced(rate, seconds, bare_one)
@@ -377,17 +460,32 @@ async def latency(backend: str, receiver: ReceiverProcess, rate: float,
         finally:
             server.terminate()
             server.wait(timeout=20)
-        print(f"[{backend}] latency at {rate:g}/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-              f"max {worst:.1f} ms (bare p50 {b50:.1f}, p99 {b99:.1f}); POST /events p50 "
-              f"{api50:.1f} p99 {api99:.1f} ms; errors {errors}; received {len(lat)}",
-              flush=True)
-        return {"p50": p50, "p99": p99, "max": worst, "bare_p50": b50, "bare_p99": b99,
-                "bare_max": bworst, "api_p50": api50, "api_p99": api99, "errors": errors,
-                "received": len(lat), "sent": total, "rate": rate, "seconds": seconds}
+        print(
+            f"[{backend}] latency at {rate:g}/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+            f"max {worst:.1f} ms (bare p50 {b50:.1f}, p99 {b99:.1f}); POST /events p50 "
+            f"{api50:.1f} p99 {api99:.1f} ms; errors {errors}; received {len(lat)}",
+            flush=True,
+        )
+        return {
+            "p50": p50,
+            "p99": p99,
+            "max": worst,
+            "bare_p50": b50,
+            "bare_p99": b99,
+            "bare_max": bworst,
+            "api_p50": api50,
+            "api_p99": api99,
+            "errors": errors,
+            "received": len(lat),
+            "sent": total,
+            "rate": rate,
+            "seconds": seconds,
+        }
 
 
-async def latency_inprocess(backend: str, receiver: ReceiverProcess, rate: float,
-                            seconds: float) -> dict[str, Any]:
+async def latency_inprocess(
+    backend: str, receiver: ReceiverProcess, rate: float, seconds: float
+) -> dict[str, Any]:
     """The engine alone: ``emit()`` in a transaction + the worker, both in this process."""
     from hookline.delivery.emit import emit
 
@@ -396,8 +494,9 @@ async def latency_inprocess(backend: str, receiver: ReceiverProcess, rate: float
         await prepare_database(rt)
         account = new_id()
         async with rt.db.transaction() as conn:
-            await conn.execute(insert(accounts).values(id=account, name="bench",
-                                                       created_at=rt.clock.now()))
+            await conn.execute(
+                insert(accounts).values(id=account, name="bench", created_at=rt.clock.now())
+            )
         await make_webhook(rt, account, receiver.url + "/inprocess")
         await receiver.reset(http)
         await rt.db.connect_ahead(warm=rehearse_emit)  # as a server does at start-up
@@ -411,8 +510,14 @@ async def latency_inprocess(backend: str, receiver: ReceiverProcess, rate: float
             connection = str(uuid.uuid4())
             sent[connection] = time.time()
             async with rt.db.transaction() as conn:
-                await emit(conn, account_id=account, event=EVENT, consumer_id=new_id(),
-                           fields={"connectionid": connection}, now=rt.clock.now())
+                await emit(
+                    conn,
+                    account_id=account,
+                    event=EVENT,
+                    consumer_id=new_id(),
+                    fields={"connectionid": connection},
+                    now=rt.clock.now(),
+                )
             committed.append((time.time() - sent[connection]) * 1000)
 
         await paced(rate, seconds, emit_one)
@@ -426,22 +531,36 @@ async def latency_inprocess(backend: str, receiver: ReceiverProcess, rate: float
         lat = [(at - sent[conn]) * 1000 for at, conn in rows if conn in sent]
         p50, p99, worst = percentiles(lat)
         c50, c99, _ = percentiles(committed)
-        print(f"[{backend}] in-process emit latency at {rate:g}/s: p50 {p50:.1f} ms, "
-              f"p99 {p99:.1f} ms, max {worst:.1f} ms; received {len(lat)}; emit committed "
-              f"p50 {c50:.1f} p99 {c99:.1f} ms", flush=True)
-        return {"p50": p50, "p99": p99, "max": worst, "received": len(lat), "sent": total,
-                "rate": rate, "seconds": seconds, "commit_p50": c50, "commit_p99": c99}
+        print(
+            f"[{backend}] in-process emit latency at {rate:g}/s: p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms, max {worst:.1f} ms; received {len(lat)}; emit committed "
+            f"p50 {c50:.1f} p99 {c99:.1f} ms",
+            flush=True,
+        )
+        return {
+            "p50": p50,
+            "p99": p99,
+            "max": worst,
+            "received": len(lat),
+            "sent": total,
+            "rate": rate,
+            "seconds": seconds,
+            "commit_p50": c50,
+            "commit_p99": c99,
+        }
 
 
 def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
-        "# Delivery benchmark results", "",
+        "# Delivery benchmark results",
+        "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; receiver in its own "
         "process on loopback; command: "
         f"`.venv/bin/python -m bench.delivery --backend {args.backend} --drain {args.drain} "
         f"--rate {args.rate:g} --seconds {args.seconds:g}"
-        f"{' --no-pin' if args.no_pin else ''}`.", "",
+        f"{' --no-pin' if args.no_pin else ''}`.",
+        "",
         "## Drain throughput (backlog through the real worker, until every result is recorded)",
         "",
         "| backend | deliveries | hookline worker | bare aiohttp client | ratio (target ≥ 60%) "
@@ -451,11 +570,15 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
     for backend, res in results.items():
         d = res.get("drain")
         if d:
-            lines.append(f"| {backend} | {d['n']:,} | {d['hookline']:,.0f}/s | "
-                         f"{d['bare']:,.0f}/s | {d['ratio']:.0%} | {d['cpu_us']:.0f} µs | "
-                         f"{'yes' if d['pinned'] else 'no'} |")
+            lines.append(
+                f"| {backend} | {d['n']:,} | {d['hookline']:,.0f}/s | "
+                f"{d['bare']:,.0f}/s | {d['ratio']:.0%} | {d['cpu_us']:.0f} µs | "
+                f"{'yes' if d['pinned'] else 'no'} |"
+            )
     lines += [
-        "", "## Emit → receive latency (`POST /events` on a real `hookline serve`)", "",
+        "",
+        "## Emit → receive latency (`POST /events` on a real `hookline serve`)",
+        "",
         "| backend | rate x time | p50 | p99 (target ≤ 100 ms) | max | bare client p50 / p99 |"
         " POST /events p50 / p99 |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -467,10 +590,14 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
                 f"| {backend} | {lat['rate']:g}/s x {lat['seconds']:g} s "
                 f"({lat['received']}/{lat['sent']} received) | {lat['p50']:.1f} ms | "
                 f"{lat['p99']:.1f} ms | {lat['max']:.1f} ms | {lat['bare_p50']:.1f} / "
-                f"{lat['bare_p99']:.1f} ms | {lat['api_p50']:.1f} / {lat['api_p99']:.1f} ms |")
+                f"{lat['bare_p99']:.1f} ms | {lat['api_p50']:.1f} / {lat['api_p99']:.1f} ms |"
+            )
     lines += [
-        "", "## Emit -> receive latency of the engine alone (`emit()` + worker in one process)",
-        "", "| backend | rate x time | p50 | p99 | max |", "|---|---|---:|---:|---:|",
+        "",
+        "## Emit -> receive latency of the engine alone (`emit()` + worker in one process)",
+        "",
+        "| backend | rate x time | p50 | p99 | max |",
+        "|---|---|---:|---:|---:|",
     ]
     for backend, res in results.items():
         lat = res.get("inprocess")
@@ -478,9 +605,13 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
             lines.append(
                 f"| {backend} | {lat['rate']:g}/s x {lat['seconds']:g} s "
                 f"({lat['received']}/{lat['sent']} received) | {lat['p50']:.1f} ms | "
-                f"{lat['p99']:.1f} ms | {lat['max']:.1f} ms |")
-    lines += ["", "One run; the README (section Benchmarks) gives the ranges over several runs and "
-              "what limits each number."]
+                f"{lat['p99']:.1f} ms | {lat['max']:.1f} ms |"
+            )
+    lines += [
+        "",
+        "One run; the README (section Benchmarks) gives the ranges over several runs and "
+        "what limits each number.",
+    ]
     report = "\n".join(lines) + "\n"
     out = ROOT / "bench" / "results" / "latest.md"
     out.write_text(report)
@@ -498,32 +629,44 @@ async def main(args: argparse.Namespace) -> None:
         for backend in backends:
             results[backend] = {}
             if args.drain:
-                results[backend]["drain"] = await drain(backend, receiver, args.drain,
-                                                        pin=not args.no_pin)
+                results[backend]["drain"] = await drain(
+                    backend, receiver, args.drain, pin=not args.no_pin
+                )
             if args.seconds:
                 results[backend]["inprocess"] = await latency_inprocess(
-                    backend, receiver, args.rate, args.seconds)
+                    backend, receiver, args.rate, args.seconds
+                )
                 if not args.no_api:
-                    results[backend]["latency"] = await latency(backend, receiver, args.rate,
-                                                                args.seconds)
+                    results[backend]["latency"] = await latency(
+                        backend, receiver, args.rate, args.seconds
+                    )
     finally:
         receiver.stop()
     print(write_report(results, args))
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--drain", type=int, default=20000,
-                        help="backlog size for the drain test (0 skips it)")
+    parser.add_argument(
+        "--drain", type=int, default=20000, help="backlog size for the drain test (0 skips it)"
+    )
     parser.add_argument("--rate", type=float, default=500.0, help="events/s for the latency test")
-    parser.add_argument("--seconds", type=float, default=10.0,
-                        help="duration of the latency test (0 skips it)")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="do not pin the drain's client side and receiver to one CPU each")
-    parser.add_argument("--no-api", action="store_true",
-                        help="skip the latency test through POST /events on hookline serve")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="duration of the latency test (0 skips it)"
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the drain's client side and receiver to one CPU each",
+    )
+    parser.add_argument(
+        "--no-api",
+        action="store_true",
+        help="skip the latency test through POST /events on hookline serve",
+    )
     return parser.parse_args()
 
 

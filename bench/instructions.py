@@ -44,8 +44,10 @@ CONCURRENCY = 10  # the bare client's lanes (the worker uses its settings)
 
 async def _count(on: bool) -> None:
     """Switch callgrind's counting for this process, and give it a moment to take effect."""
-    subprocess.Popen(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
-                     stdout=subprocess.DEVNULL)
+    subprocess.Popen(
+        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+        stdout=subprocess.DEVNULL,
+    )
     await asyncio.sleep(2)
 
 
@@ -59,8 +61,9 @@ async def child(mode: str, backend: str, n: int) -> None:
             await rt.db.connect_ahead()
             account = new_id()
             async with rt.db.transaction() as conn:
-                await conn.execute(insert(accounts).values(id=account, name="bench",
-                                                           created_at=rt.clock.now()))
+                await conn.execute(
+                    insert(accounts).values(id=account, name="bench", created_at=rt.clock.now())
+                )
             hook = await make_webhook(rt, account, receiver.url + "/drain")
             if mode == "bare":
                 await bare_drain(receiver.url + "/bare", 500, CONCURRENCY)  # warm
@@ -89,10 +92,25 @@ def measure(mode: str, backend: str, n: int) -> int:
     with tempfile.TemporaryDirectory(prefix="hookline-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         subprocess.run(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             f"--callgrind-out-file={out}", sys.executable, "-m", "bench.instructions",
-             "--child", mode, "--backend", backend, "--n", str(n)],
-            cwd=ROOT, check=True, stderr=subprocess.DEVNULL)
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-m",
+                "bench.instructions",
+                "--child",
+                mode,
+                "--backend",
+                backend,
+                "--n",
+                str(n),
+            ],
+            cwd=ROOT,
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         totals = re.search(r"^totals:\s+(\d+)", out.read_text(), re.MULTILINE)
         if totals is None:
             raise SystemExit("callgrind wrote no totals")
@@ -100,8 +118,9 @@ def measure(mode: str, backend: str, n: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=3000, help="deliveries (and bare requests)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--child", choices=["worker", "bare"], help=argparse.SUPPRESS)
@@ -113,9 +132,11 @@ def main() -> None:
         raise SystemExit("needs valgrind (apt-get install valgrind)")
     worker = measure("worker", args.backend, args.n)
     bare = measure("bare", args.backend, args.n)
-    print(f"[{args.backend}] instructions per delivery: hookline worker {worker:,}, "
-          f"bare aiohttp client {bare:,} per request ({bare / worker:.0%} of the worker's "
-          f"cost: the instruction-count analogue of the drain ratio)")
+    print(
+        f"[{args.backend}] instructions per delivery: hookline worker {worker:,}, "
+        f"bare aiohttp client {bare:,} per request ({bare / worker:.0%} of the worker's "
+        f"cost: the instruction-count analogue of the drain ratio)"
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,7 @@ def main() -> None:
     app.router.add_post("/_reset", reset)
     app.router.add_post("/{tail:.*}", hook)
     uvloop.install()
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None,
-                backlog=1024)
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=1024)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ _postgres_state: dict[str, Any] = {}
 def postgres_available() -> tuple[bool, str]:
     """Checked once per run; the reason is shown in every skip and in the summary."""
     if "ok" not in _postgres_state:
+
         async def probe() -> None:
             conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
             await conn.close()
@@ -43,8 +44,7 @@ def postgres_available() -> tuple[bool, str]:
         except Exception as error:
             _postgres_state.update(
                 ok=False,
-                reason=f"PostgreSQL unreachable at {POSTGRES_URL}: {type(error).__name__}: "
-                f"{error}",
+                reason=f"PostgreSQL unreachable at {POSTGRES_URL}: {type(error).__name__}: {error}",
             )
     return _postgres_state["ok"], _postgres_state["reason"]
 

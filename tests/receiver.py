@@ -58,8 +58,9 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         loop = asyncio.get_running_loop()
-        received = Received(request.path_qs, dict(request.headers), await request.read(),
-                            loop.time())
+        received = Received(
+            request.path_qs, dict(request.headers), await request.read(), loop.time()
+        )
         if self.responder:
             reply = self.responder(received)
         else:

@@ -26,8 +26,11 @@ class ApiClient:
 
     @property
     def credentials(self) -> dict[str, str]:
-        return {"accountId": self.account_id, "clientId": self.key.client_id,
-                "clientSecret": self.key.client_secret}
+        return {
+            "accountId": self.account_id,
+            "clientId": self.key.client_id,
+            "clientSecret": self.key.client_secret,
+        }
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         headers = {**self.headers, **kwargs.pop("headers", {})}
@@ -65,9 +68,20 @@ class LiveServer:
         import time
 
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hookline.cli.main", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), *self.args],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "hookline.cli.main",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                *self.args,
+            ],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

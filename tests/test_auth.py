@@ -55,8 +55,13 @@ async def test_missing_or_bad_bearer_answers_401(api: ApiClient) -> None:
 async def test_expired_token_answers_401(api: ApiClient) -> None:
     runtime = api.http._transport.app.state.runtime  # type: ignore[attr-defined]
     past = runtime.clock.now().replace(year=2020)
-    stale = issue_token(runtime.settings.jwt_key(), account_id=api.key.account_id,
-                        client_id=api.key.client_id, now=past, ttl_seconds=1800)
+    stale = issue_token(
+        runtime.settings.jwt_key(),
+        account_id=api.key.account_id,
+        client_id=api.key.client_id,
+        now=past,
+        ttl_seconds=1800,
+    )
     response = await api.http.get(
         "/webhooks/list", headers={"Authorization": f"Bearer {stale.access_token}"}
     )
@@ -66,8 +71,13 @@ async def test_expired_token_answers_401(api: ApiClient) -> None:
 
 async def test_token_signed_with_another_key_is_refused(api: ApiClient) -> None:
     runtime = api.http._transport.app.state.runtime  # type: ignore[attr-defined]
-    forged = issue_token("another-key-0123456789-0123456789-0123", account_id=api.key.account_id,
-                         client_id="x", now=runtime.clock.now(), ttl_seconds=1800)
+    forged = issue_token(
+        "another-key-0123456789-0123456789-0123",
+        account_id=api.key.account_id,
+        client_id="x",
+        now=runtime.clock.now(),
+        ttl_seconds=1800,
+    )
     response = await api.http.get(
         "/webhooks/list", headers={"Authorization": f"Bearer {forged.access_token}"}
     )
@@ -108,8 +118,9 @@ async def test_event_types_serve_schemas_and_examples(api: ApiClient) -> None:
 
 async def test_health_and_readiness(runtime) -> None:
     app = create_app(runtime, run_background=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as http:
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         ready = await http.get("/readyz")
         assert ready.status_code == 200

@@ -19,13 +19,14 @@ async def bench_receiver() -> AsyncIterator[ReceiverProcess]:
 
 
 async def test_the_drain_benchmark_delivers_and_counts_everything(
-    bench_receiver: ReceiverProcess
+    bench_receiver: ReceiverProcess,
 ) -> None:
     await _drain_and_check("sqlite", bench_receiver)
 
 
-async def test_the_drain_benchmark_on_postgres(postgres_backend: str,
-                                               bench_receiver: ReceiverProcess) -> None:
+async def test_the_drain_benchmark_on_postgres(
+    postgres_backend: str, bench_receiver: ReceiverProcess
+) -> None:
     await _drain_and_check(postgres_backend, bench_receiver)
 
 
@@ -36,7 +37,7 @@ async def _drain_and_check(backend: str, bench_receiver: ReceiverProcess) -> Non
 
 
 async def test_the_in_process_latency_benchmark_receives_every_event(
-    bench_receiver: ReceiverProcess
+    bench_receiver: ReceiverProcess,
 ) -> None:
     result = await latency_inprocess("sqlite", bench_receiver, rate=100, seconds=0.5)
     assert result["received"] == result["sent"] == 50

@@ -20,12 +20,19 @@ from hookline.catalog import (
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "events-table.md"
 EXPECTED = {
-    "account.connection.created": None, "account.connection.updated": None,
-    "account.connection.deleted": None, "account.connection.up": None,
-    "account.connection.down": None, "account.flow.enabled": None,
-    "account.flow.disabled": None, "account.flow.executed": None,
-    "account.issue.created": None, "account.issue.updated": None,
-    "account.issue.closed": None, "pos.order.completed": "POS", "pos.order.updated": "POS",
+    "account.connection.created": None,
+    "account.connection.updated": None,
+    "account.connection.deleted": None,
+    "account.connection.up": None,
+    "account.connection.down": None,
+    "account.flow.enabled": None,
+    "account.flow.disabled": None,
+    "account.flow.executed": None,
+    "account.issue.created": None,
+    "account.issue.updated": None,
+    "account.issue.closed": None,
+    "pos.order.completed": "POS",
+    "pos.order.updated": "POS",
 }
 
 
@@ -105,13 +112,40 @@ def test_unknown_event_type_is_rejected() -> None:
 
 
 _ODD_VALUES: list[object] = [
-    None, True, False, 0, -1, 1, 1.0, 1.5, -0.5, 2**70, "", "x", " ", "0", "true", [], {},
-    ["a"], {"a": 1}, "0192F3C4-5B6A-7C8D-9E0F-1A2B3C4D5E6F",
-    "{0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6f}", "0192f3c45b6a7c8d9e0f1a2b3c4d5e6f",
-    "urn:uuid:0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6f", "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6",
-    "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6fa", "0192f3c4-5b6a-7c8d-9e0f-1a2b-3c4d5e6f",
-    "2026-11-26T10:00:00Z", "2026-11-26T10:00:00+01:00", "2026-11-26 10:00:00",
-    "2026-11-26", "2026-13-40T25:61:61Z", "not a date", "active", "ACTIVE",
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    1.0,
+    1.5,
+    -0.5,
+    2**70,
+    "",
+    "x",
+    " ",
+    "0",
+    "true",
+    [],
+    {},
+    ["a"],
+    {"a": 1},
+    "0192F3C4-5B6A-7C8D-9E0F-1A2B3C4D5E6F",
+    "{0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6f}",
+    "0192f3c45b6a7c8d9e0f1a2b3c4d5e6f",
+    "urn:uuid:0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6f",
+    "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6",
+    "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6fa",
+    "0192f3c4-5b6a-7c8d-9e0f-1a2b-3c4d5e6f",
+    "2026-11-26T10:00:00Z",
+    "2026-11-26T10:00:00+01:00",
+    "2026-11-26 10:00:00",
+    "2026-11-26",
+    "2026-13-40T25:61:61Z",
+    "not a date",
+    "active",
+    "ACTIVE",
 ]
 
 

@@ -25,18 +25,29 @@ async def test_the_scenario_delivers_every_event_type_signed(database: Any) -> N
     try:
         result = await run_demo(runtime, timeout=30, on_step=steps.append)
         async with runtime.db.read() as conn:
-            stored = (await conn.execute(select(func.count()).select_from(deliveries).where(
-                deliveries.c.account_id == result.account_id))).scalar_one()
-            delivered = (await conn.execute(select(func.count()).select_from(deliveries).where(
-                deliveries.c.account_id == result.account_id,
-                deliveries.c.status == "delivered"))).scalar_one()
+            stored = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.account_id == result.account_id)
+                )
+            ).scalar_one()
+            delivered = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(deliveries)
+                    .where(
+                        deliveries.c.account_id == result.account_id,
+                        deliveries.c.status == "delivered",
+                    )
+                )
+            ).scalar_one()
     finally:
         await runtime.db.dispose()
 
     assert result.missing == []
     assert set(result.delivered_types) == set(ALL_EVENTS)
-    assert all(item.chift_signature_ok and item.standard_signature_ok
-               for item in result.deliveries)
+    assert all(item.chift_signature_ok and item.standard_signature_ok for item in result.deliveries)
     for item in result.deliveries:
         validate_body(item.body)
         assert item.body["accountid"] == str(result.account_id)
@@ -56,16 +67,27 @@ async def test_the_scenario_delivers_every_event_type_signed(database: Any) -> N
     assert counts["pos.order.completed"] == 2
     # Issues: credentials expired, the flow failed (twice), the connector's report (twice),
     # the agent went down; each cleared later in the story.
-    issue_codes = sorted(item.body["error_code"] for item in result.deliveries
-                         if item.event == "account.issue.created")
-    assert issue_codes == ["AGENT_DOWN", "CONNECTION_INACTIVE", "ERROR_ACCOUNTING_API",
-                           "ERROR_UNMAPPED_PRODUCT"]
+    issue_codes = sorted(
+        item.body["error_code"]
+        for item in result.deliveries
+        if item.event == "account.issue.created"
+    )
+    assert issue_codes == [
+        "AGENT_DOWN",
+        "CONNECTION_INACTIVE",
+        "ERROR_ACCOUNTING_API",
+        "ERROR_UNMAPPED_PRODUCT",
+    ]
     assert counts["account.issue.updated"] == 2
-    closed_codes = sorted(item.body["error_code"] for item in result.deliveries
-                          if item.event == "account.issue.closed")
+    closed_codes = sorted(
+        item.body["error_code"]
+        for item in result.deliveries
+        if item.event == "account.issue.closed"
+    )
     assert closed_codes == issue_codes
-    executed = [item.body["status"] for item in result.deliveries
-                if item.event == "account.flow.executed"]
+    executed = [
+        item.body["status"] for item in result.deliveries if item.event == "account.flow.executed"
+    ]
     assert sorted(executed) == ["error", "error", "success"]
     assert steps[-1] == "waiting for the deliveries"
     assert delivered == stored

@@ -129,8 +129,9 @@ async def test_warming_rehearses_on_every_pooled_connection_and_commits_nothing(
         assert runtime.db.engine.pool.checkedin() == runtime.db.pool_size
         async with runtime.db.read() as conn:
             for table in (accounts, webhooks, events, deliveries, delivery_queue):
-                assert (await conn.execute(select(func.count()).select_from(table))
-                        ).scalar_one() == 0, table.name
+                assert (
+                    await conn.execute(select(func.count()).select_from(table))
+                ).scalar_one() == 0, table.name
     finally:
         await runtime.db.dispose()
         await database.drop()

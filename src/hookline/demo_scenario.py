@@ -110,8 +110,14 @@ class DemoReceiver:
         except InvalidSignature:
             standard_ok = False
         body = json.loads(raw)
-        delivery = DemoDelivery(str(body.get("event")), body, chift_ok, standard_ok,
-                                headers.get("webhook-id", ""), time.monotonic())
+        delivery = DemoDelivery(
+            str(body.get("event")),
+            body,
+            chift_ok,
+            standard_ok,
+            headers.get("webhook-id", ""),
+            time.monotonic(),
+        )
         async with self._changed:
             self.deliveries.append(delivery)
             self._changed.notify_all()
@@ -130,9 +136,15 @@ class DemoReceiver:
                 await asyncio.wait_for(self._changed.wait_for(done), timeout)
 
 
-async def run_demo(runtime: Runtime, *, on_step: Step | None = None,
-                   on_delivery: OnDelivery | None = None, timeout: float = 60.0,
-                   run_worker: bool = True, pace: float = 0.0) -> DemoResult:
+async def run_demo(
+    runtime: Runtime,
+    *,
+    on_step: Step | None = None,
+    on_delivery: OnDelivery | None = None,
+    timeout: float = 60.0,
+    run_worker: bool = True,
+    pace: float = 0.0,
+) -> DemoResult:
     """Run the whole story on ``runtime`` (migrated already) and wait for its deliveries.
 
     ``run_worker=False`` when the process already runs delivery workers (e.g. beside a
@@ -147,11 +159,15 @@ async def run_demo(runtime: Runtime, *, on_step: Step | None = None,
         if pace:
             await asyncio.sleep(pace)  # only for a human watching the output
         say(text)
+
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     receiver = await DemoReceiver(secret, on_delivery).start()
     stop = asyncio.Event()
-    worker = (asyncio.create_task(run_delivery_worker(runtime, stop), name="demo-worker")
-              if run_worker else None)
+    worker = (
+        asyncio.create_task(run_delivery_worker(runtime, stop), name="demo-worker")
+        if run_worker
+        else None
+    )
     try:
         result = await _story(runtime, receiver, secret, step)
         await step("waiting for the deliveries")
@@ -166,8 +182,9 @@ async def run_demo(runtime: Runtime, *, on_step: Step | None = None,
         await receiver.stop()
 
 
-async def _story(runtime: Runtime, receiver: DemoReceiver, secret: str,
-                 step: Callable[[str], Awaitable[None]]) -> DemoResult:
+async def _story(
+    runtime: Runtime, receiver: DemoReceiver, secret: str, step: Callable[[str], Awaitable[None]]
+) -> DemoResult:
     from hookline.delivery.webhooks import IntegrationRef, create_webhook
     from hookline.platform import agents, connections, consumers, executions, issues, syncs
     from hookline.platform.accounts import create_account
@@ -186,82 +203,182 @@ async def _story(runtime: Runtime, receiver: DemoReceiver, secret: str,
     await step("creating an account and a consumer")
     key = await tx(lambda c: create_account(c, "hookline demo", now=now()))
     account = key.account_id
-    consumer = await tx(lambda c: consumers.create_consumer(
-        c, account, name="Brasserie du Parc", email="owner@brasserie.example", now=now()))
+    consumer = await tx(
+        lambda c: consumers.create_consumer(
+            c, account, name="Brasserie du Parc", email="owner@brasserie.example", now=now()
+        )
+    )
 
     await step("subscribing a signed webhook to each of the 13 event types")
     for name in ALL_EVENTS:
         pos = name.startswith("pos.")
-        await tx(lambda c, name=name, pos=pos: create_webhook(
-            c, box, account_id=account, event=name, url=f"{receiver.url}/{name}",
-            signing_secret=secret, now=now(),
-            integration_id=POS_INTEGRATION if pos else None,
-            integration=IntegrationRef(POS_INTEGRATION, True) if pos else None))
+        await tx(
+            lambda c, name=name, pos=pos: create_webhook(
+                c,
+                box,
+                account_id=account,
+                event=name,
+                url=f"{receiver.url}/{name}",
+                signing_secret=secret,
+                now=now(),
+                integration_id=POS_INTEGRATION if pos else None,
+                integration=IntegrationRef(POS_INTEGRATION, True) if pos else None,
+            )
+        )
 
     await step("connecting accounting, a POS and a POS with a local agent")
-    accounting = await tx(lambda c: connections.create_connection(
-        c, box, account_id=account, consumer_id=consumer.id,
-        integration_id=ACCOUNTING_INTEGRATION, name="Odoo", now=now(), credentials={
-            "url": "https://odoo.example", "database": "parc", "username": "demo",
-            "api_key": "odoo-demo-key"}))
-    pos = await tx(lambda c: connections.create_connection(
-        c, box, account_id=account, consumer_id=consumer.id, integration_id=POS_INTEGRATION,
-        name="Lightspeed", now=now(), credentials={
-            "business_location_id": "loc-grand-place", "api_token": "ls-demo-token"}))
-    agent = await tx(lambda c: connections.create_connection(
-        c, box, account_id=account, consumer_id=consumer.id,
-        integration_id=AGENT_INTEGRATION, name="Back-office till", now=now(),
-        credentials={"store_code": "PARC-01"}))
+    accounting = await tx(
+        lambda c: connections.create_connection(
+            c,
+            box,
+            account_id=account,
+            consumer_id=consumer.id,
+            integration_id=ACCOUNTING_INTEGRATION,
+            name="Odoo",
+            now=now(),
+            credentials={
+                "url": "https://odoo.example",
+                "database": "parc",
+                "username": "demo",
+                "api_key": "odoo-demo-key",
+            },
+        )
+    )
+    pos = await tx(
+        lambda c: connections.create_connection(
+            c,
+            box,
+            account_id=account,
+            consumer_id=consumer.id,
+            integration_id=POS_INTEGRATION,
+            name="Lightspeed",
+            now=now(),
+            credentials={"business_location_id": "loc-grand-place", "api_token": "ls-demo-token"},
+        )
+    )
+    agent = await tx(
+        lambda c: connections.create_connection(
+            c,
+            box,
+            account_id=account,
+            consumer_id=consumer.id,
+            integration_id=AGENT_INTEGRATION,
+            name="Back-office till",
+            now=now(),
+            credentials={"store_code": "PARC-01"},
+        )
+    )
 
     await step("the local agent pings for the first time")
     await tx(lambda c: agents.agent_heartbeat(c, agent.agent_token, now=now()))
 
     await step("the accounting credentials expire, then are renewed")
     for status in ("inactive", "active"):
-        await tx(lambda c, status=status: connections.set_connection_status(
-            c, account_id=account, connection_id=accounting.connection.id, status=status,
-            now=now(), error_code="ERROR_AUTH" if status == "inactive" else None,
-            message="Invalid credentials" if status == "inactive" else None))
+        await tx(
+            lambda c, status=status: connections.set_connection_status(
+                c,
+                account_id=account,
+                connection_id=accounting.connection.id,
+                status=status,
+                now=now(),
+                error_code="ERROR_AUTH" if status == "inactive" else None,
+                message="Invalid credentials" if status == "inactive" else None,
+            )
+        )
 
     await step("creating a sync with two flows and enabling them")
     external = {"type": "code", "runner": "external"}
-    sync = await tx(lambda c: syncs.create_sync(
-        c, account, name="Sales to accounting", definition={}, now=now(), flow_items=[
-            {"name": "Daily sales", "execution": external,
-             "triggers": [{"id": "trigger-1", "type": "event"}]},
-            {"name": "Invoices", "execution": external,
-             "triggers": [{"id": "trigger-1", "type": "event"}]},
-        ]))
+    sync = await tx(
+        lambda c: syncs.create_sync(
+            c,
+            account,
+            name="Sales to accounting",
+            definition={},
+            now=now(),
+            flow_items=[
+                {
+                    "name": "Daily sales",
+                    "execution": external,
+                    "triggers": [{"id": "trigger-1", "type": "event"}],
+                },
+                {
+                    "name": "Invoices",
+                    "execution": external,
+                    "triggers": [{"id": "trigger-1", "type": "event"}],
+                },
+            ],
+        )
+    )
     for flow in sync.flows:
-        await tx(lambda c, flow=flow: syncs.enable_flow(
-            c, account, consumer.id, sync.id, flow.id, trigger_id=None,
-            trigger_explicit=False, cronschedule=None, data=None, integrationids=[],
-            now=now()))
+        await tx(
+            lambda c, flow=flow: syncs.enable_flow(
+                c,
+                account,
+                consumer.id,
+                sync.id,
+                flow.id,
+                trigger_id=None,
+                trigger_explicit=False,
+                cronschedule=None,
+                data=None,
+                integrationids=[],
+                now=now(),
+            )
+        )
     daily = sync.flows[0]
 
     await step("running 'Daily sales': error, error again, then success")
     for status in ("error", "error", "success"):
-        triggered = await tx(lambda c: executions.trigger_flow(
-            c, account_id=account, sync_id=sync.id, flow_id=daily.id,
-            consumer_ids=[consumer.id], data=None, trigger="event", now=now(),
-            timeout_seconds=runtime.settings.execution_timeout_seconds,
-            run_lease_seconds=runtime.settings.run_lease_seconds))
+        triggered = await tx(
+            lambda c: executions.trigger_flow(
+                c,
+                account_id=account,
+                sync_id=sync.id,
+                flow_id=daily.id,
+                consumer_ids=[consumer.id],
+                data=None,
+                trigger="event",
+                now=now(),
+                timeout_seconds=runtime.settings.execution_timeout_seconds,
+                run_lease_seconds=runtime.settings.run_lease_seconds,
+            )
+        )
         for job in triggered.jobs:
-            await tx(lambda c, job=job, status=status: executions.finish_execution(
-                c, job.execution_id, status=status, now=now(),
-                error_code="ERROR_ACCOUNTING_API" if status == "error" else None,
-                message="The accounting API answered 503" if status == "error" else None))
+            await tx(
+                lambda c, job=job, status=status: executions.finish_execution(
+                    c,
+                    job.execution_id,
+                    status=status,
+                    now=now(),
+                    error_code="ERROR_ACCOUNTING_API" if status == "error" else None,
+                    message="The accounting API answered 503" if status == "error" else None,
+                )
+            )
 
     await step("the POS connector reports a menu mapping problem twice, then it clears")
     for _ in range(2):
-        await tx(lambda c: issues.report_issue(
-            c, account_id=account, consumer_id=consumer.id, connection_id=pos.connection.id,
-            error_code="ERROR_UNMAPPED_PRODUCT", level="warning",
-            message="Product p-steak has no accounting category", now=now(),
-            context={"product_id": "p-steak"}))
-    await tx(lambda c: issues.close_issues(
-        c, consumer_id=consumer.id, connection_id=pos.connection.id,
-        error_code="ERROR_UNMAPPED_PRODUCT", now=now()))
+        await tx(
+            lambda c: issues.report_issue(
+                c,
+                account_id=account,
+                consumer_id=consumer.id,
+                connection_id=pos.connection.id,
+                error_code="ERROR_UNMAPPED_PRODUCT",
+                level="warning",
+                message="Product p-steak has no accounting category",
+                now=now(),
+                context={"product_id": "p-steak"},
+            )
+        )
+    await tx(
+        lambda c: issues.close_issues(
+            c,
+            consumer_id=consumer.id,
+            connection_id=pos.connection.id,
+            error_code="ERROR_UNMAPPED_PRODUCT",
+            now=now(),
+        )
+    )
 
     await step("polling the simulated POS: new orders, then completed ones")
     till = SimulatedPos(seed=2026, new_per_poll=(2, 2), close_probability=1.0)
@@ -270,20 +387,38 @@ async def _story(runtime: Runtime, receiver: DemoReceiver, secret: str,
 
     await step("the local agent goes silent, then comes back")
     await asyncio.sleep(AGENT_DOWN_AFTER_SECONDS + 0.1)  # real silence, as the watchdog sees it
-    await tx(lambda c: agents.mark_down_stale_agents(
-        c, now(), down_after_seconds=AGENT_DOWN_AFTER_SECONDS, account_id=account))
+    await tx(
+        lambda c: agents.mark_down_stale_agents(
+            c, now(), down_after_seconds=AGENT_DOWN_AFTER_SECONDS, account_id=account
+        )
+    )
     await tx(lambda c: agents.agent_heartbeat(c, agent.agent_token, now=now()))
 
     await step("trying Exact Online, then removing it")
-    trial = await tx(lambda c: connections.create_connection(
-        c, box, account_id=account, consumer_id=consumer.id,
-        integration_id=TRIAL_INTEGRATION, name="Exact trial", now=now(),
-        credentials={"client_id": "exact-demo", "client_secret": "exact-demo-secret"}))
-    await tx(lambda c: connections.delete_connection(
-        c, account_id=account, consumer_id=consumer.id, connection_id=trial.connection.id,
-        now=now()))
+    trial = await tx(
+        lambda c: connections.create_connection(
+            c,
+            box,
+            account_id=account,
+            consumer_id=consumer.id,
+            integration_id=TRIAL_INTEGRATION,
+            name="Exact trial",
+            now=now(),
+            credentials={"client_id": "exact-demo", "client_secret": "exact-demo-secret"},
+        )
+    )
+    await tx(
+        lambda c: connections.delete_connection(
+            c,
+            account_id=account,
+            consumer_id=consumer.id,
+            connection_id=trial.connection.id,
+            now=now(),
+        )
+    )
 
     await step("disabling the 'Invoices' flow")
-    await tx(lambda c: syncs.disable_flow(c, account, consumer.id, sync.id, sync.flows[1].id,
-                                          now=now()))
+    await tx(
+        lambda c: syncs.disable_flow(c, account, consumer.id, sync.id, sync.flows[1].id, now=now())
+    )
     return DemoResult(account_id=account, consumer_id=consumer.id)

@@ -18,8 +18,14 @@ log = logging.getLogger(__name__)
 Ticked = Callable[[], None] | None
 
 
-async def every(interval: float, stop: asyncio.Event, tick: Callable[[], Awaitable[object]],
-                *, what: str, ticked: Ticked = None) -> None:
+async def every(
+    interval: float,
+    stop: asyncio.Event,
+    tick: Callable[[], Awaitable[object]],
+    *,
+    what: str,
+    ticked: Ticked = None,
+) -> None:
     """Run ``tick`` now and then every ``interval`` seconds until ``stop`` is set."""
     while not stop.is_set():
         try:

@@ -19,13 +19,15 @@ class Runtime:
     box: SecretBox | None = None
 
     @classmethod
-    def create(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
-               schema: str | None = None) -> Runtime:
+    def create(
+        cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK, schema: str | None = None
+    ) -> Runtime:
         db = Database(settings.resolved_database_url, schema=schema or settings.database_schema)
         if db.is_sqlite:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(settings=settings, db=db, clock=clock,
-                   box=SecretBox(settings.encryption_key_bytes()))
+        return cls(
+            settings=settings, db=db, clock=clock, box=SecretBox(settings.encryption_key_bytes())
+        )
 
     @property
     def secret_box(self) -> SecretBox:

@@ -113,9 +113,7 @@ def verify_standard(
     timestamp = _header(headers, "webhook-timestamp")
     signatures = _header(headers, "webhook-signature")
     if not msg_id or not timestamp or not signatures:
-        raise InvalidSignature(
-            "missing webhook-id, webhook-timestamp or webhook-signature header"
-        )
+        raise InvalidSignature("missing webhook-id, webhook-timestamp or webhook-signature header")
     try:
         sent_at = int(timestamp)
     except ValueError:

@@ -19,47 +19,70 @@ EVENT = "account.connection.deleted"
 async def make_account(rt: Runtime) -> uuid.UUID:
     account_id = new_id()
     async with rt.db.transaction() as conn:
-        await conn.execute(insert(accounts).values(id=account_id, name="delivery test",
-                                                   created_at=rt.clock.now()))
+        await conn.execute(
+            insert(accounts).values(id=account_id, name="delivery test", created_at=rt.clock.now())
+        )
     return account_id
 
 
 async def make_webhook(
-    rt: Runtime, account_id: uuid.UUID, url: str, *, secret: str | None = None,
-    event: str = EVENT, status: str = "active",
+    rt: Runtime,
+    account_id: uuid.UUID,
+    url: str,
+    *,
+    secret: str | None = None,
+    event: str = EVENT,
+    status: str = "active",
 ) -> uuid.UUID:
     webhook_id = new_id()
     now = rt.clock.now()
     async with rt.db.transaction() as conn:
-        await conn.execute(insert(webhooks).values(
-            id=webhook_id, account_id=account_id, event=event, url=url,
-            secret_encrypted=rt.secret_box.encrypt(secret) if secret else None,
-            status=status, created_at=now, updated_at=now,
-        ))
+        await conn.execute(
+            insert(webhooks).values(
+                id=webhook_id,
+                account_id=account_id,
+                event=event,
+                url=url,
+                secret_encrypted=rt.secret_box.encrypt(secret) if secret else None,
+                status=status,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return webhook_id
 
 
 async def emit_event(
-    rt: Runtime, account_id: uuid.UUID, *, connectionid: str | None = None,
+    rt: Runtime,
+    account_id: uuid.UUID,
+    *,
+    connectionid: str | None = None,
 ) -> EmittedEvent:
     async with rt.db.transaction() as conn:
-        return await emit(conn, account_id=account_id, event=EVENT, consumer_id=new_id(),
-                          fields={"connectionid": connectionid or str(new_id())},
-                          now=rt.clock.now())
+        return await emit(
+            conn,
+            account_id=account_id,
+            event=EVENT,
+            consumer_id=new_id(),
+            fields={"connectionid": connectionid or str(new_id())},
+            now=rt.clock.now(),
+        )
 
 
 async def logs(rt: Runtime, webhook_id: uuid.UUID) -> list[Any]:
     async with rt.db.read() as conn:
-        return (await conn.execute(
-            select(webhook_logs).where(webhook_logs.c.webhook_id == webhook_id)
-            .order_by(webhook_logs.c.attempt, webhook_logs.c.created_at)
-        )).all()
+        return (
+            await conn.execute(
+                select(webhook_logs)
+                .where(webhook_logs.c.webhook_id == webhook_id)
+                .order_by(webhook_logs.c.attempt, webhook_logs.c.created_at)
+            )
+        ).all()
 
 
 async def delivery(rt: Runtime, delivery_id: uuid.UUID) -> Any:
     async with rt.db.read() as conn:
-        return (await conn.execute(
-            select(deliveries).where(deliveries.c.id == delivery_id))).one()
+        return (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).one()
 
 
 async def webhook(rt: Runtime, webhook_id: uuid.UUID) -> Any:

@@ -26,8 +26,9 @@ async def sqlite_runtime(tmp_path: Path):
 
 
 def _row(rt: Runtime, account, key: str | None = None) -> EventRow:
-    return EventRow(new_id(), account, EVENT, new_id(), None, b'{"event":"x"}', key,
-                    rt.clock.now(), False)
+    return EventRow(
+        new_id(), account, EVENT, new_id(), None, b'{"event":"x"}', key, rt.clock.now(), False
+    )
 
 
 async def test_events_arriving_together_share_one_transaction(sqlite_runtime: Runtime) -> None:
@@ -53,17 +54,18 @@ async def test_a_failing_event_fails_alone(sqlite_runtime: Runtime) -> None:
     batcher = rt.db.event_writer()
     rows = [_row(rt, account), _row(rt, new_id()), _row(rt, account)]  # 2nd: no such account
 
-    results = await asyncio.gather(*(batcher.write(row) for row in rows),
-                                   return_exceptions=True)
+    results = await asyncio.gather(*(batcher.write(row) for row in rows), return_exceptions=True)
 
     assert isinstance(results[1], IntegrityError)  # the foreign key, as through the pool
     assert [len(results[i].delivery_ids) for i in (0, 2)] == [1, 1]
     assert sorted(q.event_id for q in await queued(rt)) == sorted(
-        [rows[0].event_id, rows[2].event_id])
+        [rows[0].event_id, rows[2].event_id]
+    )
 
 
 async def test_a_repeated_key_in_the_same_batch_returns_the_first_event(
-        sqlite_runtime: Runtime) -> None:
+    sqlite_runtime: Runtime,
+) -> None:
     rt = sqlite_runtime
     account = await make_account(rt)
     await make_webhook(rt, account, "http://127.0.0.1:9/hook")
@@ -79,7 +81,8 @@ async def test_a_repeated_key_in_the_same_batch_returns_the_first_event(
 
 
 async def test_postgresql_fast_path_notifies_listeners_and_replays_a_key(
-        postgres_backend: str, tmp_path: Path) -> None:
+    postgres_backend: str, tmp_path: Path
+) -> None:
     import asyncpg
 
     from hookline.store.listen import plain_postgres_url
@@ -90,8 +93,7 @@ async def test_postgresql_fast_path_notifies_listeners_and_replays_a_key(
     listener = await asyncpg.connect(plain_postgres_url(rt.db.url))
     try:
         heard: asyncio.Queue[str] = asyncio.Queue()
-        await listener.add_listener(rt.db.notify_channel,
-                                    lambda *args: heard.put_nowait(args[3]))
+        await listener.add_listener(rt.db.notify_channel, lambda *args: heard.put_nowait(args[3]))
         account = await make_account(rt)
         await make_webhook(rt, account, "http://127.0.0.1:9/hook")
         written = await rt.db.event_writer().write(_row(rt, account, "k"))

@@ -26,8 +26,12 @@ LEASE = "2"
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "hookline.cli.main", "worker"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "hookline.cli.main", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -46,10 +50,16 @@ async def wait_until_settled(rt: Any, expected: int, timeout: float = 60.0) -> N
     deadline = loop.time() + timeout
     while True:
         async with rt.db.read() as conn:
-            pending = (await conn.execute(select(func.count()).select_from(delivery_queue)
-                                          )).scalar_one()
-            done = (await conn.execute(select(func.count()).select_from(deliveries)
-                                       .where(deliveries.c.status == "delivered"))).scalar_one()
+            pending = (
+                await conn.execute(select(func.count()).select_from(delivery_queue))
+            ).scalar_one()
+            done = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.status == "delivered")
+                )
+            ).scalar_one()
         if pending == 0 and done >= expected:
             return
         assert loop.time() < deadline, f"{pending} still queued, {done} delivered"
@@ -82,8 +92,11 @@ async def test_killed_worker_delivery_is_sent_again_after_its_lease(
     finally:
         stop_process(second) if isinstance(second, subprocess.Popen) else second.stop()
     retried = requests[1]
-    assert hanging.headers["webhook-id"] == retried.headers["webhook-id"] == str(
-        emitted.delivery_ids[0])
+    assert (
+        hanging.headers["webhook-id"]
+        == retried.headers["webhook-id"]
+        == str(emitted.delivery_ids[0])
+    )
     assert retried.body == hanging.body == emitted.payload
     assert retried.at - hanging.at >= float(LEASE) - 0.5
     row = await f.delivery(runtime, emitted.delivery_ids[0])
@@ -110,8 +123,14 @@ async def test_two_postgres_workers_share_a_backlog_without_double_sends(
         hooks = [await f.make_webhook(rt, account, f"{receiver.url}/w{i}") for i in range(2)]
         async with rt.db.transaction() as conn:
             for _ in range(total // 2):
-                await emit(conn, account_id=account, event=f.EVENT, consumer_id=new_id(),
-                           fields={"connectionid": str(new_id())}, now=rt.clock.now())
+                await emit(
+                    conn,
+                    account_id=account,
+                    event=f.EVENT,
+                    consumer_id=new_id(),
+                    fields={"connectionid": str(new_id())},
+                    now=rt.clock.now(),
+                )
         env = database.env(HOOKLINE_DELIVERY_BATCH_SIZE="10", HOOKLINE_DELIVERY_CONCURRENCY="20")
         workers = [start_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
         requests = await receiver.wait_for(total, timeout=60)
@@ -120,7 +139,8 @@ async def test_two_postgres_workers_share_a_backlog_without_double_sends(
         assert len(sent) == total and set(sent.values()) == {1}
         async with rt.db.read() as conn:
             attempts = collections.Counter(
-                (await conn.execute(select(deliveries.c.attempts, deliveries.c.status))).all())
+                (await conn.execute(select(deliveries.c.attempts, deliveries.c.status))).all()
+            )
             logged = (await conn.execute(select(webhook_logs.c.delivery_id))).scalars().all()
         assert attempts == {(1, "delivered"): total}
         assert len(logged) == total and len(set(logged)) == total
@@ -148,15 +168,18 @@ async def test_postgres_worker_is_woken_by_notify_not_the_poll(
         account = await f.make_account(rt)
         await f.make_webhook(rt, account, receiver.url + "/notify")
         first = await f.emit_event(rt, account)
-        worker = start_worker(database.env(HOOKLINE_DELIVERY_POLL_SECONDS="120"),
-                              tmp_path / "worker.log")
+        worker = start_worker(
+            database.env(HOOKLINE_DELIVERY_POLL_SECONDS="120"), tmp_path / "worker.log"
+        )
         await receiver.wait_for(1, timeout=30)  # claimed at start-up: the worker is running
         await wait_until_settled(rt, 1)
         await asyncio.sleep(0.5)  # let it go idle on its 120 s poll (the behaviour tested)
         second = await f.emit_event(rt, account)
         requests = await receiver.wait_for(2, timeout=10)  # far sooner than the poll
         assert [r.headers["webhook-id"] for r in requests] == [
-            str(first.delivery_ids[0]), str(second.delivery_ids[0])]
+            str(first.delivery_ids[0]),
+            str(second.delivery_ids[0]),
+        ]
     finally:
         if worker is not None:
             stop_process(worker)
@@ -180,8 +203,9 @@ async def test_a_worker_process_serves_its_own_metrics_and_probes(
     rt = Runtime.create(database.settings())
     await prepare_database(rt)
     port = free_port()
-    worker = start_worker(database.env(HOOKLINE_WORKER_METRICS_PORT=str(port)),
-                          tmp_path / "worker.log")
+    worker = start_worker(
+        database.env(HOOKLINE_WORKER_METRICS_PORT=str(port)), tmp_path / "worker.log"
+    )
     try:
         account = await f.make_account(rt)
         await f.make_webhook(rt, account, receiver.url + "/metrics-test")
@@ -193,8 +217,7 @@ async def test_a_worker_process_serves_its_own_metrics_and_probes(
             assert 'hookline_delivery_attempts_total{outcome="delivered"} 1.0' in metrics
             assert "hookline_delivery_queue_depth 0.0" in metrics
             assert (await http.get("/healthz")).json() == {"status": "ok"}
-            assert (await http.get("/readyz")).json() == {"status": "ok",
-                                                         "database": "postgresql"}
+            assert (await http.get("/readyz")).json() == {"status": "ok", "database": "postgresql"}
     finally:
         stop_process(worker)
         await rt.db.dispose()

@@ -29,8 +29,7 @@ async def _setup(make_runtime, events: int):
     return rt, hook, emitted
 
 
-async def test_claims_by_two_links_never_overlap_and_carry_the_exact_payload(
-        make_runtime) -> None:
+async def test_claims_by_two_links_never_overlap_and_carry_the_exact_payload(make_runtime) -> None:
     rt, hook, emitted = await _setup(make_runtime, 5)
     first, second = open_queue_link(rt.db), open_queue_link(rt.db)
     try:
@@ -61,8 +60,12 @@ async def test_success_is_written_only_where_the_lease_is_still_held(make_runtim
         later = now + LEASE + timedelta(seconds=1)
         stolen = await link.claim(owner="b", now=later, lease_until=later + LEASE, limit=1)
         assert [s.delivery_id for s in stolen] == [mine[0].delivery_id]
-        records = [AttemptRecord(item, "delivered", http_status=204, duration_ms=3.5,
-                                 response_excerpt="ok") for item in mine]
+        records = [
+            AttemptRecord(
+                item, "delivered", http_status=204, duration_ms=3.5, response_excerpt="ok"
+            )
+            for item in mine
+        ]
         await link.record_delivered(owner="a", now=later, records=records)
     finally:
         await link.close()
@@ -72,12 +75,12 @@ async def test_success_is_written_only_where_the_lease_is_still_held(make_runtim
     assert (await delivery(rt, done.delivery_id)).attempts == 1
     assert (await delivery(rt, kept.delivery_id)).status == "pending"  # b's lease stands
     remaining = await queued(rt)
-    assert [(row.delivery_id, row.lease_owner) for row in remaining] == [
-        (kept.delivery_id, "b")]
+    assert [(row.delivery_id, row.lease_owner) for row in remaining] == [(kept.delivery_id, "b")]
     logged = await logs(rt, hook)  # both requests were made, so both are logged
     assert sorted(row.delivery_id for row in logged) == sorted(i.delivery_id for i in mine)
     assert {(row.outcome, row.http_status, row.response_excerpt) for row in logged} == {
-        ("delivered", 204, "ok")}
+        ("delivered", 204, "ok")
+    }
 
 
 async def test_only_successes_take_the_link(make_runtime) -> None:
@@ -87,8 +90,9 @@ async def test_only_successes_take_the_link(make_runtime) -> None:
         now = rt.clock.now()
         (item,) = await link.claim(owner="a", now=now, lease_until=now + LEASE, limit=5)
         with pytest.raises(ValueError):
-            await link.record_delivered(owner="a", now=now, records=[
-                AttemptRecord(item, "retry", http_status=503)])
+            await link.record_delivered(
+                owner="a", now=now, records=[AttemptRecord(item, "retry", http_status=503)]
+            )
     finally:
         await link.close()
     assert len(await queued(rt)) == 1  # nothing was written
@@ -119,22 +123,59 @@ async def test_a_postgres_claim_looks_queued_rows_up_by_key_not_by_scanning_the_
         now = rt.clock.now()
         ids = [(new_id(), new_id()) for _ in range(5000)]
         async with rt.db.transaction() as conn:
-            await conn.execute(insert(events), [
-                {"id": e, "account_id": account, "event_type": "account.connection.deleted",
-                 "payload": b"{}", "created_at": now} for e, _ in ids])
-            await conn.execute(insert(deliveries), [
-                {"id": d, "event_id": e, "webhook_id": hook, "account_id": account,
-                 "status": "pending", "attempts": 0, "created_at": now, "updated_at": now}
-                for e, d in ids])
-            await conn.execute(insert(delivery_queue), [
-                {"delivery_id": d, "webhook_id": hook, "event_id": e, "available_at": now,
-                 "attempt": 0} for e, d in ids])
-        conn = await asyncpg.connect(plain_postgres_url(rt.db.url),
-                                     server_settings={"search_path": database.schema or ""})
+            await conn.execute(
+                insert(events),
+                [
+                    {
+                        "id": e,
+                        "account_id": account,
+                        "event_type": "account.connection.deleted",
+                        "payload": b"{}",
+                        "created_at": now,
+                    }
+                    for e, _ in ids
+                ],
+            )
+            await conn.execute(
+                insert(deliveries),
+                [
+                    {
+                        "id": d,
+                        "event_id": e,
+                        "webhook_id": hook,
+                        "account_id": account,
+                        "status": "pending",
+                        "attempts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for e, d in ids
+                ],
+            )
+            await conn.execute(
+                insert(delivery_queue),
+                [
+                    {
+                        "delivery_id": d,
+                        "webhook_id": hook,
+                        "event_id": e,
+                        "available_at": now,
+                        "attempt": 0,
+                    }
+                    for e, d in ids
+                ],
+            )
+        conn = await asyncpg.connect(
+            plain_postgres_url(rt.db.url), server_settings={"search_path": database.schema or ""}
+        )
         try:
             await conn.execute("ANALYZE")
-            plan = "\n".join(row[0] for row in await conn.fetch(
-                "EXPLAIN (ANALYZE) " + _CLAIM_POSTGRESQL, now, 100, now + LEASE, "me"))
+            plan = "\n".join(
+                row[0]
+                for row in await conn.fetch(
+                    "EXPLAIN (ANALYZE) " + _CLAIM_POSTGRESQL, now, 100, now + LEASE, "me"
+                )
+            )
         finally:
             await conn.close()
         assert "Seq Scan on delivery_queue" not in plan, plan

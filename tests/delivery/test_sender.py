@@ -73,8 +73,10 @@ class RawServer:
 
 async def _twice(sender: Sender, raw_server: RawServer) -> tuple[SendResult, SendResult]:
     """Two deliveries one after the other: the second shows what became of the connection."""
-    return (await sender.send(raw_server.url, b"{}", {}),
-            await sender.send(raw_server.url, b"{}", {}))
+    return (
+        await sender.send(raw_server.url, b"{}", {}),
+        await sender.send(raw_server.url, b"{}", {}),
+    )
 
 
 @pytest.fixture
@@ -88,16 +90,18 @@ async def raw_server() -> AsyncIterator[RawServer]:
 
 @pytest.fixture
 async def sender(tmp_path: Path) -> AsyncIterator[Sender]:
-    settings = make_settings(tmp_path, "sqlite", None, delivery_timeout=1.0,
-                             response_excerpt_bytes=16)
+    settings = make_settings(
+        tmp_path, "sqlite", None, delivery_timeout=1.0, response_excerpt_bytes=16
+    )
     async with Sender(settings) as sender:
         yield sender
 
 
 async def test_the_request_on_the_wire(sender: Sender, raw_server: RawServer) -> None:
     body = b'{"event":"x","n":1}'
-    result = await sender.send(raw_server.url, body, {"Content-Type": "application/json",
-                                                      "webhook-id": "abc"})
+    result = await sender.send(
+        raw_server.url, body, {"Content-Type": "application/json", "webhook-id": "abc"}
+    )
     assert (result.status, result.excerpt, result.error_class) == (200, "ok", None)
     (request,) = raw_server.requests
     assert request.head.startswith(b"POST /hook?x=1 HTTP/1.1\r\n")
@@ -115,11 +119,13 @@ async def test_keep_alive_reuses_one_connection(sender: Sender, raw_server: RawS
     assert [r.connection for r in raw_server.requests] == [1, 1, 1]
 
 
-async def test_chunked_response_is_read_and_the_connection_kept(sender: Sender,
-                                                               raw_server: RawServer) -> None:
+async def test_chunked_response_is_read_and_the_connection_kept(
+    sender: Sender, raw_server: RawServer
+) -> None:
     raw_server.respond = lambda request: (
         b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nRetry-After: 7\r\n\r\n"
-        b"4\r\nbusy\r\n5\r\n, try\r\n0\r\n\r\n")
+        b"4\r\nbusy\r\n5\r\n, try\r\n0\r\n\r\n"
+    )
     first, second = await _twice(sender, raw_server)
     assert (first.status, first.excerpt, first.retry_after) == (503, "busy, try", "7")
     assert second.status == 503
@@ -140,8 +146,9 @@ async def test_only_an_excerpt_of_a_big_body_is_read_and_its_connection_dropped(
     sender: Sender, raw_server: RawServer
 ) -> None:
     big = b"x" * 1_000_000
-    raw_server.respond = lambda request: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (
-        len(big), big)
+    raw_server.respond = lambda request: (
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big)
+    )
     first, second = await _twice(sender, raw_server)
     assert (first.status, first.excerpt) == (200, "x" * 16)  # response_excerpt_bytes
     assert second.status == 200
@@ -158,8 +165,10 @@ async def test_an_upgrade_answer_is_an_outcome_and_its_connection_is_dropped(
     sender: Sender, raw_server: RawServer
 ) -> None:
     raw_server.respond = lambda request: (
-        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket"
-        b"\r\n\r\n" if request.body == b"up" else OK)
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        if request.body == b"up"
+        else OK
+    )
     result = await sender.send(raw_server.url, b"up", {})
     assert (result.status, result.excerpt, result.error_class) == (101, None, None)
     assert result.duration_ms < 900  # not waiting for a body that never ends
@@ -177,8 +186,9 @@ async def test_server_closing_without_an_answer_is_a_retryable_error(
     assert result.error_class == "ServerDisconnectedError"
 
 
-async def test_a_malformed_response_is_a_retryable_error(sender: Sender,
-                                                        raw_server: RawServer) -> None:
+async def test_a_malformed_response_is_a_retryable_error(
+    sender: Sender, raw_server: RawServer
+) -> None:
     raw_server.respond = lambda request: b"SMTP ready\r\n\r\n"
     result = await sender.send(raw_server.url, b"{}", {})
     assert result.status is None and result.retryable_error
@@ -193,7 +203,10 @@ async def test_a_silent_server_times_out_and_its_connection_is_dropped(
     raw_server.respond = lambda request: b"" if request.body == b"silent" else OK
     result = await sender.send(raw_server.url, b"silent", {})
     assert (result.status, result.error_class, result.retryable_error) == (
-        None, "TimeoutError", True)
+        None,
+        "TimeoutError",
+        True,
+    )
     assert 900 <= result.duration_ms < 5000  # delivery_timeout=1.0
     assert (await sender.send(raw_server.url, b"{}", {})).status == 200
     assert [r.connection for r in raw_server.requests] == [1, 2]
@@ -204,24 +217,26 @@ async def test_a_line_break_in_a_header_is_refused_and_nothing_is_sent(
 ) -> None:
     result = await sender.send(raw_server.url, b"{}", {"webhook-id": "a\r\nX-Evil: 1"})
     assert (result.status, result.error_class, result.retryable_error) == (
-        None, "ValueError", False)
+        None,
+        "ValueError",
+        False,
+    )
     assert raw_server.connections == 0
 
 
-async def test_credentials_in_the_url_become_basic_auth(sender: Sender,
-                                                       raw_server: RawServer) -> None:
+async def test_credentials_in_the_url_become_basic_auth(
+    sender: Sender, raw_server: RawServer
+) -> None:
     url = f"http://user:p%40ss@127.0.0.1:{raw_server.port}/in"
     assert (await sender.send(url, b"{}", {})).status == 200
     (request,) = raw_server.requests
     assert request.head.startswith(b"POST /in HTTP/1.1\r\n")
     assert request.header("Host") == f"127.0.0.1:{raw_server.port}"
-    assert request.header("Authorization") == "Basic " + base64.b64encode(
-        b"user:p@ss").decode()
+    assert request.header("Authorization") == "Basic " + base64.b64encode(b"user:p@ss").decode()
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "http:///nohost", "not a url"])
-async def test_urls_that_cannot_be_posted_to_are_permanent_errors(sender: Sender,
-                                                                  url: str) -> None:
+async def test_urls_that_cannot_be_posted_to_are_permanent_errors(sender: Sender, url: str) -> None:
     result = await sender.send(url, b"{}", {})
     assert result.status is None and not result.retryable_error
     assert result.error_class in {"InvalidURL", "ValueError"}

@@ -19,36 +19,59 @@ NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 BODY = b'{"accountid":"a","event":"account.connection.deleted","created":1}'
 
 
-@pytest.mark.parametrize("secret", ["plain-secret-é", "whsec_" + base64.b64encode(b"k" * 24)
-                                    .decode()])
+@pytest.mark.parametrize(
+    "secret", ["plain-secret-é", "whsec_" + base64.b64encode(b"k" * 24).decode()]
+)
 def test_signatures_verify_with_standardwebhooks_and_by_hand(secret: str) -> None:
-    headers = delivery_headers(message_id="msg_1", timestamp=int(NOW.timestamp()), body=BODY,
-                               key=SigningKey.from_secret(secret))
-    assert headers["X-Chift-Signature"] == hmac.new(secret.encode(), BODY,
-                                                    hashlib.sha256).hexdigest()
-    key = (base64.b64decode(secret[6:]) if secret.startswith("whsec_")
-           else secret.encode())
-    expected = base64.b64encode(hmac.new(key, b"msg_1.%d.%s" % (int(NOW.timestamp()), BODY),
-                                         hashlib.sha256).digest()).decode()
+    headers = delivery_headers(
+        message_id="msg_1",
+        timestamp=int(NOW.timestamp()),
+        body=BODY,
+        key=SigningKey.from_secret(secret),
+    )
+    assert (
+        headers["X-Chift-Signature"] == hmac.new(secret.encode(), BODY, hashlib.sha256).hexdigest()
+    )
+    key = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode()
+    expected = base64.b64encode(
+        hmac.new(key, b"msg_1.%d.%s" % (int(NOW.timestamp()), BODY), hashlib.sha256).digest()
+    ).decode()
     assert headers["webhook-signature"] == "v1," + expected
     verifier = standardwebhooks.Webhook(secret if secret.startswith("whsec_") else key)
-    fresh = delivery_headers(message_id="msg_1", timestamp=int(datetime.now(UTC).timestamp()),
-                             body=BODY, key=SigningKey.from_secret(secret))
+    fresh = delivery_headers(
+        message_id="msg_1",
+        timestamp=int(datetime.now(UTC).timestamp()),
+        body=BODY,
+        key=SigningKey.from_secret(secret),
+    )
     assert verifier.verify(BODY, fresh) is not None
 
 
 def test_no_secret_means_no_signature_headers() -> None:
     headers = delivery_headers(message_id="m", timestamp=5, body=BODY, key=None)
-    assert headers == {"Content-Type": "application/json", "User-Agent": "hookline",
-                       "webhook-id": "m", "webhook-timestamp": "5"}
+    assert headers == {
+        "Content-Type": "application/json",
+        "User-Agent": "hookline",
+        "webhook-id": "m",
+        "webhook-timestamp": "5",
+    }
 
 
-@pytest.mark.parametrize(("status", "verdict"), [
-    (200, policy.Verdict.DELIVERED), (204, policy.Verdict.DELIVERED),
-    (500, policy.Verdict.RETRY), (503, policy.Verdict.RETRY), (429, policy.Verdict.RETRY),
-    (410, policy.Verdict.GONE), (400, policy.Verdict.FAIL), (404, policy.Verdict.FAIL),
-    (301, policy.Verdict.FAIL), (None, policy.Verdict.RETRY),
-])
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (200, policy.Verdict.DELIVERED),
+        (204, policy.Verdict.DELIVERED),
+        (500, policy.Verdict.RETRY),
+        (503, policy.Verdict.RETRY),
+        (429, policy.Verdict.RETRY),
+        (410, policy.Verdict.GONE),
+        (400, policy.Verdict.FAIL),
+        (404, policy.Verdict.FAIL),
+        (301, policy.Verdict.FAIL),
+        (None, policy.Verdict.RETRY),
+    ],
+)
 def test_classify(status: int | None, verdict: policy.Verdict) -> None:
     assert policy.classify(status) is verdict
 
@@ -75,9 +98,17 @@ def test_retry_after_seconds_and_http_date() -> None:
 
 
 def _decide(**overrides: object) -> policy.Decision:
-    values: dict = dict(verdict=policy.Verdict.RETRY, attempt=1, now=NOW, schedule=[0, 5, 300],
-                        jitter=0.0, retry_after=None, retry_after_max=600.0,
-                        failing_since=None, disable_after_seconds=3600.0)
+    values: dict = dict(
+        verdict=policy.Verdict.RETRY,
+        attempt=1,
+        now=NOW,
+        schedule=[0, 5, 300],
+        jitter=0.0,
+        retry_after=None,
+        retry_after_max=600.0,
+        failing_since=None,
+        disable_after_seconds=3600.0,
+    )
     values.update(overrides)
     return policy.decide(**values)
 
@@ -85,8 +116,7 @@ def _decide(**overrides: object) -> policy.Decision:
 def test_decisions() -> None:
     assert _decide() == policy.Decision("retry", NOW + timedelta(seconds=5))
     assert _decide(retry_after="42") == policy.Decision("retry", NOW + timedelta(seconds=42))
-    assert _decide(retry_after="99999") == policy.Decision("retry",
-                                                          NOW + timedelta(seconds=600))
+    assert _decide(retry_after="99999") == policy.Decision("retry", NOW + timedelta(seconds=600))
     assert _decide(attempt=3) == policy.Decision("failed")
     assert _decide(verdict=policy.Verdict.FAIL) == policy.Decision("failed")
     assert _decide(verdict=policy.Verdict.DELIVERED) == policy.Decision("delivered")
@@ -98,11 +128,29 @@ def test_decisions() -> None:
     assert too_old.outcome == "disabled" and too_old.next_attempt_at is None
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "169.254.1.1",
-    "0.0.0.0", "224.0.0.1", "240.0.0.1", "100.64.0.1", "::1", "::", "fe80::1", "fc00::1",
-    "fd00:ec2::254", "ff02::1", "::ffff:127.0.0.1", "2002:7f00:1::",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "169.254.1.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "100.64.0.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fd00:ec2::254",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "2002:7f00:1::",
+    ],
+)
 def test_internal_addresses_are_blocked(address: str) -> None:
     import ipaddress
 
@@ -118,9 +166,14 @@ def test_public_addresses_pass(address: str) -> None:
 
 async def test_guard_checks_after_resolution_and_honours_the_allowlist() -> None:
     guard = OutboundGuard([])
-    for url in ("http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]/",
-                "http://169.254.169.254/latest/meta-data", "ftp://example.com/",
-                "http://10.0.0.5/"):
+    for url in (
+        "http://127.0.0.1:8080/x",
+        "http://localhost/x",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data",
+        "ftp://example.com/",
+        "http://10.0.0.5/",
+    ):
         with pytest.raises(BlockedAddress):
             await guard.check_url(url)
     await guard.check_url("http://93.184.216.34/hook")

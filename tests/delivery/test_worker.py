@@ -39,20 +39,29 @@ async def test_delivery_is_signed_and_carries_the_exact_payload(make_runtime, re
         got = by_path[path]
         assert got.body == emitted.payload
         assert json.loads(got.body) == {
-            "accountid": str(account), "event": "account.connection.deleted",
-            "consumerid": emitted.body["consumerid"], "created": emitted.body["created"],
+            "accountid": str(account),
+            "event": "account.connection.deleted",
+            "consumerid": emitted.body["consumerid"],
+            "created": emitted.body["created"],
             "connectionid": CONN,
         }
         assert got.headers["Content-Type"] == "application/json"
-        assert got.headers["X-Chift-Signature"] == hmac.new(
-            secret.encode(), got.body, hashlib.sha256).hexdigest()
+        assert (
+            got.headers["X-Chift-Signature"]
+            == hmac.new(secret.encode(), got.body, hashlib.sha256).hexdigest()
+        )
         key = secret if secret.startswith("whsec_") else secret.encode()
         standardwebhooks.Webhook(key).verify(got.body, got.headers)  # raises if wrong
         assert got.headers["webhook-id"] in {str(d) for d in emitted.delivery_ids}
     for hook in (plain, std):
         (log,) = await f.logs(rt, hook)
-        assert (log.outcome, log.http_status, log.attempt, log.response_excerpt,
-                log.error_class) == ("delivered", 200, 1, "ok", None)
+        assert (
+            log.outcome,
+            log.http_status,
+            log.attempt,
+            log.response_excerpt,
+            log.error_class,
+        ) == ("delivered", 200, 1, "ok", None)
         assert log.event == "account.connection.deleted" and log.account_id == account
         row = await f.delivery(rt, log.delivery_id)
         assert (row.status, row.attempts, row.last_http_status) == ("delivered", 1, 200)
@@ -102,7 +111,9 @@ async def test_retries_until_the_receiver_recovers(make_runtime, receiver) -> No
     assert len({r.headers["webhook-timestamp"] for r in requests}) >= 1
     logs = await f.logs(rt, hook)
     assert [(x.attempt, x.outcome, x.http_status, x.error_class) for x in logs] == [
-        (1, "retry", 500, "HTTP500"), (2, "retry", 503, "HTTP503"), (3, "delivered", 200, None),
+        (1, "retry", 500, "HTTP500"),
+        (2, "retry", 503, "HTTP503"),
+        (3, "delivered", 200, None),
     ]
     assert logs[0].response_excerpt == "boom"
     assert logs[0].next_attempt_at is not None and logs[2].next_attempt_at is None
@@ -112,8 +123,9 @@ async def test_retries_until_the_receiver_recovers(make_runtime, receiver) -> No
     assert await f.queued(rt) == []
 
 
-async def test_schedule_exhausted_fails_and_marks_the_webhook_failing(make_runtime,
-                                                                       receiver) -> None:
+async def test_schedule_exhausted_fails_and_marks_the_webhook_failing(
+    make_runtime, receiver
+) -> None:
     rt = await make_runtime()
     receiver.default = Reply(502)
     account = await f.make_account(rt)
@@ -185,7 +197,11 @@ async def test_other_4xx_fails_without_retry(make_runtime, receiver) -> None:
         await worker.wait_recorded(1)
     (log,) = await f.logs(rt, hook)
     assert (log.outcome, log.http_status, log.error_class, log.next_attempt_at) == (
-        "failed", 400, "HTTP400", None)
+        "failed",
+        400,
+        "HTTP400",
+        None,
+    )
     assert (await f.delivery(rt, emitted.delivery_ids[0])).status == "failed"
     assert (await f.webhook(rt, hook)).status == "active"
     assert len(receiver.requests) == 1 and await f.queued(rt) == []
@@ -209,8 +225,7 @@ async def test_slow_receiver_times_out_and_is_retried(make_runtime, receiver) ->
     assert queued.attempt == 1 and queued.lease_owner is None
 
 
-async def test_internal_destinations_are_refused_without_allowlist(make_runtime,
-                                                                    receiver) -> None:
+async def test_internal_destinations_are_refused_without_allowlist(make_runtime, receiver) -> None:
     rt = await make_runtime(outbound_allowlist=[])
     account = await f.make_account(rt)
     by_ip = await f.make_webhook(rt, account, receiver.url + "/ip")
@@ -233,8 +248,7 @@ async def test_inactive_webhook_receives_nothing(make_runtime, receiver) -> None
     hook = await f.make_webhook(rt, account, receiver.url + "/paused")
     emitted = await f.emit_event(rt, account)  # queued while active...
     async with rt.db.transaction() as conn:  # ...then the webhook is switched off
-        await conn.execute(update(webhooks).where(webhooks.c.id == hook)
-                           .values(status="inactive"))
+        await conn.execute(update(webhooks).where(webhooks.c.id == hook).values(status="inactive"))
     async with running_worker(rt) as worker:
         await worker.wait_recorded(1)
     assert receiver.requests == []
@@ -246,8 +260,9 @@ async def test_inactive_webhook_receives_nothing(make_runtime, receiver) -> None
 
 async def test_webhook_failing_too_long_is_disabled(make_runtime, receiver) -> None:
     clock = FrozenClock()
-    rt = await make_runtime(clock, retry_schedule=[0, 10, 10, 10],
-                            disable_after_failing_seconds=3600)
+    rt = await make_runtime(
+        clock, retry_schedule=[0, 10, 10, 10], disable_after_failing_seconds=3600
+    )
     receiver.default = Reply(500)
     account = await f.make_account(rt)
     hook = await f.make_webhook(rt, account, receiver.url + "/dying")
@@ -373,8 +388,9 @@ async def test_a_live_worker_keeps_its_lease_while_a_request_outlasts_it(
 ) -> None:
     """The request takes 2.5 leases: the sending worker renews its lease meanwhile, so a second
     worker polling all along never takes the delivery over and sends it again."""
-    rt = await make_runtime(delivery_lease_seconds=1.0, delivery_poll_seconds=0.1,
-                            delivery_timeout=10.0)
+    rt = await make_runtime(
+        delivery_lease_seconds=1.0, delivery_poll_seconds=0.1, delivery_timeout=10.0
+    )
     receiver.default = Reply(200, delay=2.5)
     account = await f.make_account(rt)
     hook = await f.make_webhook(rt, account, receiver.url + "/long")

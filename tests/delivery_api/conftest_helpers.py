@@ -23,8 +23,9 @@ async def app_client(database: Any, **settings: Any) -> AsyncIterator[ApiClient]
     try:
         async with runtime.db.transaction() as conn:
             key = await create_account(conn, "custom", now=runtime.clock.now())
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://hookline.test") as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://hookline.test"
+        ) as http:
             client = ApiClient(http, key)
             await client.login()
             yield client

@@ -45,16 +45,20 @@ async def second_account(api: ApiClient) -> ApiClient:
 
 
 async def create_webhook(api: ApiClient, **body: Any) -> dict:
-    payload = {"event": "account.connection.created", "url": "https://example.com/hook",
-               **body}
+    payload = {"event": "account.connection.created", "url": "https://example.com/hook", **body}
     response = await api.post("/webhooks", json=payload)
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def connection_event(**extra: Any) -> dict:
-    return {"event": "account.connection.created", "consumerid": CONSUMER,
-            "connectionid": CONNECTION, "status": "active", **extra}
+    return {
+        "event": "account.connection.created",
+        "consumerid": CONSUMER,
+        "connectionid": CONNECTION,
+        "status": "active",
+        **extra,
+    }
 
 
 async def count_rows(runtime: Runtime, table: Any, *where: Any) -> int:
@@ -66,39 +70,82 @@ async def count_rows(runtime: Runtime, table: Any, *where: Any) -> int:
 
 
 async def insert_delivery(
-    runtime: Runtime, *, account_id: uuid.UUID, webhook_id: uuid.UUID, status: str,
-    at: datetime, event: str = "account.connection.created",
+    runtime: Runtime,
+    *,
+    account_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    status: str,
+    at: datetime,
+    event: str = "account.connection.created",
 ) -> tuple[uuid.UUID, uuid.UUID]:
     """An event and one delivery of it in ``status``, as the worker would leave them."""
     event_id, delivery_id = new_id(), new_id()
     async with runtime.db.transaction() as conn:
-        await conn.execute(insert(events).values(
-            id=event_id, account_id=account_id, event_type=event, consumer_id=None,
-            payload=b'{"event":"' + event.encode() + b'"}', created_at=at))
-        await conn.execute(insert(deliveries).values(
-            id=delivery_id, event_id=event_id, webhook_id=webhook_id, account_id=account_id,
-            status=status, attempts=1, created_at=at, updated_at=at))
+        await conn.execute(
+            insert(events).values(
+                id=event_id,
+                account_id=account_id,
+                event_type=event,
+                consumer_id=None,
+                payload=b'{"event":"' + event.encode() + b'"}',
+                created_at=at,
+            )
+        )
+        await conn.execute(
+            insert(deliveries).values(
+                id=delivery_id,
+                event_id=event_id,
+                webhook_id=webhook_id,
+                account_id=account_id,
+                status=status,
+                attempts=1,
+                created_at=at,
+                updated_at=at,
+            )
+        )
     return event_id, delivery_id
 
 
 async def insert_log(
-    runtime: Runtime, *, account_id: uuid.UUID, webhook_id: uuid.UUID,
-    delivery_id: uuid.UUID, event_id: uuid.UUID, at: datetime, http_status: int = 500,
-    outcome: str = "failed", attempt: int = 1, log_id: uuid.UUID | None = None,
+    runtime: Runtime,
+    *,
+    account_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    event_id: uuid.UUID,
+    at: datetime,
+    http_status: int = 500,
+    outcome: str = "failed",
+    attempt: int = 1,
+    log_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     log_id = log_id or new_id()
     async with runtime.db.transaction() as conn:
-        await conn.execute(insert(webhook_logs).values(
-            id=log_id, webhook_id=webhook_id, delivery_id=delivery_id, event_id=event_id,
-            account_id=account_id, event="account.connection.created",
-            url="https://example.com/hook", integration_id=None, http_status=http_status,
-            attempt=attempt, duration_ms=12.5, outcome=outcome,
-            error_class=None if http_status else "ConnectError",
-            response_excerpt="oops", next_attempt_at=None, created_at=at))
+        await conn.execute(
+            insert(webhook_logs).values(
+                id=log_id,
+                webhook_id=webhook_id,
+                delivery_id=delivery_id,
+                event_id=event_id,
+                account_id=account_id,
+                event="account.connection.created",
+                url="https://example.com/hook",
+                integration_id=None,
+                http_status=http_status,
+                attempt=attempt,
+                duration_ms=12.5,
+                outcome=outcome,
+                error_class=None if http_status else "ConnectError",
+                response_excerpt="oops",
+                next_attempt_at=None,
+                created_at=at,
+            )
+        )
     return log_id
 
 
 async def queue_rows(runtime: Runtime) -> list[Any]:
     async with runtime.db.read() as conn:
-        return (await conn.execute(select(delivery_queue).order_by(
-            delivery_queue.c.delivery_id))).all()
+        return (
+            await conn.execute(select(delivery_queue).order_by(delivery_queue.c.delivery_id))
+        ).all()

@@ -18,9 +18,7 @@ from tests.receiver import Reply
 from tests.support import ApiClient
 
 
-async def test_event_redelivery_and_recover_reach_a_real_receiver(
-    api: ApiClient, receiver
-) -> None:
+async def test_event_redelivery_and_recover_reach_a_real_receiver(api: ApiClient, receiver) -> None:
     runtime = runtime_of(api)
     worker = DeliveryWorker(runtime)
     stop = asyncio.Event()
@@ -38,14 +36,15 @@ async def test_event_redelivery_and_recover_reach_a_real_receiver(
         assert first.path == "/hook"
         assert first.body == bytes(payload)
         assert json.loads(first.body) == sent.json()["body"]
-        assert first.headers["X-Chift-Signature"] == hmac.new(
-            b"e2e-secret", first.body, hashlib.sha256).hexdigest()
+        assert (
+            first.headers["X-Chift-Signature"]
+            == hmac.new(b"e2e-secret", first.body, hashlib.sha256).hexdigest()
+        )
         [log] = (await api.get(f"/webhooks/{webhook_id}/logs")).json()
         assert (log["httpstatus"], log["outcome"], log["attempt"]) == (200, "delivered", 1)
         assert log["event_id"] == sent.json()["eventid"]
 
-        redelivered = await api.post(f"/webhooks/{webhook_id}/logs/{log['webhooklogid']}"
-                                     "/redeliver")
+        redelivered = await api.post(f"/webhooks/{webhook_id}/logs/{log['webhooklogid']}/redeliver")
         assert redelivered.status_code == 202
         assert redelivered.json()["delivery_id"] == log["delivery_id"]
         requests = await receiver.wait_for(2)
@@ -57,15 +56,23 @@ async def test_event_redelivery_and_recover_reach_a_real_receiver(
         requests = await receiver.wait_for(3)
         await worker.wait_recorded(3)
         async with runtime.db.read() as conn:
-            status = (await conn.execute(select(deliveries.c.status).where(
-                deliveries.c.event_id == uuid.UUID(failing.json()["eventid"])))).scalar_one()
+            status = (
+                await conn.execute(
+                    select(deliveries.c.status).where(
+                        deliveries.c.event_id == uuid.UUID(failing.json()["eventid"])
+                    )
+                )
+            ).scalar_one()
         assert status == "failed"
-        failed_logs = (await api.get(f"/webhooks/{webhook_id}/logs",
-                                     params={"status": "failed"})).json()
+        failed_logs = (
+            await api.get(f"/webhooks/{webhook_id}/logs", params={"status": "failed"})
+        ).json()
         assert [(item["httpstatus"], item["response_excerpt"]) for item in failed_logs] == [
-            (400, "bad")]
-        recovered = await api.post(f"/webhooks/{webhook_id}/recover",
-                                   json={"since": "2020-01-01T00:00:00Z"})
+            (400, "bad")
+        ]
+        recovered = await api.post(
+            f"/webhooks/{webhook_id}/recover", json={"since": "2020-01-01T00:00:00Z"}
+        )
         assert recovered.json() == {"count": 1}
         requests = await receiver.wait_for(4)
         assert requests[3].headers["webhook-id"] == requests[2].headers["webhook-id"]
@@ -73,7 +80,11 @@ async def test_event_redelivery_and_recover_reach_a_real_receiver(
         await worker.wait_recorded(4)
         logs = (await api.get(f"/webhooks/{webhook_id}/logs")).json()
         assert [(item["httpstatus"], item["outcome"]) for item in logs] == [
-            (200, "delivered"), (400, "failed"), (200, "delivered"), (200, "delivered")]
+            (200, "delivered"),
+            (400, "failed"),
+            (200, "delivered"),
+            (200, "delivered"),
+        ]
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=15)

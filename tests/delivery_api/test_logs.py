@@ -15,9 +15,24 @@ from tests.delivery_api.helpers import (
 from tests.support import ApiClient
 
 BASE = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-LOG_FIELDS = {"webhooklogid", "webhookid", "event", "url", "accountid", "createdon",
-              "httpstatus", "integrationid", "attempt", "duration_ms", "outcome", "error_class",
-              "response_excerpt", "delivery_id", "event_id", "next_attempt_at"}
+LOG_FIELDS = {
+    "webhooklogid",
+    "webhookid",
+    "event",
+    "url",
+    "accountid",
+    "createdon",
+    "httpstatus",
+    "integrationid",
+    "attempt",
+    "duration_ms",
+    "outcome",
+    "error_class",
+    "response_excerpt",
+    "delivery_id",
+    "event_id",
+    "next_attempt_at",
+}
 
 
 async def _webhook_with_logs(api: ApiClient, spec: list[tuple[int, str]]) -> tuple[str, list]:
@@ -27,13 +42,23 @@ async def _webhook_with_logs(api: ApiClient, spec: list[tuple[int, str]]) -> tup
     webhook_id = uuid.UUID(hook["webhookid"])
     account_id = uuid.UUID(api.account_id)
     event_id, delivery_id = await insert_delivery(
-        runtime, account_id=account_id, webhook_id=webhook_id, status="failed", at=BASE)
+        runtime, account_id=account_id, webhook_id=webhook_id, status="failed", at=BASE
+    )
     ids = []
     for n, (http_status, outcome) in enumerate(spec):
-        ids.append(await insert_log(
-            runtime, account_id=account_id, webhook_id=webhook_id, delivery_id=delivery_id,
-            event_id=event_id, at=BASE + timedelta(minutes=n), http_status=http_status,
-            outcome=outcome, attempt=n + 1))
+        ids.append(
+            await insert_log(
+                runtime,
+                account_id=account_id,
+                webhook_id=webhook_id,
+                delivery_id=delivery_id,
+                event_id=event_id,
+                at=BASE + timedelta(minutes=n),
+                http_status=http_status,
+                outcome=outcome,
+                attempt=n + 1,
+            )
+        )
     return hook["webhookid"], [str(i) for i in ids]
 
 
@@ -84,8 +109,9 @@ async def test_limit_bounds_answer_422(api: ApiClient) -> None:
     assert (await api.get(path, params={"limit": 501})).status_code == 422
     assert (await api.get(path, params={"limit": 500})).status_code == 200
     assert (await api.get(path, params={"offset": -1})).status_code == 422
-    assert_error(await api.get(path, params={"cursor": str(uuid.uuid4())}), 404,
-                 "ERROR_LOG_NOT_FOUND")
+    assert_error(
+        await api.get(path, params={"cursor": str(uuid.uuid4())}), 404, "ERROR_LOG_NOT_FOUND"
+    )
 
 
 async def test_default_limit_is_50(api: ApiClient) -> None:
@@ -96,8 +122,14 @@ async def test_default_limit_is_50(api: ApiClient) -> None:
 
 
 async def test_status_filters_by_outcome_class_and_code(api: ApiClient) -> None:
-    spec = [(200, "delivered"), (503, "retry"), (0, "retry"), (404, "failed"),
-            (410, "disabled"), (201, "delivered")]
+    spec = [
+        (200, "delivered"),
+        (503, "retry"),
+        (0, "retry"),
+        (404, "failed"),
+        (410, "disabled"),
+        (201, "delivered"),
+    ]
     webhook_id, ids = await _webhook_with_logs(api, spec)
     path = f"/webhooks/{webhook_id}/logs"
 
@@ -128,8 +160,7 @@ async def test_since_keeps_attempts_at_or_after_that_time(api: ApiClient) -> Non
     naive = (BASE + timedelta(minutes=3)).replace(tzinfo=None).isoformat()
     response = await api.get(path, params={"since": naive})  # read as UTC
     assert [item["webhooklogid"] for item in response.json()] == [ids[3]]
-    response = await api.get(path, params={"since": "2026-11-20T13:00:00+01:00",
-                                           "status": "retry"})
+    response = await api.get(path, params={"since": "2026-11-20T13:00:00+01:00", "status": "retry"})
     assert [item["webhooklogid"] for item in response.json()] == list(reversed(ids))
     assert (await api.get(path, params={"since": "yesterday"})).status_code == 422
 

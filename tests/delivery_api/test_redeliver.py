@@ -31,9 +31,16 @@ async def test_redeliver_requeues_the_same_delivery_now(api: ApiClient) -> None:
     hook = await create_webhook(api)
     webhook_id, account_id = uuid.UUID(hook["webhookid"]), uuid.UUID(api.account_id)
     event_id, delivery_id = await insert_delivery(
-        runtime, account_id=account_id, webhook_id=webhook_id, status="failed", at=OLD)
-    log_id = await insert_log(runtime, account_id=account_id, webhook_id=webhook_id,
-                              delivery_id=delivery_id, event_id=event_id, at=OLD)
+        runtime, account_id=account_id, webhook_id=webhook_id, status="failed", at=OLD
+    )
+    log_id = await insert_log(
+        runtime,
+        account_id=account_id,
+        webhook_id=webhook_id,
+        delivery_id=delivery_id,
+        event_id=event_id,
+        at=OLD,
+    )
     woken: list[set[str]] = []
     runtime.db.on_wake(woken.append)
     before = runtime.clock.now()
@@ -42,7 +49,12 @@ async def test_redeliver_requeues_the_same_delivery_now(api: ApiClient) -> None:
     assert response.json() == {"delivery_id": str(delivery_id), "status": "pending"}
     [row] = await queue_rows(runtime)
     assert (row.delivery_id, row.webhook_id, row.event_id, row.attempt, row.lease_owner) == (
-        delivery_id, webhook_id, event_id, 0, None)
+        delivery_id,
+        webhook_id,
+        event_id,
+        0,
+        None,
+    )
     assert before <= row.available_at <= runtime.clock.now()
     assert await _statuses(api) == {delivery_id: "pending"}
     assert woken == [{"deliveries"}]
@@ -62,14 +74,33 @@ async def test_redeliver_brings_a_scheduled_retry_forward_but_leaves_a_leased_on
     logs = []
     for owner in (None, "worker-1"):
         event_id, delivery_id = await insert_delivery(
-            runtime, account_id=account_id, webhook_id=webhook_id, status="pending", at=OLD)
+            runtime, account_id=account_id, webhook_id=webhook_id, status="pending", at=OLD
+        )
         async with runtime.db.transaction() as conn:
-            await conn.execute(insert(delivery_queue).values(
-                delivery_id=delivery_id, webhook_id=webhook_id, event_id=event_id,
-                available_at=later, attempt=3, lease_owner=owner))
-        logs.append((delivery_id, await insert_log(
-            runtime, account_id=account_id, webhook_id=webhook_id, delivery_id=delivery_id,
-            event_id=event_id, at=OLD, outcome="retry")))
+            await conn.execute(
+                insert(delivery_queue).values(
+                    delivery_id=delivery_id,
+                    webhook_id=webhook_id,
+                    event_id=event_id,
+                    available_at=later,
+                    attempt=3,
+                    lease_owner=owner,
+                )
+            )
+        logs.append(
+            (
+                delivery_id,
+                await insert_log(
+                    runtime,
+                    account_id=account_id,
+                    webhook_id=webhook_id,
+                    delivery_id=delivery_id,
+                    event_id=event_id,
+                    at=OLD,
+                    outcome="retry",
+                ),
+            )
+        )
     for _, log_id in logs:
         response = await api.post(f"/webhooks/{webhook_id}/logs/{log_id}/redeliver")
         assert response.status_code == 202
@@ -86,18 +117,37 @@ async def test_redeliver_errors(api: ApiClient) -> None:
     webhook_id, account_id = uuid.UUID(hook["webhookid"]), uuid.UUID(api.account_id)
     other_hook = await create_webhook(api, url="https://example.com/other")
     event_id, delivery_id = await insert_delivery(
-        runtime, account_id=account_id, webhook_id=webhook_id, status="failed", at=OLD)
-    log_id = await insert_log(runtime, account_id=account_id, webhook_id=webhook_id,
-                              delivery_id=delivery_id, event_id=event_id, at=OLD)
-    assert_error(await api.post(f"/webhooks/{webhook_id}/logs/{uuid.uuid4()}/redeliver"), 404,
-                 "ERROR_LOG_NOT_FOUND")
-    assert_error(await api.post(f"/webhooks/{other_hook['webhookid']}/logs/{log_id}/redeliver"),
-                 404, "ERROR_LOG_NOT_FOUND")
-    assert_error(await api.post(f"/webhooks/{uuid.uuid4()}/logs/{log_id}/redeliver"), 404,
-                 "ERROR_WEBHOOK_NOT_FOUND")
+        runtime, account_id=account_id, webhook_id=webhook_id, status="failed", at=OLD
+    )
+    log_id = await insert_log(
+        runtime,
+        account_id=account_id,
+        webhook_id=webhook_id,
+        delivery_id=delivery_id,
+        event_id=event_id,
+        at=OLD,
+    )
+    assert_error(
+        await api.post(f"/webhooks/{webhook_id}/logs/{uuid.uuid4()}/redeliver"),
+        404,
+        "ERROR_LOG_NOT_FOUND",
+    )
+    assert_error(
+        await api.post(f"/webhooks/{other_hook['webhookid']}/logs/{log_id}/redeliver"),
+        404,
+        "ERROR_LOG_NOT_FOUND",
+    )
+    assert_error(
+        await api.post(f"/webhooks/{uuid.uuid4()}/logs/{log_id}/redeliver"),
+        404,
+        "ERROR_WEBHOOK_NOT_FOUND",
+    )
     await api.patch(f"/webhooks/{webhook_id}", json={"status": "inactive"})
-    body = assert_error(await api.post(f"/webhooks/{webhook_id}/logs/{log_id}/redeliver"), 400,
-                        "ERROR_WEBHOOK_INACTIVE")
+    body = assert_error(
+        await api.post(f"/webhooks/{webhook_id}/logs/{log_id}/redeliver"),
+        400,
+        "ERROR_WEBHOOK_INACTIVE",
+    )
     assert "inactive" in body["message"]
     assert await queue_rows(runtime) == []
     assert await _statuses(api) == {delivery_id: "failed"}
@@ -118,17 +168,26 @@ async def test_recover_requeues_failed_deliveries_since_a_time(api: ApiClient) -
         ("pending", "pending", since + timedelta(days=1), webhook_id),
         ("other_webhook", "failed", since + timedelta(days=1), uuid.UUID(other["webhookid"])),
     ]:
-        made[name] = (await insert_delivery(runtime, account_id=account_id, webhook_id=target,
-                                            status=status, at=at))[1]
+        made[name] = (
+            await insert_delivery(
+                runtime, account_id=account_id, webhook_id=target, status=status, at=at
+            )
+        )[1]
     # created before ``since`` but updated (failed again) after it: recovered too
     async with runtime.db.transaction() as conn:
-        await conn.execute(update(deliveries).where(deliveries.c.id == made["old_failed"])
-                           .values(updated_at=since + timedelta(hours=1)))
-    made["really_old"] = (await insert_delivery(runtime, account_id=account_id,
-                                                webhook_id=webhook_id, status="failed",
-                                                at=OLD))[1]
-    response = await api.post(f"/webhooks/{webhook_id}/recover",
-                              json={"since": "2026-11-10T00:00:00Z"})
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == made["old_failed"])
+            .values(updated_at=since + timedelta(hours=1))
+        )
+    made["really_old"] = (
+        await insert_delivery(
+            runtime, account_id=account_id, webhook_id=webhook_id, status="failed", at=OLD
+        )
+    )[1]
+    response = await api.post(
+        f"/webhooks/{webhook_id}/recover", json={"since": "2026-11-10T00:00:00Z"}
+    )
     assert response.status_code == 202, response.text
     assert response.json() == {"count": 3}
     recovered = {made["old_failed"], made["failed_at_since"], made["failed_after"]}
@@ -141,8 +200,9 @@ async def test_recover_requeues_failed_deliveries_since_a_time(api: ApiClient) -
     assert statuses[made["really_old"]] == "failed"
     assert statuses[made["other_webhook"]] == "failed"
     # nothing failed any more: a second recover queues nothing
-    again = await api.post(f"/webhooks/{webhook_id}/recover",
-                           json={"since": "2026-11-10T00:00:00Z"})
+    again = await api.post(
+        f"/webhooks/{webhook_id}/recover", json={"since": "2026-11-10T00:00:00Z"}
+    )
     assert again.json() == {"count": 0}
     assert len(await queue_rows(runtime)) == 3
 
@@ -150,10 +210,13 @@ async def test_recover_requeues_failed_deliveries_since_a_time(api: ApiClient) -
 async def test_recover_errors(api: ApiClient) -> None:
     hook = await create_webhook(api)
     path = f"/webhooks/{hook['webhookid']}/recover"
-    assert_error(await api.post(f"/webhooks/{uuid.uuid4()}/recover",
-                                json={"since": "2026-11-10T00:00:00Z"}), 404)
+    assert_error(
+        await api.post(f"/webhooks/{uuid.uuid4()}/recover", json={"since": "2026-11-10T00:00:00Z"}),
+        404,
+    )
     assert (await api.post(path, json={})).status_code == 422
     assert (await api.post(path, json={"since": "soon"})).status_code == 422
     await api.patch(f"/webhooks/{hook['webhookid']}", json={"status": "inactive"})
-    assert_error(await api.post(path, json={"since": "2026-11-10T00:00:00Z"}), 400,
-                 "ERROR_WEBHOOK_INACTIVE")
+    assert_error(
+        await api.post(path, json={"since": "2026-11-10T00:00:00Z"}), 400, "ERROR_WEBHOOK_INACTIVE"
+    )

@@ -24,8 +24,7 @@ async def test_sdk_creates_reads_lists_updates_deletes_and_reads_logs(
     database, live_server
 ) -> None:
     server = live_server()
-    result = await asyncio.to_thread(run_cli, database.env(), "accounts", "create", "sdk",
-                                     "--json")
+    result = await asyncio.to_thread(run_cli, database.env(), "accounts", "create", "sdk", "--json")
     key = json.loads(result.stdout)
 
     def use_sdk() -> dict:
@@ -34,21 +33,29 @@ async def test_sdk_creates_reads_lists_updates_deletes_and_reads_logs(
         chift.client_id = key["clientId"]
         chift.client_secret = key["clientSecret"]
         out: dict = {}
-        created = chift.Webhook(None, None).create({
-            "event": "pos.order.completed", "url": "https://example.com/sdk",
-            "signingsecret": "sdk-secret", "integrationid": 2001})
+        created = chift.Webhook(None, None).create(
+            {
+                "event": "pos.order.completed",
+                "url": "https://example.com/sdk",
+                "signingsecret": "sdk-secret",
+                "integrationid": 2001,
+            }
+        )
         out["created"] = created
         out["got"] = chift.Webhook.get(str(created.webhookid))
-        chift.Webhook(None, None).create({"event": "account.flow.executed",
-                                          "url": "https://example.com/flows"})
+        chift.Webhook(None, None).create(
+            {"event": "account.flow.executed", "url": "https://example.com/flows"}
+        )
         out["all"] = chift.Webhook.all()
         client = ChiftClient()
-        out["updated"] = client.update_one("webhooks", None, str(created.webhookid),
-                                           {"status": "inactive"})
+        out["updated"] = client.update_one(
+            "webhooks", None, str(created.webhookid), {"status": "inactive"}
+        )
         out["logs"] = client.get_all("webhooks", None, extra_path=f"{created.webhookid}/logs")
         with pytest.raises(ChiftException) as duplicate:
-            chift.Webhook(None, None).create({"event": "account.flow.executed",
-                                              "url": "https://example.com/flows"})
+            chift.Webhook(None, None).create(
+                {"event": "account.flow.executed", "url": "https://example.com/flows"}
+            )
         out["duplicate"] = duplicate.value
         out["deleted"] = client.delete_one("webhooks", None, str(created.webhookid))
         with pytest.raises(ChiftException) as missing:
@@ -61,7 +68,10 @@ async def test_sdk_creates_reads_lists_updates_deletes_and_reads_logs(
     assert isinstance(created, chift.openapi.models.WebhookInstance)
     assert str(created.accountid) == key["accountId"]
     assert (created.event, created.url, created.integrationid) == (
-        "pos.order.completed", "https://example.com/sdk", 2001)
+        "pos.order.completed",
+        "https://example.com/sdk",
+        2001,
+    )
     assert created.status.value == "active"
     assert "signingsecret" not in created.model_dump()
     assert out["got"] == created

@@ -18,8 +18,9 @@ CLI = [sys.executable, "-m", "hookline.cli.main"]
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 async def new_account(env: dict[str, str]) -> dict[str, str]:
@@ -29,9 +30,15 @@ async def new_account(env: dict[str, str]) -> dict[str, str]:
 
 
 def cli_env(base: dict[str, str], key: dict[str, str], server_url: str) -> dict[str, str]:
-    return {**base, "HOOKLINE_ACCOUNT_ID": key["accountId"], "HOOKLINE_CLIENT_ID":
-            key["clientId"], "HOOKLINE_CLIENT_SECRET": key["clientSecret"],
-            "HOOKLINE_URL": server_url, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    return {
+        **base,
+        "HOOKLINE_ACCOUNT_ID": key["accountId"],
+        "HOOKLINE_CLIENT_ID": key["clientId"],
+        "HOOKLINE_CLIENT_SECRET": key["clientSecret"],
+        "HOOKLINE_URL": server_url,
+        "COLUMNS": "200",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 class Listen:
@@ -44,7 +51,11 @@ class Listen:
     @classmethod
     async def start(cls, env: dict[str, str], *args: str) -> Listen:
         process = await asyncio.create_subprocess_exec(
-            *CLI, "listen", *args, env=env, stdout=asyncio.subprocess.PIPE,
+            *CLI,
+            "listen",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
         return cls(process)
@@ -90,14 +101,19 @@ async def account_webhooks(server_url: str, key: dict[str, str]) -> list[dict[st
 
 
 async def test_listen_verifies_prints_forwards_and_cleans_up(
-    database: Any, live_server: Any, receiver: Any,
+    database: Any,
+    live_server: Any,
+    receiver: Any,
 ) -> None:
     server = live_server()
     key = await new_account(database.env())
     env = cli_env(database.env(), key, server.url)
     listen = await Listen.start(
-        env, "--events", "account.connection.created,account.flow.enabled",
-        "--forward-to", f"{receiver.url}/forwarded",
+        env,
+        "--events",
+        "account.connection.created,account.flow.enabled",
+        "--forward-to",
+        f"{receiver.url}/forwarded",
     )
     try:
         ready = await listen.wait_for_line(
@@ -111,13 +127,21 @@ async def test_listen_verifies_prints_forwards_and_cleans_up(
             ("account.flow.enabled", listen_url, "active"),
         ]
 
-        result = await asyncio.to_thread(run_cli, env, "trigger", "account.connection.created",
-                                         "--consumer", "0192f3c4-0000-7000-8000-000000000001")
+        result = await asyncio.to_thread(
+            run_cli,
+            env,
+            "trigger",
+            "account.connection.created",
+            "--consumer",
+            "0192f3c4-0000-7000-8000-000000000001",
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "1 delivery(ies) queued" in result.stdout
 
-        line = await listen.wait_for_line(r"verified account\.connection\.created "
-                                          r"webhook-id=(\S+)")
+        line = await listen.wait_for_line(
+            r"verified account\.connection\.created "
+            r"webhook-id=(\S+)"
+        )
         forwarded = (await receiver.wait_for(1))[0]
         assert forwarded.path == "/forwarded"
         body = json.loads(forwarded.body)
@@ -133,10 +157,18 @@ async def test_listen_verifies_prints_forwards_and_cleans_up(
 
         # A request that hookline did not sign is refused with the reason, and not forwarded.
         async with httpx.AsyncClient() as http:
-            forged = await http.post(listen_url, content=forwarded.body, headers={
-                **{k: v for k, v in forwarded.headers.items()
-                   if k.lower() not in ("host", "content-length")},
-                "X-Chift-Signature": "0" * 64})
+            forged = await http.post(
+                listen_url,
+                content=forwarded.body,
+                headers={
+                    **{
+                        k: v
+                        for k, v in forwarded.headers.items()
+                        if k.lower() not in ("host", "content-length")
+                    },
+                    "X-Chift-Signature": "0" * 64,
+                },
+            )
         assert forged.status_code == 400
         await listen.wait_for_line(r"REJECTED webhook-id=.*X-Chift-Signature does not match")
         assert len(receiver.requests) == 1
@@ -149,8 +181,7 @@ async def test_listen_verifies_prints_forwards_and_cleans_up(
         listen.kill()
 
 
-async def test_listen_removes_its_webhooks_on_sigterm_too(database: Any,
-                                                          live_server: Any) -> None:
+async def test_listen_removes_its_webhooks_on_sigterm_too(database: Any, live_server: Any) -> None:
     server = live_server()
     key = await new_account(database.env())
     env = cli_env(database.env(), key, server.url)
@@ -165,14 +196,16 @@ async def test_listen_removes_its_webhooks_on_sigterm_too(database: Any,
         listen.kill()
 
 
-async def test_listen_cleans_up_when_registration_fails_halfway(database: Any,
-                                                                live_server: Any) -> None:
+async def test_listen_cleans_up_when_registration_fails_halfway(
+    database: Any, live_server: Any
+) -> None:
     server = live_server()
     key = await new_account(database.env())
     env = cli_env(database.env(), key, server.url)
     # 9999 is no integration: the POS webhook (second) is refused after the first exists.
-    listen = await Listen.start(env, "--events", "account.connection.up,pos.order.updated",
-                                "--integration-id", "9999")
+    listen = await Listen.start(
+        env, "--events", "account.connection.up,pos.order.updated", "--integration-id", "9999"
+    )
     try:
         code = await asyncio.wait_for(listen.process.wait(), 30)
         assert listen.process.stdout is not None
@@ -199,13 +232,17 @@ async def test_trigger_reports_mistakes_plainly(database: Any, live_server: Any)
     assert nothing.returncode == 0, nothing.stdout
     assert "0 delivery(ies) queued" in nothing.stdout
     assert "no active webhook of this account matches" in nothing.stdout
-    wrong = await asyncio.to_thread(run_cli, {**env, "HOOKLINE_CLIENT_SECRET": "nope"},
-                                    "trigger", "account.flow.executed")
+    wrong = await asyncio.to_thread(
+        run_cli, {**env, "HOOKLINE_CLIENT_SECRET": "nope"}, "trigger", "account.flow.executed"
+    )
     assert wrong.returncode == 1
     assert "HTTP 401: Invalid credentials" in wrong.stdout
     missing = await asyncio.to_thread(
-        run_cli, {k: v for k, v in env.items() if k != "HOOKLINE_CLIENT_ID"},
-        "trigger", "account.flow.executed")
+        run_cli,
+        {k: v for k, v in env.items() if k != "HOOKLINE_CLIENT_ID"},
+        "trigger",
+        "account.flow.executed",
+    )
     assert missing.returncode == 2
     assert "missing credentials" in missing.stdout
 
@@ -213,12 +250,18 @@ async def test_trigger_reports_mistakes_plainly(database: Any, live_server: Any)
 def test_trigger_body_is_the_catalog_example_without_server_fields() -> None:
     body = trigger_body("pos.order.completed", consumer_id=None, integration_id=2001)
     assert body == {
-        "event": "pos.order.completed", "consumerid": "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e70",
-        "order_id": "ord-10042", "device_id": "pos-2", "customer_id": None,
-        "location_id": "loc-1", "updated_at": "2026-11-26T10:15:00Z", "integrationid": 2001,
+        "event": "pos.order.completed",
+        "consumerid": "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e70",
+        "order_id": "ord-10042",
+        "device_id": "pos-2",
+        "customer_id": None,
+        "location_id": "loc-1",
+        "updated_at": "2026-11-26T10:15:00Z",
+        "integrationid": 2001,
     }
     assert trigger_body("account.connection.up", consumer_id="c", integration_id=None) == {
-        "event": "account.connection.up", "consumerid": "c",
+        "event": "account.connection.up",
+        "consumerid": "c",
         "connectionid": "6f1b8d3e-2c4a-7b10-9e3f-0a1b2c3d4e5f",
     }
 
@@ -227,4 +270,5 @@ def test_choose_events_skips_pos_without_an_integration() -> None:
     assert len(choose_events(None, None)) == 11
     assert len(choose_events(None, 2001)) == 13
     assert choose_events("account.connection.up, account.connection.up", None) == [
-        "account.connection.up"]
+        "account.connection.up"
+    ]

@@ -27,8 +27,9 @@ WHSEC = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode(
 PLAIN = "my plain signing secret"
 
 
-def signed_headers(body: bytes, secret: str, *, msg_id: str = "msg_1",
-                   timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    body: bytes, secret: str, *, msg_id: str = "msg_1", timestamp: int | None = None
+) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     return {
         "Content-Type": "application/json",
@@ -43,8 +44,9 @@ def test_chift_signature_is_hex_hmac_of_the_body_keyed_by_the_utf8_secret() -> N
     expected = hmac.new(PLAIN.encode(), BODY, hashlib.sha256).hexdigest()
     assert chift_signature(BODY, PLAIN) == expected
     # Even a whsec_ secret is used as text for X-Chift-Signature.
-    assert chift_signature(BODY, WHSEC) == hmac.new(WHSEC.encode(), BODY,
-                                                    hashlib.sha256).hexdigest()
+    assert (
+        chift_signature(BODY, WHSEC) == hmac.new(WHSEC.encode(), BODY, hashlib.sha256).hexdigest()
+    )
 
 
 @pytest.mark.parametrize("secret", [WHSEC, PLAIN])
@@ -56,8 +58,11 @@ def test_signatures_made_by_standardwebhooks_are_accepted() -> None:
     lib = Webhook(WHSEC)
     now = datetime.now(UTC)
     signature = lib.sign("msg_2", now, BODY.decode())
-    headers = {"webhook-id": "msg_2", "webhook-timestamp": str(int(now.timestamp())),
-               "webhook-signature": signature}
+    headers = {
+        "webhook-id": "msg_2",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
     verify_standard(BODY, headers, WHSEC)
     # A plain (non-whsec) secret is used as its UTF-8 bytes on both sides.
     raw = Webhook(PLAIN.encode())
@@ -69,7 +74,11 @@ def test_signatures_made_by_standardwebhooks_are_accepted() -> None:
 def test_our_signatures_are_accepted_by_standardwebhooks(secret: str) -> None:
     lib = Webhook(secret) if secret.startswith("whsec_") else Webhook(secret.encode())
     assert lib.verify(BODY, signed_headers(BODY, secret)) == {
-        "accountid": "a", "event": "account.connection.up", "consumerid": None, "created": 1}
+        "accountid": "a",
+        "event": "account.connection.up",
+        "consumerid": None,
+        "created": 1,
+    }
 
 
 def test_tampered_body_is_rejected_by_both_schemes() -> None:
@@ -112,8 +121,9 @@ def test_any_of_several_signatures_may_match_and_headers_are_case_insensitive() 
     verify(BODY, upper, WHSEC)
 
 
-@pytest.mark.parametrize("missing", ["X-Chift-Signature", "webhook-id", "webhook-timestamp",
-                                     "webhook-signature"])
+@pytest.mark.parametrize(
+    "missing", ["X-Chift-Signature", "webhook-id", "webhook-timestamp", "webhook-signature"]
+)
 def test_missing_headers_are_rejected_with_the_reason(missing: str) -> None:
     headers = signed_headers(BODY, WHSEC)
     del headers[missing]
@@ -133,13 +143,19 @@ def test_the_helper_imports_nothing_outside_the_standard_library() -> None:
     import sys
 
     tree = ast.parse(Path(verify_module.__file__).read_text())
-    modules = {alias.name.split(".")[0] for node in ast.walk(tree)
-               if isinstance(node, ast.Import) for alias in node.names}
-    modules |= {node.module.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.ImportFrom) and node.module}
+    modules = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    modules |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert modules - {"__future__"} <= set(sys.stdlib_module_names)
-    assert modules == {"__future__", "base64", "binascii", "hashlib", "hmac", "time",
-                       "collections"}
+    assert modules == {"__future__", "base64", "binascii", "hashlib", "hmac", "time", "collections"}
 
 
 def test_header_objects_of_common_servers_work() -> None:

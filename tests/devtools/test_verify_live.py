@@ -23,23 +23,38 @@ async def capture_deliveries(server_url: str, key: dict[str, str], receiver: Any
         token = (await http.post("/token", json=key)).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         for path, secret in (("/whsec", WHSEC), ("/plain", PLAIN)):
-            created = await http.post("/webhooks", headers=auth, json={
-                "event": "account.flow.executed", "url": receiver.url + path,
-                "signingsecret": secret})
+            created = await http.post(
+                "/webhooks",
+                headers=auth,
+                json={
+                    "event": "account.flow.executed",
+                    "url": receiver.url + path,
+                    "signingsecret": secret,
+                },
+            )
             assert created.status_code == 200, created.text
-        sent = await http.post("/events", headers=auth, json={
-            "event": "account.flow.executed", "consumerid": "0192f3c4-0000-7000-8000-0000000000aa",
-            "flowid": "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e6f",
-            "syncid": "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e70", "status": "error",
-            "executionid": "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e71",
-            "parentexecutionid": "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e72"})
+        sent = await http.post(
+            "/events",
+            headers=auth,
+            json={
+                "event": "account.flow.executed",
+                "consumerid": "0192f3c4-0000-7000-8000-0000000000aa",
+                "flowid": "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e6f",
+                "syncid": "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e70",
+                "status": "error",
+                "executionid": "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e71",
+                "parentexecutionid": "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e72",
+            },
+        )
         assert sent.status_code == 202, sent.text
     requests = await receiver.wait_for(2)
     return sorted(requests, key=lambda r: r.path)  # /plain, /whsec
 
 
 async def test_real_deliveries_verify_and_tampering_is_caught(
-    database: Any, live_server: Any, receiver: Any,
+    database: Any,
+    live_server: Any,
+    receiver: Any,
 ) -> None:
     server = live_server()
     key = await new_account(database.env())

@@ -21,16 +21,22 @@ from hookline.runtime import Runtime
 from hookline.store.tables import events
 from tests.support import ApiClient
 
-CONNECTION_EVENTS = ("account.connection.created", "account.connection.updated",
-                     "account.connection.deleted", "account.connection.up",
-                     "account.connection.down")
+CONNECTION_EVENTS = (
+    "account.connection.created",
+    "account.connection.updated",
+    "account.connection.deleted",
+    "account.connection.up",
+    "account.connection.down",
+)
 
 
-async def emitted(rt: Runtime, *, account_id: str | uuid.UUID | None = None,
-                  prefix: str = "account.connection.") -> list[dict[str, Any]]:
+async def emitted(
+    rt: Runtime, *, account_id: str | uuid.UUID | None = None, prefix: str = "account.connection."
+) -> list[dict[str, Any]]:
     """Every stored event body (in order), each checked against its catalog schema."""
-    query = select(events.c.payload, events.c.event_type, events.c.integration_id,
-                   events.c.consumer_id).order_by(events.c.created_at, events.c.id)
+    query = select(
+        events.c.payload, events.c.event_type, events.c.integration_id, events.c.consumer_id
+    ).order_by(events.c.created_at, events.c.id)
     if account_id is not None:
         query = query.where(events.c.account_id == uuid.UUID(str(account_id)))
     async with rt.db.read() as conn:
@@ -54,8 +60,9 @@ def strip(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def frozen_api(database: Any, **overrides: Any
-                     ) -> AsyncIterator[tuple[ApiClient, Runtime, FrozenClock]]:
+async def frozen_api(
+    database: Any, **overrides: Any
+) -> AsyncIterator[tuple[ApiClient, Runtime, FrozenClock]]:
     """An authenticated in-process client on a runtime whose clock only moves when told."""
     clock = FrozenClock()
     rt = Runtime.create(database.settings(**overrides), clock=clock)
@@ -91,20 +98,28 @@ async def new_consumer(api: ApiClient, name: str = "Bistro", **extra: Any) -> st
 
 
 ODOO = 1001
-ODOO_CREDENTIALS = [{"key": "url", "value": "https://odoo.example"},
-                    {"key": "database", "value": "prod"},
-                    {"key": "username", "value": "admin"},
-                    {"key": "api_key", "value": "s3cret-odoo-key"}]
+ODOO_CREDENTIALS = [
+    {"key": "url", "value": "https://odoo.example"},
+    {"key": "database", "value": "prod"},
+    {"key": "username", "value": "admin"},
+    {"key": "api_key", "value": "s3cret-odoo-key"},
+]
 LOCAL_POS = 2003
 LOCAL_POS_CREDENTIALS = [{"key": "store_code", "value": "S-42"}]
 
 
-async def new_connection(api: ApiClient, consumer_id: str, integration_id: int = ODOO,
-                         credentials: list[dict[str, str]] | None = None,
-                         name: str = "Main books") -> dict[str, Any]:
+async def new_connection(
+    api: ApiClient,
+    consumer_id: str,
+    integration_id: int = ODOO,
+    credentials: list[dict[str, str]] | None = None,
+    name: str = "Main books",
+) -> dict[str, Any]:
     if credentials is None:
         credentials = ODOO_CREDENTIALS if integration_id == ODOO else LOCAL_POS_CREDENTIALS
-    response = await api.post(f"/consumers/{consumer_id}/connections", json={
-        "integrationid": integration_id, "name": name, "credentials": credentials})
+    response = await api.post(
+        f"/consumers/{consumer_id}/connections",
+        json={"integrationid": integration_id, "name": name, "credentials": credentials},
+    )
     assert response.status_code == 200, response.text
     return response.json()

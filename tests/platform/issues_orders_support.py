@@ -46,31 +46,58 @@ async def frozen_runtime(database: Any, **overrides: Any) -> tuple[Runtime, Froz
 async def add_consumer(rt: Runtime, account_id: uuid.UUID, name: str = "Bistro") -> uuid.UUID:
     consumer_id = new_id()
     async with rt.db.transaction() as conn:
-        await conn.execute(insert(consumers).values(
-            id=consumer_id, account_id=account_id, name=name, created_at=rt.clock.now()))
+        await conn.execute(
+            insert(consumers).values(
+                id=consumer_id, account_id=account_id, name=name, created_at=rt.clock.now()
+            )
+        )
     return consumer_id
 
 
-async def add_connection(rt: Runtime, account_id: uuid.UUID, consumer_id: uuid.UUID,
-                         integration_id: int, *, status: str = "active") -> uuid.UUID:
+async def add_connection(
+    rt: Runtime,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    integration_id: int,
+    *,
+    status: str = "active",
+) -> uuid.UUID:
     connection_id = new_id()
     now = rt.clock.now()
     async with rt.db.transaction() as conn:
-        await conn.execute(insert(connections).values(
-            id=connection_id, account_id=account_id, consumer_id=consumer_id,
-            integration_id=integration_id, name=f"conn {integration_id}", status=status,
-            created_at=now, updated_at=now))
+        await conn.execute(
+            insert(connections).values(
+                id=connection_id,
+                account_id=account_id,
+                consumer_id=consumer_id,
+                integration_id=integration_id,
+                name=f"conn {integration_id}",
+                status=status,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return connection_id
 
 
-async def add_webhook(rt: Runtime, account_id: uuid.UUID, event: str, url: str,
-                      integration_id: int | None = None) -> uuid.UUID:
+async def add_webhook(
+    rt: Runtime, account_id: uuid.UUID, event: str, url: str, integration_id: int | None = None
+) -> uuid.UUID:
     webhook_id = new_id()
     now = rt.clock.now()
     async with rt.db.transaction() as conn:
-        await conn.execute(insert(webhooks).values(
-            id=webhook_id, account_id=account_id, event=event, url=url,
-            integration_id=integration_id, status="active", created_at=now, updated_at=now))
+        await conn.execute(
+            insert(webhooks).values(
+                id=webhook_id,
+                account_id=account_id,
+                event=event,
+                url=url,
+                integration_id=integration_id,
+                status="active",
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return webhook_id
 
 
@@ -83,16 +110,21 @@ async def make_world(rt: Runtime) -> World:
     pos = await add_connection(rt, account_id, consumer_id, POS_A)
     sync_id = new_id()
     async with rt.db.transaction() as conn:
-        await conn.execute(insert(syncs).values(
-            id=sync_id, account_id=account_id, name="invoices", definition={},
-            created_at=rt.clock.now()))
+        await conn.execute(
+            insert(syncs).values(
+                id=sync_id,
+                account_id=account_id,
+                name="invoices",
+                definition={},
+                created_at=rt.clock.now(),
+            )
+        )
     return World(account_id, consumer_id, accounting, pos, sync_id, new_id())
 
 
 async def emitted(rt: Runtime, event: str | None = None) -> list[dict[str, Any]]:
     """Bodies of the stored events (oldest first), each checked against the catalog."""
-    query = select(events.c.payload, events.c.event_type).order_by(events.c.created_at,
-                                                                   events.c.id)
+    query = select(events.c.payload, events.c.event_type).order_by(events.c.created_at, events.c.id)
     if event:
         query = query.where(events.c.event_type == event)
     async with rt.db.read() as conn:
@@ -101,5 +133,3 @@ async def emitted(rt: Runtime, event: str | None = None) -> list[dict[str, Any]]
     for body in bodies:
         validate_body(body)
     return bodies
-
-

@@ -63,8 +63,12 @@ async def frozen_app(database: Any, **overrides: Any) -> AsyncIterator[Setup]:
         await rt.db.dispose()
 
 
-def flow_body(name: str = "invoices", *, execution: dict[str, Any] | None = None,
-              triggers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def flow_body(
+    name: str = "invoices",
+    *,
+    execution: dict[str, Any] | None = None,
+    triggers: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "name": name,
         "execution": execution or {"type": "code", "data": {"code": "print(1)"}},
@@ -79,26 +83,29 @@ async def new_consumer(api: ApiClient, name: str = "Bistro") -> str:
 
 
 async def new_sync(api: ApiClient, *flows: dict[str, Any], name: str = "Sales") -> dict[str, Any]:
-    response = await api.post("/syncs", json={"name": name, "connections": [{"one_api": 1}],
-                                              "flows": list(flows)})
+    response = await api.post(
+        "/syncs", json={"name": name, "connections": [{"one_api": 1}], "flows": list(flows)}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
-async def enable(api: ApiClient, consumer_id: str, sync_id: str, flow_id: str,
-                 **body: Any) -> Any:
-    return await api.post(f"/consumers/{consumer_id}/syncs/{sync_id}/flows/{flow_id}/enable",
-                          json=body)
+async def enable(api: ApiClient, consumer_id: str, sync_id: str, flow_id: str, **body: Any) -> Any:
+    return await api.post(
+        f"/consumers/{consumer_id}/syncs/{sync_id}/flows/{flow_id}/enable", json=body
+    )
 
 
 async def flow_events(rt: Runtime, account_id: str | uuid.UUID) -> list[dict[str, Any]]:
     """Every ``account.flow.*`` body of the account, in order, checked against its schema."""
     async with rt.db.read() as conn:
-        rows = (await conn.execute(
-            select(events.c.payload, events.c.event_type, events.c.consumer_id)
-            .where(events.c.account_id == uuid.UUID(str(account_id)))
-            .order_by(events.c.created_at, events.c.id)
-        )).all()
+        rows = (
+            await conn.execute(
+                select(events.c.payload, events.c.event_type, events.c.consumer_id)
+                .where(events.c.account_id == uuid.UUID(str(account_id)))
+                .order_by(events.c.created_at, events.c.id)
+            )
+        ).all()
     bodies = []
     for row in rows:
         if not row.event_type.startswith("account.flow."):
@@ -110,7 +117,13 @@ async def flow_events(rt: Runtime, account_id: str | uuid.UUID) -> list[dict[str
     return bodies
 
 
-def flow_event(api: ApiClient, event: str, consumer_id: str, created: datetime,
-               **fields: Any) -> dict[str, Any]:
-    return {"accountid": api.account_id, "event": event, "consumerid": consumer_id,
-            "created": int(created.timestamp()), **fields}
+def flow_event(
+    api: ApiClient, event: str, consumer_id: str, created: datetime, **fields: Any
+) -> dict[str, Any]:
+    return {
+        "accountid": api.account_id,
+        "event": event,
+        "consumerid": consumer_id,
+        "created": int(created.timestamp()),
+        **fields,
+    }

@@ -21,9 +21,14 @@ from tests.platform.connections_support import (
 )
 from tests.support import ApiClient
 
-ODOO_FORM = {"integrationid": str(ODOO), "name": "Books", "credential.url": "https://o.example",
-             "credential.database": "db", "credential.username": "me",
-             "credential.api_key": "form-secret"}
+ODOO_FORM = {
+    "integrationid": str(ODOO),
+    "name": "Books",
+    "credential.url": "https://o.example",
+    "credential.database": "db",
+    "credential.username": "me",
+    "credential.api_key": "form-secret",
+}
 
 
 def path_of(url: str) -> str:
@@ -39,10 +44,8 @@ async def new_link(api: ApiClient, consumer_id: str, **body: object) -> str:
     return path_of(answer["url"])
 
 
-async def test_link_page_form_creates_the_connection_and_fires_created(
-        api: ApiClient) -> None:
-    consumer_id = await new_consumer(api, "Bistro Zinc",
-                                     redirect_url="https://app.example/done")
+async def test_link_page_form_creates_the_connection_and_fires_created(api: ApiClient) -> None:
+    consumer_id = await new_consumer(api, "Bistro Zinc", redirect_url="https://app.example/done")
     path = await new_link(api, consumer_id, integrationid=ODOO, name="Books")
     token = path.rsplit("/", 1)[1]
     assert len(token) >= 40  # 32 random bytes
@@ -68,11 +71,19 @@ async def test_link_page_form_creates_the_connection_and_fires_created(
 
     [connection] = (await api.get(f"/consumers/{consumer_id}/connections")).json()
     assert (connection["name"], connection["integrationid"], connection["status"]) == (
-        "Books", ODOO, "active")
+        "Books",
+        ODOO,
+        "active",
+    )
     [body] = await emitted(rt, account_id=api.account_id)
-    assert strip(body) == {"accountid": api.account_id, "event": "account.connection.created",
-                           "consumerid": consumer_id, "created": body["created"],
-                           "connectionid": connection["connectionid"], "status": "active"}
+    assert strip(body) == {
+        "accountid": api.account_id,
+        "event": "account.connection.created",
+        "consumerid": consumer_id,
+        "created": body["created"],
+        "connectionid": connection["connectionid"],
+        "status": "active",
+    }
     assert body["_integration_id"] == ODOO
 
     # Single use: the page and the form now refuse, and nothing more happens.
@@ -98,18 +109,24 @@ async def test_picking_the_integration_on_the_page(api: ApiClient) -> None:
     bad_choice = await api.http.get(path, params={"integrationid": "424242"})
     assert bad_choice.status_code == 200 and "does not exist" in bad_choice.text
 
-    done = await api.http.post(path, data={
-        "integrationid": "2001", "name": "",
-        "credential.business_location_id": "loc-1", "credential.api_token": "tok"})
+    done = await api.http.post(
+        path,
+        data={
+            "integrationid": "2001",
+            "name": "",
+            "credential.business_location_id": "loc-1",
+            "credential.api_token": "tok",
+        },
+    )
     assert done.status_code == 200, done.text
     [connection] = (await api.get(f"/consumers/{consumer_id}/connections")).json()
     assert (connection["integrationid"], connection["name"]) == (2001, "Lightspeed Restaurant")
     assert [b["event"] for b in await emitted(runtime_of(api), account_id=api.account_id)] == [
-        "account.connection.created"]
+        "account.connection.created"
+    ]
 
 
-async def test_refused_credentials_create_nothing_and_keep_the_link_usable(
-        api: ApiClient) -> None:
+async def test_refused_credentials_create_nothing_and_keep_the_link_usable(api: ApiClient) -> None:
     consumer_id = await new_consumer(api)
     path = await new_link(api, consumer_id, integrationid=ODOO)
     rt = runtime_of(api)
@@ -153,8 +170,9 @@ async def test_abandoned_expired_and_unknown_links_fire_nothing(database) -> Non
 
 
 async def test_activation_ttl_and_public_url_settings(database) -> None:
-    async with frozen_api(database, activation_ttl_seconds=60,
-                          public_url="https://hooks.example/") as (api, _rt, clock):
+    async with frozen_api(
+        database, activation_ttl_seconds=60, public_url="https://hooks.example/"
+    ) as (api, _rt, clock):
         consumer_id = await new_consumer(api)
         response = await api.post(f"/consumers/{consumer_id}/connections", json={})
         answer = response.json()
@@ -168,8 +186,9 @@ async def test_activation_ttl_and_public_url_settings(database) -> None:
 async def test_local_agent_activation_shows_the_agent_token_once(api: ApiClient) -> None:
     consumer_id = await new_consumer(api)
     path = await new_link(api, consumer_id, integrationid=LOCAL_POS)
-    done = await api.http.post(path, data={"integrationid": str(LOCAL_POS),
-                                           "credential.store_code": "S-1"})
+    done = await api.http.post(
+        path, data={"integrationid": str(LOCAL_POS), "credential.store_code": "S-1"}
+    )
     assert done.status_code == 200
     token = re.search(r'<code id="agent-token">([^<]+)</code>', done.text).group(1)
     assert token.startswith("hlagent_")
@@ -194,11 +213,13 @@ async def test_update_link_from_patch_changes_the_credentials(api: ApiClient) ->
     bodies = await emitted(rt, account_id=api.account_id)
     assert [(b["event"], b["connectionid"], b["status"]) for b in bodies] == [
         ("account.connection.created", connection_id, "active"),
-        ("account.connection.updated", connection_id, "active")]
+        ("account.connection.updated", connection_id, "active"),
+    ]
     from hookline.platform.connections import get_credentials
 
     async with rt.db.read() as conn:
-        stored = await get_credentials(conn, rt.secret_box, uuid.UUID(api.account_id),
-                                       uuid.UUID(connection_id))
+        stored = await get_credentials(
+            conn, rt.secret_box, uuid.UUID(api.account_id), uuid.UUID(connection_id)
+        )
     assert stored["api_key"] == "rotated" and stored["username"] == "admin"
     assert (await api.http.post(path, data={"credential.api_key": "again"})).status_code == 410

@@ -29,21 +29,24 @@ FIFTEEN_MINUTES = 15 * 60
 
 
 async def beat(api: ApiClient, token: str) -> dict:
-    response = await api.http.post("/agent/heartbeat",
-                                   headers={"Authorization": f"Bearer {token}"})
+    response = await api.http.post("/agent/heartbeat", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
     return response.json()
 
 
 async def agent_events(rt: Runtime, api: ApiClient) -> list[dict]:
-    return [strip(b) for b in await emitted(rt, account_id=api.account_id)
-            if b["event"] in ("account.connection.up", "account.connection.down")]
+    return [
+        strip(b)
+        for b in await emitted(rt, account_id=api.account_id)
+        if b["event"] in ("account.connection.up", "account.connection.down")
+    ]
 
 
 async def tick(rt: Runtime) -> list:
     async with rt.db.transaction() as conn:
         return await mark_down_stale_agents(
-            conn, rt.clock.now(), down_after_seconds=rt.settings.agent_down_after_seconds)
+            conn, rt.clock.now(), down_after_seconds=rt.settings.agent_down_after_seconds
+        )
 
 
 async def agent_status(api: ApiClient, consumer_id: str) -> dict | None:
@@ -60,8 +63,9 @@ async def stored_agent(rt: Runtime, api: ApiClient, consumer_id: str) -> str | N
     from hookline.platform.connections import list_connections
 
     async with rt.db.read() as conn:
-        [connection] = await list_connections(conn, uuid.UUID(api.account_id),
-                                              uuid.UUID(consumer_id))
+        [connection] = await list_connections(
+            conn, uuid.UUID(api.account_id), uuid.UUID(consumer_id)
+        )
     return connection.agent
 
 
@@ -73,12 +77,17 @@ async def test_a_watchdog_pass_scoped_to_an_account_leaves_the_others_alone(data
         await beat(api, created["agent_token"])
         clock.advance(FIFTEEN_MINUTES + 1)
         async with rt.db.transaction() as conn:
-            assert await mark_down_stale_agents(conn, rt.clock.now(), down_after_seconds=900,
-                                                account_id=uuid.uuid4()) == []
+            assert (
+                await mark_down_stale_agents(
+                    conn, rt.clock.now(), down_after_seconds=900, account_id=uuid.uuid4()
+                )
+                == []
+            )
         assert await stored_agent(rt, api, consumer_id) == "up"
         async with rt.db.transaction() as conn:
-            [down] = await mark_down_stale_agents(conn, rt.clock.now(), down_after_seconds=900,
-                                                  account_id=uuid.UUID(api.account_id))
+            [down] = await mark_down_stale_agents(
+                conn, rt.clock.now(), down_after_seconds=900, account_id=uuid.UUID(api.account_id)
+            )
         assert str(down.connection_id) == created["connectionid"]
 
 
@@ -94,8 +103,13 @@ async def test_agent_lifecycle_up_down_up_with_the_15_minute_rule(database) -> N
         assert await agent_status(api, consumer_id) == {"status": "down"}  # never pinged
 
         def body(event: str) -> dict:
-            return {"accountid": api.account_id, "event": event, "consumerid": consumer_id,
-                    "created": int(clock.now().timestamp()), "connectionid": connection_id}
+            return {
+                "accountid": api.account_id,
+                "event": event,
+                "consumerid": consumer_id,
+                "created": int(clock.now().timestamp()),
+                "connectionid": connection_id,
+            }
 
         first = await beat(api, token)
         assert first["came_up"] is True and first["connectionid"] == connection_id
@@ -142,29 +156,33 @@ async def test_agent_tokens_authenticate_only_their_connection(database) -> None
         consumer_id = await new_consumer(api)
         odoo = await new_connection(api, consumer_id, ODOO)
         assert "agent_token" not in odoo  # not a local-agent integration
-        [connection] = [c for c in (await api.get(f"/consumers/{consumer_id}/connections")
-                                    ).json()]
+        [connection] = [c for c in (await api.get(f"/consumers/{consumer_id}/connections")).json()]
         assert connection["agent"] is None
         local = await new_connection(api, consumer_id, LOCAL_POS)
 
-        for headers in ({}, {"Authorization": "Bearer hlagent_wrong"},
-                        {"Authorization": api.headers["Authorization"]},  # account JWT
-                        {"Authorization": "Basic abc"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer hlagent_wrong"},
+            {"Authorization": api.headers["Authorization"]},  # account JWT
+            {"Authorization": "Basic abc"},
+        ):
             response = await api.http.post("/agent/heartbeat", headers=headers)
             assert response.status_code == 401, headers
             assert response.json()["status"] == "error"
         assert await agent_events(rt, api) == []
 
-        via_header = await api.http.post("/agent/heartbeat",
-                                         headers={"X-Agent-Token": local["agent_token"]})
+        via_header = await api.http.post(
+            "/agent/heartbeat", headers={"X-Agent-Token": local["agent_token"]}
+        )
         assert via_header.status_code == 200
         assert via_header.json()["connectionid"] == local["connectionid"]
 
         # Deleting the connection revokes its token.
         url = f"/consumers/{consumer_id}/connections/{local['connectionid']}"
         assert (await api.delete(url)).status_code == 204
-        gone = await api.http.post("/agent/heartbeat",
-                                   headers={"Authorization": f"Bearer {local['agent_token']}"})
+        gone = await api.http.post(
+            "/agent/heartbeat", headers={"Authorization": f"Bearer {local['agent_token']}"}
+        )
         assert gone.status_code == 401
         clock.advance(FIFTEEN_MINUTES + 1)
         assert await tick(rt) == []  # a deleted connection never goes "down"
@@ -180,15 +198,15 @@ async def test_never_pinged_agents_are_not_reported_down(database) -> None:
 
 
 async def test_racing_watchdogs_on_postgresql_fire_one_down_per_outage(
-        postgres_backend, tmp_path) -> None:
+    postgres_backend, tmp_path
+) -> None:
     from tests.conftest import Backend
 
     database = Backend(tmp_path, postgres_backend)
     try:
         async with frozen_api(database) as (api, rt, clock):
             consumers = [await new_consumer(api, f"shop {n}") for n in range(5)]
-            tokens = [(await new_connection(api, c, LOCAL_POS))["agent_token"]
-                      for c in consumers]
+            tokens = [(await new_connection(api, c, LOCAL_POS))["agent_token"] for c in consumers]
             for token in tokens:
                 await beat(api, token)
             clock.advance(FIFTEEN_MINUTES + 1)
@@ -201,8 +219,9 @@ async def test_racing_watchdogs_on_postgresql_fire_one_down_per_outage(
                     await other.db.dispose()
             won = [down.connection_id for result in results for down in result]
             assert len(won) == 5 and len(set(won)) == 5
-            downs = [b for b in await agent_events(rt, api)
-                     if b["event"] == "account.connection.down"]
+            downs = [
+                b for b in await agent_events(rt, api) if b["event"] == "account.connection.down"
+            ]
             assert len(downs) == 5
             assert {b["consumerid"] for b in downs} == set(consumers)
     finally:
@@ -222,9 +241,10 @@ async def test_heartbeat_racing_the_watchdog_ends_consistent(postgres_backend, t
             clock.advance(FIFTEEN_MINUTES + 1)
             await asyncio.gather(tick(rt), beat(api, token))
             events = [b["event"] for b in await agent_events(rt, api)]
-            assert events in (["account.connection.up"],
-                              ["account.connection.up", "account.connection.down",
-                               "account.connection.up"])
+            assert events in (
+                ["account.connection.up"],
+                ["account.connection.up", "account.connection.down", "account.connection.up"],
+            )
             assert await stored_agent(rt, api, consumer_id) == "up"
     finally:
         await database.drop()
@@ -241,14 +261,22 @@ async def test_the_watchdog_service_marks_agents_down(database) -> None:
         service = asyncio.create_task(run_agent_watchdog(rt, stop, ticked=ticks))
         try:
             await ticks.next()
-            assert [e["event"] for e in await agent_events(rt, api)
-                    if e["event"] == "account.connection.down"] == ["account.connection.down"]
+            assert [
+                e["event"]
+                for e in await agent_events(rt, api)
+                if e["event"] == "account.connection.down"
+            ] == ["account.connection.down"]
         finally:
             stop.set()
             await asyncio.wait_for(service, timeout=5)
         async with rt.db.read() as conn:
-            status = (await conn.execute(select(connections.c.agent_status).where(
-                connections.c.id == uuid.UUID(created["connectionid"])))).scalar_one()
+            status = (
+                await conn.execute(
+                    select(connections.c.agent_status).where(
+                        connections.c.id == uuid.UUID(created["connectionid"])
+                    )
+                )
+            ).scalar_one()
         assert status == "down"
 
 

@@ -18,17 +18,27 @@ from tests.support import ApiClient
 
 
 async def test_create_get_list_update_delete(api: ApiClient) -> None:
-    response = await api.post("/consumers", json={
-        "name": "Bistro Zinc", "email": "owner@zinc.example", "internal_reference": "CRM-1",
-        "redirect_url": "https://app.example/back"})
+    response = await api.post(
+        "/consumers",
+        json={
+            "name": "Bistro Zinc",
+            "email": "owner@zinc.example",
+            "internal_reference": "CRM-1",
+            "redirect_url": "https://app.example/back",
+        },
+    )
     assert response.status_code == 200
     created = response.json()
     consumer_id = created["consumerid"]
     assert uuid.UUID(consumer_id).version == 7
-    assert {key: created[key] for key in ("name", "email", "internal_reference",
-                                          "redirect_url")} == {
-        "name": "Bistro Zinc", "email": "owner@zinc.example", "internal_reference": "CRM-1",
-        "redirect_url": "https://app.example/back"}
+    assert {
+        key: created[key] for key in ("name", "email", "internal_reference", "redirect_url")
+    } == {
+        "name": "Bistro Zinc",
+        "email": "owner@zinc.example",
+        "internal_reference": "CRM-1",
+        "redirect_url": "https://app.example/back",
+    }
 
     fetched = await api.get(f"/consumers/{consumer_id}")
     assert fetched.status_code == 200
@@ -52,8 +62,9 @@ async def test_create_get_list_update_delete(api: ApiClient) -> None:
 
 async def test_search_and_internal_reference_filters(api: ApiClient) -> None:
     a = await new_consumer(api, "Café de la Gare", internal_reference="REF-A")
-    b = await new_consumer(api, "Pizzeria Roma", email="roma@pizza.example",
-                           internal_reference="REF-B")
+    b = await new_consumer(
+        api, "Pizzeria Roma", email="roma@pizza.example", internal_reference="REF-B"
+    )
     c = await new_consumer(api, "100% Burgers", internal_reference="REF-A2")
 
     async def ids(**params: str) -> list[str]:
@@ -85,12 +96,14 @@ async def test_contract_limits_are_enforced(api: ApiClient) -> None:
     blank = await api.post("/consumers", json={"name": "   "})
     assert blank.status_code == 400
     assert blank.json()["status"] == "error"
-    longest = await api.post("/consumers", json={"name": "n" * 255, "email": "e" * 80,
-                                                 "internal_reference": "r" * 255})
+    longest = await api.post(
+        "/consumers", json={"name": "n" * 255, "email": "e" * 80, "internal_reference": "r" * 255}
+    )
     assert longest.status_code == 200
     consumer_id = longest.json()["consumerid"]
-    assert (await api.patch(f"/consumers/{consumer_id}", json={"email": "e" * 81})
-            ).status_code == 422
+    assert (
+        await api.patch(f"/consumers/{consumer_id}", json={"email": "e" * 81})
+    ).status_code == 422
     assert (await api.get("/consumers")).json()[0]["name"] == "n" * 255
 
 
@@ -120,8 +133,7 @@ async def test_another_accounts_consumers_answer_404(api: ApiClient) -> None:
     assert [c["consumerid"] for c in (await api.get("/consumers")).json()] == [mine]
 
 
-async def test_deleting_a_consumer_deletes_each_connection_with_its_event(
-        api: ApiClient) -> None:
+async def test_deleting_a_consumer_deletes_each_connection_with_its_event(api: ApiClient) -> None:
     consumer_id = await new_consumer(api)
     first = await new_connection(api, consumer_id, ODOO)
     second = await new_connection(api, consumer_id, 2003)
@@ -135,11 +147,18 @@ async def test_deleting_a_consumer_deletes_each_connection_with_its_event(
     after = await emitted(rt, account_id=api.account_id)
     deleted = after[before:]
     assert sorted((strip(body) for body in deleted), key=lambda b: b["connectionid"]) == sorted(
-        ({"accountid": api.account_id, "event": "account.connection.deleted",
-          "consumerid": consumer_id, "created": body["created"],
-          "connectionid": conn["connectionid"]}
-         for body, conn in zip(deleted, (first, second), strict=True)),
-        key=lambda b: b["connectionid"])
+        (
+            {
+                "accountid": api.account_id,
+                "event": "account.connection.deleted",
+                "consumerid": consumer_id,
+                "created": body["created"],
+                "connectionid": conn["connectionid"],
+            }
+            for body, conn in zip(deleted, (first, second), strict=True)
+        ),
+        key=lambda b: b["connectionid"],
+    )
     assert sorted(body["_integration_id"] for body in deleted) == [ODOO, 2003]
     listing = await api.get(f"/consumers/{other_consumer}/connections")
     assert [c["connectionid"] for c in listing.json()] == [kept["connectionid"]]

@@ -32,10 +32,15 @@ async def env(database: Any) -> AsyncIterator[tuple[Runtime, FrozenClock, World]
 
 async def _raise(rt: Runtime, world: World, **extra: Any) -> issues.RaisedIssue:
     values: dict[str, Any] = {
-        "account_id": world.account_id, "consumer_id": world.consumer_id,
-        "connection_id": world.accounting, "sync_id": world.sync_id, "flow_id": world.flow_id,
-        "error_code": "ERROR_AUTH", "message": "The credentials were refused",
-        "context": {"flow": "invoices"}, **extra,
+        "account_id": world.account_id,
+        "consumer_id": world.consumer_id,
+        "connection_id": world.accounting,
+        "sync_id": world.sync_id,
+        "flow_id": world.flow_id,
+        "error_code": "ERROR_AUTH",
+        "message": "The credentials were refused",
+        "context": {"flow": "invoices"},
+        **extra,
     }
     async with rt.db.transaction() as conn:
         return await issues.raise_issue(conn, now=rt.clock.now(), **values)
@@ -52,26 +57,39 @@ async def test_first_occurrence_opens_then_counts_up(env: Any) -> None:
     assert first.issue.id == second.issue.id == third.issue.id
     assert third.issue.occurrences == 3
     assert third.issue.last_seen == rt.clock.now()
-    assert third.issue.first_seen == rt.clock.now() - __import__("datetime").timedelta(
-        seconds=120)
+    assert third.issue.first_seen == rt.clock.now() - __import__("datetime").timedelta(seconds=120)
 
     created = await emitted(rt, "account.issue.created")
-    assert created == [{
-        "accountid": str(world.account_id), "event": "account.issue.created",
-        "consumerid": str(world.consumer_id), "created": int(first.issue.first_seen.timestamp()),
-        "issue_id": str(first.issue.id), "connectionid": str(world.accounting),
-        "syncid": str(world.sync_id), "error_code": "ERROR_AUTH", "issue_status": "open",
-        "message": "The credentials were refused", "context": {"flow": "invoices"},
-    }]
+    assert created == [
+        {
+            "accountid": str(world.account_id),
+            "event": "account.issue.created",
+            "consumerid": str(world.consumer_id),
+            "created": int(first.issue.first_seen.timestamp()),
+            "issue_id": str(first.issue.id),
+            "connectionid": str(world.accounting),
+            "syncid": str(world.sync_id),
+            "error_code": "ERROR_AUTH",
+            "issue_status": "open",
+            "message": "The credentials were refused",
+            "context": {"flow": "invoices"},
+        }
+    ]
     updated = await emitted(rt, "account.issue.updated")
     assert [body["occurrences"] for body in updated] == [2, 3]
     assert updated[0] == {
-        "accountid": str(world.account_id), "event": "account.issue.updated",
+        "accountid": str(world.account_id),
+        "event": "account.issue.updated",
         "consumerid": str(world.consumer_id),
         "created": int(first.issue.first_seen.timestamp()) + 60,
-        "issue_id": str(first.issue.id), "connectionid": str(world.accounting),
-        "syncid": str(world.sync_id), "error_code": "ERROR_AUTH", "issue_status": "open",
-        "message": "Refused again", "context": {"flow": "x"}, "occurrences": 2,
+        "issue_id": str(first.issue.id),
+        "connectionid": str(world.accounting),
+        "syncid": str(world.sync_id),
+        "error_code": "ERROR_AUTH",
+        "issue_status": "open",
+        "message": "Refused again",
+        "context": {"flow": "x"},
+        "occurrences": 2,
     }
     async with rt.db.read() as conn:
         occurrences = await issues.issue_occurrences_of(conn, first.issue.id)
@@ -104,15 +122,25 @@ async def test_concurrent_first_occurrences_open_one_issue(env: Any) -> None:
     assert len(await emitted(rt, "account.issue.updated")) == 5
 
 
-def _closed_body(world: World, issue: issues.Issue, created: int,
-                 *, connection: uuid.UUID | None = None, sync: Any = "default",
-                 error_code: str = "ERROR_AUTH") -> dict[str, Any]:
+def _closed_body(
+    world: World,
+    issue: issues.Issue,
+    created: int,
+    *,
+    connection: uuid.UUID | None = None,
+    sync: Any = "default",
+    error_code: str = "ERROR_AUTH",
+) -> dict[str, Any]:
     return {
-        "accountid": str(world.account_id), "event": "account.issue.closed",
-        "consumerid": str(world.consumer_id), "created": created,
-        "issue_id": str(issue.id), "connectionid": str(connection or world.accounting),
+        "accountid": str(world.account_id),
+        "event": "account.issue.closed",
+        "consumerid": str(world.consumer_id),
+        "created": created,
+        "issue_id": str(issue.id),
+        "connectionid": str(connection or world.accounting),
         "syncid": str(world.sync_id) if sync == "default" else sync,
-        "error_code": error_code, "issue_status": "auto_closed",
+        "error_code": error_code,
+        "issue_status": "auto_closed",
     }
 
 
@@ -121,16 +149,22 @@ async def test_a_successful_execution_closes_the_flows_issue(env: Any) -> None:
     execution = uuid.uuid4()
     async with rt.db.transaction() as conn:
         await issues.execution_finished(
-            conn, account_id=world.account_id, consumer_id=world.consumer_id,
-            sync_id=world.sync_id, flow_id=world.flow_id, execution_id=execution,
-            status="error", error_code="ERROR_TIMEOUT", message="The software timed out",
-            now=rt.clock.now())
+            conn,
+            account_id=world.account_id,
+            consumer_id=world.consumer_id,
+            sync_id=world.sync_id,
+            flow_id=world.flow_id,
+            execution_id=execution,
+            status="error",
+            error_code="ERROR_TIMEOUT",
+            message="The software timed out",
+            now=rt.clock.now(),
+        )
     created = await emitted(rt, "account.issue.created")
     assert len(created) == 1
     assert created[0]["error_code"] == "ERROR_TIMEOUT"
     assert created[0]["connectionid"] == str(world.accounting)  # oldest active connection
-    assert created[0]["context"] == {"flowid": str(world.flow_id),
-                                     "executionid": str(execution)}
+    assert created[0]["context"] == {"flowid": str(world.flow_id), "executionid": str(execution)}
     async with rt.db.read() as conn:
         [occurrence] = await issues.issue_occurrences_of(conn, uuid.UUID(created[0]["issue_id"]))
     assert occurrence.execution_id == execution
@@ -140,34 +174,60 @@ async def test_a_successful_execution_closes_the_flows_issue(env: Any) -> None:
     for flow_id in (uuid.uuid4(), world.flow_id):
         async with rt.db.transaction() as conn:
             await issues.execution_finished(
-                conn, account_id=world.account_id, consumer_id=world.consumer_id,
-                sync_id=world.sync_id, flow_id=flow_id, execution_id=uuid.uuid4(),
-                status="success", now=rt.clock.now())
+                conn,
+                account_id=world.account_id,
+                consumer_id=world.consumer_id,
+                sync_id=world.sync_id,
+                flow_id=flow_id,
+                execution_id=uuid.uuid4(),
+                status="success",
+                now=rt.clock.now(),
+            )
     closed = await emitted(rt, "account.issue.closed")
     async with rt.db.read() as conn:
         issue = await issues.get_issue(conn, world.account_id, uuid.UUID(created[0]["issue_id"]))
     assert issue.status == "auto_closed" and issue.closed_at == rt.clock.now()
-    assert closed == [_closed_body(world, issue, int(rt.clock.now().timestamp()),
-                                   error_code="ERROR_TIMEOUT")]
+    assert closed == [
+        _closed_body(world, issue, int(rt.clock.now().timestamp()), error_code="ERROR_TIMEOUT")
+    ]
 
 
 async def test_connection_active_again_closes_its_issue(env: Any) -> None:
     rt, _, world = env
     hook = issues.connection_status_changed
     async with rt.db.transaction() as conn:
-        await hook(conn, account_id=world.account_id, consumer_id=world.consumer_id,
-                   connection_id=world.pos, status="inactive", now=rt.clock.now())
+        await hook(
+            conn,
+            account_id=world.account_id,
+            consumer_id=world.consumer_id,
+            connection_id=world.pos,
+            status="inactive",
+            now=rt.clock.now(),
+        )
     async with rt.db.transaction() as conn:
-        await hook(conn, account_id=world.account_id, consumer_id=world.consumer_id,
-                   connection_id=world.pos, status="active", now=rt.clock.now())
+        await hook(
+            conn,
+            account_id=world.account_id,
+            consumer_id=world.consumer_id,
+            connection_id=world.pos,
+            status="active",
+            now=rt.clock.now(),
+        )
     [created] = await emitted(rt, "account.issue.created")
     assert created["error_code"] == "CONNECTION_INACTIVE"
     assert created["syncid"] is None and created["connectionid"] == str(world.pos)
     async with rt.db.read() as conn:
         issue = await issues.get_issue(conn, world.account_id, uuid.UUID(created["issue_id"]))
-    assert await emitted(rt, "account.issue.closed") == [_closed_body(
-        world, issue, int(rt.clock.now().timestamp()), connection=world.pos, sync=None,
-        error_code="CONNECTION_INACTIVE")]
+    assert await emitted(rt, "account.issue.closed") == [
+        _closed_body(
+            world,
+            issue,
+            int(rt.clock.now().timestamp()),
+            connection=world.pos,
+            sync=None,
+            error_code="CONNECTION_INACTIVE",
+        )
+    ]
 
 
 async def test_agent_up_closes_agent_down_and_a_later_outage_opens_a_new_issue(env: Any) -> None:
@@ -176,8 +236,13 @@ async def test_agent_up_closes_agent_down_and_a_later_outage_opens_a_new_issue(e
     async def agent(status: str) -> None:
         async with rt.db.transaction() as conn:
             await issues.agent_status_changed(
-                conn, account_id=world.account_id, consumer_id=world.consumer_id,
-                connection_id=world.pos, agent_status=status, now=rt.clock.now())
+                conn,
+                account_id=world.account_id,
+                consumer_id=world.consumer_id,
+                connection_id=world.pos,
+                agent_status=status,
+                now=rt.clock.now(),
+            )
 
     await agent("down")
     clock.advance(600)
@@ -205,7 +270,8 @@ async def test_issues_close_after_the_configured_days_without_occurrence(env: An
         closed = await issues.close_stale_issues(conn, rt.clock.now(), days=7)
     assert [issue.id for issue in closed] == [stale.issue.id]
     assert await emitted(rt, "account.issue.closed") == [
-        _closed_body(world, closed[0], int(rt.clock.now().timestamp()))]
+        _closed_body(world, closed[0], int(rt.clock.now().timestamp()))
+    ]
     # A new occurrence after closing opens a new issue; the fresh one is still open.
     again = await _raise(rt, world)
     assert again.created and again.issue.id != stale.issue.id
@@ -230,14 +296,16 @@ async def test_the_autoclose_service_uses_the_setting(env: Any) -> None:
 
 # --- HTTP ----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def http(env: Any) -> AsyncIterator[tuple[ApiClient, Runtime, FrozenClock, World]]:
     rt, clock, world = env
     async with rt.db.transaction() as conn:
         key = await create_api_key(conn, world.account_id, now=rt.clock.now())
     app = create_app(rt, run_background=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://hookline.test") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://hookline.test"
+    ) as client:
         api = ApiClient(client, key)
         await api.login()
         yield api, rt, clock, world
@@ -246,8 +314,13 @@ async def http(env: Any) -> AsyncIterator[tuple[ApiClient, Runtime, FrozenClock,
 async def test_report_endpoint_and_reads(http: Any) -> None:
     api, rt, clock, world = http
     url = f"/consumers/{world.consumer_id}/issues"
-    body = {"connectionid": str(world.pos), "error_code": "ERROR_MENU", "level": "warning",
-            "message": "Unknown product in menu", "context": {"product": "p-9"}}
+    body = {
+        "connectionid": str(world.pos),
+        "error_code": "ERROR_MENU",
+        "level": "warning",
+        "message": "Unknown product in menu",
+        "context": {"product": "p-9"},
+    }
     first = await api.post(url, json=body)
     assert first.status_code == 201, first.text
     clock.advance(90)
@@ -256,33 +329,42 @@ async def test_report_endpoint_and_reads(http: Any) -> None:
     assert item["id"] == first.json()["id"]
     assert item["occurrences"] == 2
     assert item["integration_id"] == 2001 and item["integration_name"] == "Lightspeed Restaurant"
-    assert item["error"] == {"error_code": "ERROR_MENU", "status": "open",
-                             "title": "Unknown product again"}
+    assert item["error"] == {
+        "error_code": "ERROR_MENU",
+        "status": "open",
+        "title": "Unknown product again",
+    }
     assert item["level"] == "warning"
 
     detail = (await api.get(f"/issues/{item['id']}")).json()
     assert [event["message"] for event in detail["events"]] == [
-        "Unknown product again", "Unknown product in menu"]
+        "Unknown product again",
+        "Unknown product in menu",
+    ]
     assert detail["events"][0]["execution_id"] == ""
     assert detail["events"][1]["context"] == {"product": "p-9"}
-    last = (await api.get(f"/issues/{item['id']}",
-                          params={"last_execution_only": "true"})).json()
+    last = (await api.get(f"/issues/{item['id']}", params={"last_execution_only": "true"})).json()
     assert len(last["events"]) == 1
 
     await _raise(rt, world)  # an error-level issue on the accounting connection
     all_issues = (await api.get("/issues")).json()
     assert len(all_issues) == 2
-    assert [i["error"]["error_code"] for i in
-            (await api.get("/issues", params={"level": "warning"})).json()] == ["ERROR_MENU"]
-    assert [i["error"]["error_code"] for i in
-            (await api.get(url, params={"error_code": "ERROR_AUTH"})).json()] == ["ERROR_AUTH"]
+    assert [
+        i["error"]["error_code"]
+        for i in (await api.get("/issues", params={"level": "warning"})).json()
+    ] == ["ERROR_MENU"]
+    assert [
+        i["error"]["error_code"]
+        for i in (await api.get(url, params={"error_code": "ERROR_AUTH"})).json()
+    ] == ["ERROR_AUTH"]
     today = rt.clock.now().date().isoformat()
     assert len((await api.get("/issues", params={"created_on": today})).json()) == 2
     assert (await api.get("/issues", params={"created_on": "2001-01-01"})).json() == []
     assert (await api.get("/issues", params={"status": "closed"})).json() == []
     async with rt.db.transaction() as conn:
-        await issues.close_issues(conn, consumer_id=world.consumer_id, connection_id=world.pos,
-                                  now=rt.clock.now())
+        await issues.close_issues(
+            conn, consumer_id=world.consumer_id, connection_id=world.pos, now=rt.clock.now()
+        )
     closed = (await api.get("/issues", params={"status": "closed"})).json()
     assert [i["id"] for i in closed] == [item["id"]]
     assert closed[0]["error"]["status"] == "auto_closed"

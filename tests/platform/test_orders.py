@@ -34,11 +34,25 @@ from tests.platform.issues_orders_support import (
 from tests.support import ApiClient, Ticks
 
 ORDER: dict[str, Any] = {
-    "id": "ord-1", "order_number": "0001", "creation_date": "2026-11-20T09:30:00Z",
-    "device_id": "till-1", "total": 12.3, "tax_amount": 0.7, "currency": "EUR",
-    "location_id": "loc-1", "payments": [],
-    "items": [{"id": "l1", "quantity": 3, "unit_price": 4.1, "total": 12.3,
-               "tax_amount": 0.7, "tax_rate": 6}],
+    "id": "ord-1",
+    "order_number": "0001",
+    "creation_date": "2026-11-20T09:30:00Z",
+    "device_id": "till-1",
+    "total": 12.3,
+    "tax_amount": 0.7,
+    "currency": "EUR",
+    "location_id": "loc-1",
+    "payments": [],
+    "items": [
+        {
+            "id": "l1",
+            "quantity": 3,
+            "unit_price": 4.1,
+            "total": 12.3,
+            "tax_amount": 0.7,
+            "tax_rate": 6,
+        }
+    ],
 }
 
 
@@ -50,8 +64,9 @@ async def http(database: Any) -> AsyncIterator[tuple[ApiClient, Runtime, FrozenC
         key = await create_api_key(conn, world.account_id, now=rt.clock.now())
     app = create_app(rt, run_background=False)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://hookline.test") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://hookline.test"
+        ) as client:
             api = ApiClient(client, key)
             await api.login()
             yield api, rt, clock, world
@@ -61,10 +76,16 @@ async def http(database: Any) -> AsyncIterator[tuple[ApiClient, Runtime, FrozenC
 
 def _order_body(world: World, rt: Runtime, event: str, **fields: Any) -> dict[str, Any]:
     return {
-        "accountid": str(world.account_id), "event": event,
-        "consumerid": str(world.consumer_id), "created": int(rt.clock.now().timestamp()),
-        "order_id": "ord-1", "device_id": "till-1", "customer_id": None,
-        "location_id": "loc-1", "updated_at": iso(rt.clock.now()), **fields,
+        "accountid": str(world.account_id),
+        "event": event,
+        "consumerid": str(world.consumer_id),
+        "created": int(rt.clock.now().timestamp()),
+        "order_id": "ord-1",
+        "device_id": "till-1",
+        "customer_id": None,
+        "location_id": "loc-1",
+        "updated_at": iso(rt.clock.now()),
+        **fields,
     }
 
 
@@ -73,25 +94,31 @@ async def test_push_emits_updated_then_completed_once_and_ignores_repeats(http: 
     url = f"/consumers/{world.consumer_id}/pos/orders"
     first = await api.post(url, json=ORDER)
     assert first.status_code == 200, first.text
-    assert first.json() == {"connectionid": str(world.pos), "items": [
-        {"id": "ord-1", "status": "open", "changed": True, "completed": False}]}
-    assert await emitted(rt, "pos.order.updated") == [_order_body(world, rt,
-                                                                  "pos.order.updated")]
+    assert first.json() == {
+        "connectionid": str(world.pos),
+        "items": [{"id": "ord-1", "status": "open", "changed": True, "completed": False}],
+    }
+    assert await emitted(rt, "pos.order.updated") == [_order_body(world, rt, "pos.order.updated")]
     # The same order again: nothing is written or emitted.
     again = await api.post(url, json=copy.deepcopy(ORDER))
     assert again.json()["items"][0]["changed"] is False
     assert len(await emitted(rt)) == 1
 
     clock.advance(600)
-    closed = {**ORDER, "closing_date": "2026-11-20T10:00:00Z",
-              "payments": [{"total": 12.3, "status": "Completed"}]}
+    closed = {
+        **ORDER,
+        "closing_date": "2026-11-20T10:00:00Z",
+        "payments": [{"total": 12.3, "status": "Completed"}],
+    }
     response = await api.post(url, json=closed)
     assert response.json()["items"] == [
-        {"id": "ord-1", "status": "closed", "changed": True, "completed": True}]
+        {"id": "ord-1", "status": "closed", "changed": True, "completed": True}
+    ]
     updated = await emitted(rt, "pos.order.updated")
     assert updated[1] == _order_body(world, rt, "pos.order.updated")
-    assert await emitted(rt, "pos.order.completed") == [_order_body(
-        world, rt, "pos.order.completed", updated_at="2026-11-20T10:00:00Z")]
+    assert await emitted(rt, "pos.order.completed") == [
+        _order_body(world, rt, "pos.order.completed", updated_at="2026-11-20T10:00:00Z")
+    ]
 
     # A later change (a tip) is an update, never a second completion.
     clock.advance(60)
@@ -108,9 +135,10 @@ async def test_push_emits_updated_then_completed_once_and_ignores_repeats(http: 
 async def test_status_extension_and_batch(http: Any) -> None:
     api, rt, _clock, world = http
     url = f"/consumers/{world.consumer_id}/pos/orders"
-    batch = [{**ORDER, "id": "a", "status": "open"},
-             {**ORDER, "id": "b", "status": "completed", "location_id": None,
-              "customer_id": "cust-7"}]
+    batch = [
+        {**ORDER, "id": "a", "status": "open"},
+        {**ORDER, "id": "b", "status": "completed", "location_id": None, "customer_id": "cust-7"},
+    ]
     response = await api.post(url, json=batch)
     assert [item["completed"] for item in response.json()["items"]] == [False, True]
     [completed] = await emitted(rt, "pos.order.completed")
@@ -129,9 +157,13 @@ async def test_status_extension_and_batch(http: Any) -> None:
 async def test_push_validates_the_contract_fields(http: Any) -> None:
     api, _, _, world = http
     url = f"/consumers/{world.consumer_id}/pos/orders"
-    for broken in ({**ORDER, "total": "lots"}, {k: v for k, v in ORDER.items() if k != "items"},
-                   {**ORDER, "mode": "TELEPORT"}, {**ORDER, "status": "lost"},
-                   {**ORDER, "creation_date": "yesterday"}):
+    for broken in (
+        {**ORDER, "total": "lots"},
+        {k: v for k, v in ORDER.items() if k != "items"},
+        {**ORDER, "mode": "TELEPORT"},
+        {**ORDER, "status": "lost"},
+        {**ORDER, "creation_date": "yesterday"},
+    ):
         response = await api.post(url, json=broken)
         assert response.status_code == 422, broken
 
@@ -153,8 +185,12 @@ async def test_connection_choice_with_several_pos_connections(http: Any) -> None
     other = await api.post(url, json=ORDER, headers={"x-chift-connectionid": str(world.pos)})
     assert other.json()["items"][0]["changed"] is True
     async with rt.db.read() as conn:
-        integration_ids = [row.integration_id for row in await conn.execute(
-            select(events.c.integration_id).order_by(events.c.created_at, events.c.id))]
+        integration_ids = [
+            row.integration_id
+            for row in await conn.execute(
+                select(events.c.integration_id).order_by(events.c.created_at, events.c.id)
+            )
+        ]
     assert integration_ids == [POS_B, POS_A]
 
 
@@ -166,8 +202,7 @@ async def test_consumer_without_pos_connection_and_other_accounts(http: Any) -> 
     response = await api.post(f"/consumers/{lonely}/pos/orders", json=ORDER)
     assert response.status_code == 400
     assert response.json()["error_code"] == "ERROR_NO_POS_CONNECTION"
-    assert (await api.post(f"/consumers/{uuid.uuid4()}/pos/orders",
-                           json=ORDER)).status_code == 404
+    assert (await api.post(f"/consumers/{uuid.uuid4()}/pos/orders", json=ORDER)).status_code == 404
     await api.post(f"/consumers/{world.consumer_id}/pos/orders", json=ORDER)
 
     other_world = await make_world(rt)
@@ -178,8 +213,7 @@ async def test_consumer_without_pos_connection_and_other_accounts(http: Any) -> 
     base = f"/consumers/{world.consumer_id}/pos"
     assert (await other.get(f"{base}/orders")).status_code == 404
     assert (await other.get(f"{base}/orders/ord-1")).status_code == 404
-    assert (await other.patch(f"{base}/orders/ord-1", json={"customer_id": "x"})).status_code \
-        == 404
+    assert (await other.patch(f"{base}/orders/ord-1", json={"customer_id": "x"})).status_code == 404
     assert (await other.get(f"{base}/locations")).status_code == 404
     assert (await other.post(f"{base}/orders", json=ORDER)).status_code == 404
     assert (await api.get(f"{base}/orders/unknown")).status_code == 404
@@ -189,20 +223,26 @@ async def test_pos_events_reach_only_webhooks_of_the_connections_integration(
     http: Any,
 ) -> None:
     api, rt, _, world = http
-    on_a = await add_webhook(rt, world.account_id, "pos.order.updated", "https://a.example/h",
-                             POS_A)
-    on_b = await add_webhook(rt, world.account_id, "pos.order.updated", "https://b.example/h",
-                             POS_B)
+    on_a = await add_webhook(
+        rt, world.account_id, "pos.order.updated", "https://a.example/h", POS_A
+    )
+    on_b = await add_webhook(
+        rt, world.account_id, "pos.order.updated", "https://b.example/h", POS_B
+    )
     second = await add_connection(rt, world.account_id, world.consumer_id, POS_B)
     url = f"/consumers/{world.consumer_id}/pos/orders"
     await api.post(url, json=ORDER, headers={"x-chift-connectionid": str(world.pos)})
-    await api.post(url, json={**ORDER, "id": "ord-2"},
-                   headers={"x-chift-connectionid": str(second)})
+    await api.post(
+        url, json={**ORDER, "id": "ord-2"}, headers={"x-chift-connectionid": str(second)}
+    )
     async with rt.db.read() as conn:
-        rows = (await conn.execute(
-            select(webhooks.c.id, events.c.payload)
-            .join(deliveries, deliveries.c.webhook_id == webhooks.c.id)
-            .join(events, events.c.id == deliveries.c.event_id))).all()
+        rows = (
+            await conn.execute(
+                select(webhooks.c.id, events.c.payload)
+                .join(deliveries, deliveries.c.webhook_id == webhooks.c.id)
+                .join(events, events.c.id == deliveries.c.event_id)
+            )
+        ).all()
     received = {(row.id, json.loads(row.payload)["order_id"]) for row in rows}
     assert received == {(on_a, "ord-1"), (on_b, "ord-2")}
 
@@ -249,10 +289,15 @@ async def test_reads_filters_paging_and_patch(http: Any) -> None:
     assert again.json()["items"][0]["changed"] is True
 
     locations = (await api.get(f"/consumers/{world.consumer_id}/pos/locations")).json()
-    assert locations == {"items": [
-        {"id": "loc-1", "name": "loc-1", "timezone": None, "address": None},
-        {"id": "loc-2", "name": "loc-2", "timezone": None, "address": None},
-    ], "total": 2, "page": 1, "size": 50}
+    assert locations == {
+        "items": [
+            {"id": "loc-1", "name": "loc-1", "timezone": None, "address": None},
+            {"id": "loc-2", "name": "loc-2", "timezone": None, "address": None},
+        ],
+        "total": 2,
+        "page": 1,
+        "size": 50,
+    }
 
 
 async def test_simulated_connector_through_the_poller(http: Any) -> None:
@@ -272,18 +317,24 @@ async def test_simulated_connector_through_the_poller(http: Any) -> None:
     completed = await emitted(rt, "pos.order.completed")
     assert len(completed) == total_completed
     assert len({body["order_id"] for body in completed}) == len(completed)
-    page = (await api.get(f"/consumers/{world.consumer_id}/pos/orders",
-                          params={"size": 100})).json()
+    page = (
+        await api.get(f"/consumers/{world.consumer_id}/pos/orders", params={"size": 100})
+    ).json()
     for item in page["items"]:
         assert item["total"] == round(sum(line["total"] for line in item["items"]), 2)
         assert item["tax_amount"] == round(sum(t["tax_amount"] for t in item["taxes"]), 2)
         assert item["currency"] == "EUR"
-    closed = (await api.get(f"/consumers/{world.consumer_id}/pos/orders",
-                            params={"state": "closed", "size": 100})).json()
+    closed = (
+        await api.get(
+            f"/consumers/{world.consumer_id}/pos/orders", params={"state": "closed", "size": 100}
+        )
+    ).json()
     assert closed["total"] == total_completed
     assert all(item["payments"] for item in closed["items"])
-    names = [loc["name"] for loc in
-             (await api.get(f"/consumers/{world.consumer_id}/pos/locations")).json()["items"]]
+    names = [
+        loc["name"]
+        for loc in (await api.get(f"/consumers/{world.consumer_id}/pos/locations")).json()["items"]
+    ]
     assert names == ["Grand-Place", "Sablon"]
 
 
@@ -295,9 +346,12 @@ async def test_simulated_connector_is_reproducible() -> None:
     runs = []
     for _ in range(2):
         pos = SimulatedPos(seed=3)
-        runs.append([[o.model_dump() for o in await pos.fetch_orders(connection, since=None,
-                                                                     now=now)]
-                     for _ in range(3)])
+        runs.append(
+            [
+                [o.model_dump() for o in await pos.fetch_orders(connection, since=None, now=now)]
+                for _ in range(3)
+            ]
+        )
     assert runs[0] == runs[1]
 
 
@@ -319,9 +373,12 @@ async def test_the_chift_sdk_reads_orders_and_locations(database: Any, live_serv
         async with rt.db.transaction() as conn:
             key = await create_api_key(conn, world.account_id, now=rt.clock.now())
             target = await orders.pos_connection_by_id(conn, world.pos)
-            await orders.upsert_orders(conn, target, [
-                PushedOrder(**{**ORDER, "id": f"sdk-{index}"}) for index in range(3)
-            ], now=rt.clock.now())
+            await orders.upsert_orders(
+                conn,
+                target,
+                [PushedOrder(**{**ORDER, "id": f"sdk-{index}"}) for index in range(3)],
+                now=rt.clock.now(),
+            )
     finally:
         await rt.db.dispose()
 
@@ -331,8 +388,7 @@ async def test_the_chift_sdk_reads_orders_and_locations(database: Any, live_serv
         chift.client_id = key.client_id
         chift.client_secret = key.client_secret
         router = PosRouter(str(world.consumer_id), None)
-        return (router.Order.all(page_size=2), router.Order.get("sdk-1"),
-                router.Location.all())
+        return (router.Order.all(page_size=2), router.Order.get("sdk-1"), router.Location.all())
 
     listed, one, locations = await asyncio.to_thread(use_sdk)
     assert sorted(order.id for order in listed) == ["sdk-0", "sdk-1", "sdk-2"]
@@ -351,8 +407,7 @@ async def test_the_poller_service_polls_connections_with_a_registered_connector(
     rt = Runtime.create(database.settings(scheduler_interval_seconds=0.05))
     await prepare_database(rt)
     stop = asyncio.Event()
-    register_connector(POS_A, SimulatedPos(seed=11, new_per_poll=(1, 1),
-                                           close_probability=1.0))
+    register_connector(POS_A, SimulatedPos(seed=11, new_per_poll=(1, 1), close_probability=1.0))
     try:
         await make_world(rt)
         ticks = Ticks()

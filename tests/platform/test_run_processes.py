@@ -28,12 +28,16 @@ SUCCESS = b'{"status":"success"}'
 
 async def _status(rt: Runtime, execution_id: str) -> str:
     async with rt.db.read() as conn:
-        return (await conn.execute(select(executions.c.status).where(
-            executions.c.id == uuid.UUID(execution_id)))).scalar_one()
+        return (
+            await conn.execute(
+                select(executions.c.status).where(executions.c.id == uuid.UUID(execution_id))
+            )
+        ).scalar_one()
 
 
-async def _wait_for_status(rt: Runtime, execution_id: str, wanted: str,
-                           timeout: float = 30.0) -> None:
+async def _wait_for_status(
+    rt: Runtime, execution_id: str, wanted: str, timeout: float = 30.0
+) -> None:
     """Poll another process's writes (no event crosses the process boundary)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

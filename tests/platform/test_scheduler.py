@@ -45,18 +45,25 @@ async def _timer_flow(s: Setup, consumers: int = 2) -> tuple[str, str, list[str]
 
 async def _next_run(rt: Runtime, flow_id: str) -> Any:
     async with rt.db.read() as conn:
-        return (await conn.execute(select(flows.c.next_run_at).where(
-            flows.c.id == uuid.UUID(flow_id)))).scalar_one()
+        return (
+            await conn.execute(select(flows.c.next_run_at).where(flows.c.id == uuid.UUID(flow_id)))
+        ).scalar_one()
 
 
 async def _children(rt: Runtime, parent: uuid.UUID) -> list[Any]:
     async with rt.db.read() as conn:
-        return list((await conn.execute(select(executions).where(
-            executions.c.parent_id == parent).order_by(executions.c.consumer_id))).all())
+        return list(
+            (
+                await conn.execute(
+                    select(executions)
+                    .where(executions.c.parent_id == parent)
+                    .order_by(executions.c.consumer_id)
+                )
+            ).all()
+        )
 
 
-async def test_timer_flow_runs_at_its_cron_time_once_across_two_processes(
-        database: Any) -> None:
+async def test_timer_flow_runs_at_its_cron_time_once_across_two_processes(database: Any) -> None:
     async with frozen_app(database) as s:
         sync_id, flow_id, consumers = await _timer_flow(s)
         due = START.replace(minute=5, second=0)
@@ -65,8 +72,9 @@ async def test_timer_flow_runs_at_its_cron_time_once_across_two_processes(
 
         other = Runtime.create(database.settings(), clock=FrozenClock(due))
         try:
-            first, second = await asyncio.gather(run_due_flows(s.rt, due),
-                                                 run_due_flows(other, due))
+            first, second = await asyncio.gather(
+                run_due_flows(s.rt, due), run_due_flows(other, due)
+            )
         finally:
             await other.db.dispose()
         parents = first + second
@@ -75,7 +83,8 @@ async def test_timer_flow_runs_at_its_cron_time_once_across_two_processes(
         children = await _children(s.rt, parents[0])
         assert sorted(str(row.consumer_id) for row in children) == sorted(consumers)
         assert {(row.trigger, row.status, row.data["scheduled_at"]) for row in children} == {
-            ("timer", "running", due.isoformat())}
+            ("timer", "running", due.isoformat())
+        }
         assert await run_due_flows(s.rt, due + timedelta(minutes=1)) == []
 
         # The next due time finds both consumers still running: nothing new starts.
@@ -97,8 +106,7 @@ async def test_a_due_time_is_claimed_by_exactly_one_caller(database: Any) -> Non
         assert await _next_run(s.rt, flow_id) == later
 
 
-async def test_a_schedule_that_fell_behind_runs_once_then_moves_past_now(
-        database: Any) -> None:
+async def test_a_schedule_that_fell_behind_runs_once_then_moves_past_now(database: Any) -> None:
     async with frozen_app(database) as s:
         _, flow_id, _ = await _timer_flow(s, consumers=1)
         late = START + timedelta(hours=3, minutes=2)
@@ -130,13 +138,24 @@ async def test_overdue_executions_end_as_error_once(database: Any) -> None:
         assert (await s.api.get(f"{base}/{parent}")).json()["status"] == "error"
         late = await s.api.post(f"{base}/{child}/result", json={"status": "success"})
         assert late.status_code == 409
-        executed = [body for body in await flow_events(s.rt, s.api.account_id)
-                    if body["event"] == "account.flow.executed"]
-        assert executed == [{
-            "accountid": s.api.account_id, "event": "account.flow.executed", "consumerid": c1,
-            "created": int((START + timedelta(seconds=60)).timestamp()), "flowid": flow_id,
-            "syncid": sync_id, "status": "error", "executionid": child,
-            "parentexecutionid": parent}]
+        executed = [
+            body
+            for body in await flow_events(s.rt, s.api.account_id)
+            if body["event"] == "account.flow.executed"
+        ]
+        assert executed == [
+            {
+                "accountid": s.api.account_id,
+                "event": "account.flow.executed",
+                "consumerid": c1,
+                "created": int((START + timedelta(seconds=60)).timestamp()),
+                "flowid": flow_id,
+                "syncid": sync_id,
+                "status": "error",
+                "executionid": child,
+                "parentexecutionid": parent,
+            }
+        ]
 
 
 async def test_the_background_service_ticks_until_stopped(database: Any) -> None:
@@ -171,12 +190,14 @@ async def test_each_consumer_runs_on_the_schedule_it_chose(database: Any) -> Non
         assert await _next_run(s.rt, flow_id) == at_2  # brought forward by the consumer
         # Changing the flow's own schedules keeps the consumer's in the wake-ups.
         every_10 = [{"id": "timer", "type": "timer", "cronschedules": ["*/10 * * * *"]}]
-        reposted = await s.api.post(f"/syncs/{sync_id}/flows",
-                                    json=flow_body("per consumer", triggers=every_10))
+        reposted = await s.api.post(
+            f"/syncs/{sync_id}/flows", json=flow_body("per consumer", triggers=every_10)
+        )
         assert reposted.status_code == 200 and reposted.json()["id"] == flow_id
         assert await _next_run(s.rt, flow_id) == at_2
-        await s.api.post(f"/syncs/{sync_id}/flows",
-                         json=flow_body("per consumer", triggers=EVERY_5_MIN))
+        await s.api.post(
+            f"/syncs/{sync_id}/flows", json=flow_body("per consumer", triggers=EVERY_5_MIN)
+        )
         (parent,) = await run_due_flows(s.rt, at_2)
         assert [str(row.consumer_id) for row in await _children(s.rt, parent)] == [own]
         at_5 = START.replace(minute=5, second=0)
@@ -187,12 +208,14 @@ async def test_each_consumer_runs_on_the_schedule_it_chose(database: Any) -> Non
 
         # Once it disables the flow, its time comes and goes without a run.
         disabled = await s.api.post(
-            f"/consumers/{own}/syncs/{sync_id}/flows/{flow_id}/disable", json={})
+            f"/consumers/{own}/syncs/{sync_id}/flows/{flow_id}/disable", json={}
+        )
         assert disabled.status_code in (200, 204), disabled.text
         next_hour = START.replace(hour=13, minute=2, second=0)
         async with s.rt.db.transaction() as conn:  # make the consumer's time the next due
-            await claim_due_time(conn, uuid.UUID(flow_id),
-                                 START.replace(minute=10, second=0), next_hour)
+            await claim_due_time(
+                conn, uuid.UUID(flow_id), START.replace(minute=10, second=0), next_hour
+            )
         assert await run_due_flows(s.rt, next_hour) == []
         assert await _next_run(s.rt, flow_id) == START.replace(hour=13, minute=5, second=0)
 

@@ -29,10 +29,15 @@ class Dashboard:
 
     async def login(self) -> httpx.Response:
         token = await self.login_form_token()
-        return await self.http.post("/ui/login", data={
-            "csrf": token, "accountId": str(self.key.account_id),
-            "clientId": self.key.client_id, "clientSecret": self.key.client_secret,
-        })
+        return await self.http.post(
+            "/ui/login",
+            data={
+                "csrf": token,
+                "accountId": str(self.key.account_id),
+                "clientId": self.key.client_id,
+                "clientSecret": self.key.client_secret,
+            },
+        )
 
     async def csrf(self, page: str = "/ui/") -> str:
         response = await self.http.get(page)
@@ -59,8 +64,9 @@ async def dashboards(runtime: Runtime) -> AsyncIterator[Callable[[], Awaitable[D
     async def make(sign_in: bool = True) -> Dashboard:
         async with runtime.db.transaction() as conn:
             key = await create_account(conn, "ui account", now=runtime.clock.now())
-        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://hookline.test")
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://hookline.test"
+        )
         clients.append(http)
         board = Dashboard(http, key)
         if sign_in:

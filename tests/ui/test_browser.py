@@ -21,9 +21,16 @@ import pytest
 from hookline.verify import verify
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 BACKENDS = os.environ.get("HOOKLINE_BROWSER_BACKENDS", "sqlite").split(",")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -33,15 +40,21 @@ pytestmark = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.fixture
 def chromium_path() -> str:
     if not CHROMIUM.exists():
-        pytest.skip(f"SKIPPING BROWSER TEST — {CHROMIUM} is missing (install Debian's "
-                    "`chromium` package; the test never downloads a browser)")
+        pytest.skip(
+            f"SKIPPING BROWSER TEST — {CHROMIUM} is missing (install Debian's "
+            "`chromium` package; the test never downloads a browser)"
+        )
     return str(CHROMIUM)
 
 
 def create_account(env: dict[str, str]) -> dict[str, str]:
     result = subprocess.run(
         [sys.executable, "-m", "hookline.cli.main", "accounts", "create", "browser", "--json"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return json.loads(result.stdout)
 
@@ -54,23 +67,26 @@ async def wait_for_rows(page: Any, count: int, timeout: float = 20.0) -> Any:
     deadline = loop.time() + timeout
     while await rows.count() < count:
         if loop.time() > deadline:
-            raise AssertionError(f"expected {count} request rows, page shows "
-                                 f"{await rows.count()}")
+            raise AssertionError(f"expected {count} request rows, page shows {await rows.count()}")
         await page.wait_for_timeout(150)
         await page.reload()
     return rows
 
 
 async def test_sign_in_create_trigger_see_and_redeliver(
-    chromium_path: str, database: Any, live_server: Any, receiver: Any,
+    chromium_path: str,
+    database: Any,
+    live_server: Any,
+    receiver: Any,
 ) -> None:
     from playwright.async_api import async_playwright
 
     server = live_server()
     key = await asyncio.to_thread(create_account, database.env())
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path,
-                                                   headless=True, args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
         try:
             page = await browser.new_page()
             await page.goto(f"{server.url}/ui/")
@@ -84,8 +100,9 @@ async def test_sign_in_create_trigger_see_and_redeliver(
 
             await page.click("nav >> text=Webhooks")
             await page.wait_for_url(f"{server.url}/ui/webhooks")
-            await page.select_option("#create-webhook select[name=event]",
-                                     "account.connection.created")
+            await page.select_option(
+                "#create-webhook select[name=event]", "account.connection.created"
+            )
             await page.fill("#create-webhook input[name=url]", f"{receiver.url}/hook")
             await page.fill("#create-webhook input[name=signingsecret]", SECRET)
             await page.click("#create-webhook button[type=submit]")
@@ -97,10 +114,14 @@ async def test_sign_in_create_trigger_see_and_redeliver(
                 token = (await http.post("/token", json=key)).json()["access_token"]
                 consumer = "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e70"
                 sent = await http.post(
-                    "/events", headers={"Authorization": f"Bearer {token}"},
-                    json={"event": "account.connection.created", "consumerid": consumer,
-                          "connectionid": "6f1b8d3e-2c4a-7b10-9e3f-0a1b2c3d4e5f",
-                          "status": "active"},
+                    "/events",
+                    headers={"Authorization": f"Bearer {token}"},
+                    json={
+                        "event": "account.connection.created",
+                        "consumerid": consumer,
+                        "connectionid": "6f1b8d3e-2c4a-7b10-9e3f-0a1b2c3d4e5f",
+                        "status": "active",
+                    },
                 )
                 assert sent.status_code == 202, sent.text
                 assert sent.json()["deliveries"] == 1
@@ -125,11 +146,9 @@ async def test_sign_in_create_trigger_see_and_redeliver(
             verify(second.body, second.headers, SECRET)
 
             rows = await wait_for_rows(page, 2)
-            statuses = [await rows.nth(i).locator(".http-status").inner_text()
-                        for i in range(2)]
+            statuses = [await rows.nth(i).locator(".http-status").inner_text() for i in range(2)]
             assert statuses == ["200", "200"]
-            delivery_ids = {await rows.nth(i).get_attribute("data-delivery-id")
-                            for i in range(2)}
+            delivery_ids = {await rows.nth(i).get_attribute("data-delivery-id") for i in range(2)}
             assert len(delivery_ids) == 1
 
             await page.click("button:has-text('Sign out')")

@@ -23,11 +23,13 @@ async def webhook_count(runtime: Runtime) -> int:
 
 
 async def create_via_form(board: Dashboard, **fields: str) -> str:
-    response = await board.post("/ui/webhooks", {"event": "account.connection.created",
-                                                 "url": RECEIVER, **fields})
+    response = await board.post(
+        "/ui/webhooks", {"event": "account.connection.created", "url": RECEIVER, **fields}
+    )
     assert response.status_code == 303, response.text
-    match = re.fullmatch(r"/ui/webhooks/([0-9a-f-]{36})\?notice=created",
-                         response.headers["location"])
+    match = re.fullmatch(
+        r"/ui/webhooks/([0-9a-f-]{36})\?notice=created", response.headers["location"]
+    )
     assert match, response.headers["location"]
     return match.group(1)
 
@@ -48,8 +50,11 @@ async def test_sign_in_sets_a_hardened_session_cookie(dashboards) -> None:
     response = await board.login()
     assert response.status_code == 303
     assert response.headers["location"] == "/ui/"
-    cookie = next(value for value in response.headers.get_list("set-cookie")
-                  if value.startswith(COOKIE_NAME + "="))
+    cookie = next(
+        value
+        for value in response.headers.get_list("set-cookie")
+        if value.startswith(COOKIE_NAME + "=")
+    )
     assert "HttpOnly" in cookie
     assert "SameSite=lax" in cookie
     assert "Max-Age=28800" in cookie
@@ -61,10 +66,18 @@ async def test_sign_in_sets_a_hardened_session_cookie(dashboards) -> None:
 
 async def test_login_failures_answer_401_without_a_session(dashboards) -> None:
     board = await dashboards(sign_in=False)
-    good = {"accountId": str(board.key.account_id), "clientId": board.key.client_id,
-            "clientSecret": board.key.client_secret}
-    for change in ({"clientSecret": "wrong"}, {"accountId": str(uuid.uuid4())},
-                   {"clientId": "nobody"}, {"accountId": "not-a-uuid"}, {"clientSecret": ""}):
+    good = {
+        "accountId": str(board.key.account_id),
+        "clientId": board.key.client_id,
+        "clientSecret": board.key.client_secret,
+    }
+    for change in (
+        {"clientSecret": "wrong"},
+        {"accountId": str(uuid.uuid4())},
+        {"clientId": "nobody"},
+        {"accountId": "not-a-uuid"},
+        {"clientSecret": ""},
+    ):
         token = await board.login_form_token()
         response = await board.http.post("/ui/login", data={"csrf": token, **good, **change})
         assert response.status_code == 401, change
@@ -76,8 +89,11 @@ async def test_login_failures_answer_401_without_a_session(dashboards) -> None:
 async def test_login_form_is_csrf_protected(dashboards) -> None:
     board = await dashboards(sign_in=False)
     await board.login_form_token()
-    data = {"accountId": str(board.key.account_id), "clientId": board.key.client_id,
-            "clientSecret": board.key.client_secret}
+    data = {
+        "accountId": str(board.key.account_id),
+        "clientId": board.key.client_id,
+        "clientSecret": board.key.client_secret,
+    }
     assert (await board.http.post("/ui/login", data=data)).status_code == 403
     response = await board.http.post("/ui/login", data={**data, "csrf": "forged"})
     assert response.status_code == 403
@@ -89,18 +105,21 @@ async def test_posts_without_the_right_csrf_token_are_refused(dashboards, runtim
     other = await dashboards()
     form = {"event": "account.connection.created", "url": RECEIVER}
     assert (await board.http.post("/ui/webhooks", data=form)).status_code == 403
-    assert (await board.http.post("/ui/webhooks",
-                                  data={**form, "csrf": "x" * 43})).status_code == 403
+    assert (
+        await board.http.post("/ui/webhooks", data={**form, "csrf": "x" * 43})
+    ).status_code == 403
     # Another session's token does not work either: tokens are bound to the session.
     foreign = await other.csrf()
     assert foreign != await board.csrf()
-    assert (await board.http.post("/ui/webhooks",
-                                  data={**form, "csrf": foreign})).status_code == 403
+    assert (
+        await board.http.post("/ui/webhooks", data={**form, "csrf": foreign})
+    ).status_code == 403
     assert await webhook_count(runtime) == 0
     webhook_id = await create_via_form(board)
     for action in ("delete", "edit"):
-        response = await board.http.post(f"/ui/webhooks/{webhook_id}/{action}",
-                                         data={"status": "inactive"})
+        response = await board.http.post(
+            f"/ui/webhooks/{webhook_id}/{action}", data={"status": "inactive"}
+        )
         assert response.status_code == 403, action
     assert (await board.http.post("/ui/logout")).status_code == 403
     assert await webhook_count(runtime) == 1
@@ -116,8 +135,9 @@ async def test_tampered_or_expired_session_cookies_are_ignored(dashboards, runti
     assert (await board.http.get("/ui/")).status_code == 303
     now = int(runtime.clock.now().timestamp())
     expired = Session(board.key.account_id, board.key.client_id, "sid", now - 1)
-    board.http.cookies.set(COOKIE_NAME, encode_session(runtime.settings.jwt_key(), expired),
-                           path="/ui")
+    board.http.cookies.set(
+        COOKIE_NAME, encode_session(runtime.settings.jwt_key(), expired), path="/ui"
+    )
     assert (await board.http.get("/ui/")).status_code == 303
     forged = Session(board.key.account_id, board.key.client_id, "sid", now + 3600)
     board.http.cookies.set(COOKIE_NAME, encode_session("another-key", forged), path="/ui")
@@ -149,9 +169,12 @@ async def test_every_page_is_scoped_to_the_signed_in_account(dashboards, runtime
     assert "127.0.0.1:9/alice" not in listing.text
     assert "No webhooks yet" in listing.text
     assert (await bob.http.get(f"/ui/webhooks/{webhook_id}")).status_code == 404
-    for action, data in (("edit", {"status": "inactive"}), ("delete", {}),
-                         ("recover", {"since": "2026-01-01T00:00"}),
-                         (f"logs/{uuid.uuid4()}/redeliver", {})):
+    for action, data in (
+        ("edit", {"status": "inactive"}),
+        ("delete", {}),
+        ("recover", {"since": "2026-01-01T00:00"}),
+        (f"logs/{uuid.uuid4()}/redeliver", {}),
+    ):
         response = await bob.post(f"/ui/webhooks/{webhook_id}/{action}", data)
         assert response.status_code == 404, action
     assert await webhook_count(runtime) == 1
@@ -169,9 +192,10 @@ async def test_create_edit_disable_and_delete_a_webhook(dashboards, runtime) -> 
     assert "set (never shown)" in page.text
     assert "s3cret-value" not in page.text
     assert "No requests yet" in page.text
-    response = await board.post(f"/ui/webhooks/{webhook_id}/edit",
-                                {"url": "http://127.0.0.1:9/v2", "status": "active",
-                                 "remove_secret": "1"})
+    response = await board.post(
+        f"/ui/webhooks/{webhook_id}/edit",
+        {"url": "http://127.0.0.1:9/v2", "status": "active", "remove_secret": "1"},
+    )
     assert response.status_code == 303
     page = await board.http.get(f"/ui/webhooks/{webhook_id}")
     assert "http://127.0.0.1:9/v2" in page.text
@@ -181,8 +205,7 @@ async def test_create_edit_disable_and_delete_a_webhook(dashboards, runtime) -> 
     page = await board.http.get(f"/ui/webhooks/{webhook_id}")
     assert 'id="webhook-status">inactive<' in page.text
     # Recovering an inactive webhook is a rule violation, shown as a 400 page.
-    response = await board.post(f"/ui/webhooks/{webhook_id}/recover",
-                                {"since": "2026-01-01T00:00"})
+    response = await board.post(f"/ui/webhooks/{webhook_id}/recover", {"since": "2026-01-01T00:00"})
     assert response.status_code == 400
     assert "inactive" in response.text
     response = await board.post(f"/ui/webhooks/{webhook_id}/delete")
@@ -197,17 +220,18 @@ async def test_invalid_webhook_forms_show_the_rule_that_was_broken(dashboards, r
     response = await board.post("/ui/webhooks", {"event": "no.such.event", "url": RECEIVER})
     assert response.status_code == 400
     assert "Unknown event" in response.text
-    response = await board.post("/ui/webhooks", {"event": "pos.order.updated",
-                                                 "url": RECEIVER})
+    response = await board.post("/ui/webhooks", {"event": "pos.order.updated", "url": RECEIVER})
     assert response.status_code == 400
     assert "needs an integrationid" in response.text
-    response = await board.post("/ui/webhooks", {"event": "account.flow.enabled",
-                                                 "url": "ftp://example.com"})
+    response = await board.post(
+        "/ui/webhooks", {"event": "account.flow.enabled", "url": "ftp://example.com"}
+    )
     assert response.status_code == 400
     assert "http:// or https://" in response.text
     await create_via_form(board)
-    response = await board.post("/ui/webhooks", {"event": "account.connection.created",
-                                                 "url": RECEIVER})
+    response = await board.post(
+        "/ui/webhooks", {"event": "account.connection.created", "url": RECEIVER}
+    )
     assert response.status_code == 400
     assert "already exists" in response.text
     pos = await create_via_form(board, event="pos.order.updated", integrationid="2001")
@@ -237,29 +261,35 @@ async def test_static_stylesheet_is_served(dashboards) -> None:
     assert (await board.http.get("/ui/static/..%2Froutes.py")).status_code == 404
 
 
-
 async def test_recover_requeues_the_failed_deliveries_since_the_given_time(
-    dashboards, runtime,
+    dashboards,
+    runtime,
 ) -> None:
     board = await dashboards()
     webhook_id = await create_via_form(board, event="account.connection.up")
     now = runtime.clock.now()
     async with runtime.db.transaction() as conn:
         emitted = [
-            await emit(conn, account_id=board.key.account_id, event="account.connection.up",
-                       consumer_id=uuid.uuid4(), fields={"connectionid": uuid.uuid4()}, now=now)
+            await emit(
+                conn,
+                account_id=board.key.account_id,
+                event="account.connection.up",
+                consumer_id=uuid.uuid4(),
+                fields={"connectionid": uuid.uuid4()},
+                now=now,
+            )
             for _ in range(2)
         ]
         # As the worker leaves them after the last retry: failed and out of the queue.
         failed_ids = [event.delivery_ids[0] for event in emitted]
-        await conn.execute(update(deliveries).where(deliveries.c.id.in_(failed_ids))
-                           .values(status="failed"))
+        await conn.execute(
+            update(deliveries).where(deliveries.c.id.in_(failed_ids)).values(status="failed")
+        )
         await conn.execute(delete(delivery_queue))
     since = (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
     response = await board.post(f"/ui/webhooks/{webhook_id}/recover", {"since": since})
     assert response.status_code == 303
-    assert response.headers["location"] == (
-        f"/ui/webhooks/{webhook_id}?notice=recovered&count=2")
+    assert response.headers["location"] == (f"/ui/webhooks/{webhook_id}?notice=recovered&count=2")
     page = await board.http.get(response.headers["location"])
     assert "Recovery queued: 2 failed delivery(ies) will be sent again." in page.text
     async with runtime.db.read() as conn:

@@ -24,32 +24,60 @@ async def seed_consumer(runtime: Runtime, account_id: uuid.UUID, name: str) -> d
     """A consumer with an API connection and a local-agent connection that pinged once."""
     now = runtime.clock.now()
     async with runtime.db.transaction() as conn:
-        consumer = await create_consumer(conn, account_id, name=name, now=now,
-                                         email=f"{name}@example.com")
+        consumer = await create_consumer(
+            conn, account_id, name=name, now=now, email=f"{name}@example.com"
+        )
         odoo = await create_connection(
-            conn, runtime.secret_box, account_id=account_id, consumer_id=consumer.id,
-            integration_id=1001, name=f"{name} books",
-            credentials={"url": "https://odoo.example", "database": "db", "username": "u",
-                         "api_key": "k"}, now=now,
+            conn,
+            runtime.secret_box,
+            account_id=account_id,
+            consumer_id=consumer.id,
+            integration_id=1001,
+            name=f"{name} books",
+            credentials={
+                "url": "https://odoo.example",
+                "database": "db",
+                "username": "u",
+                "api_key": "k",
+            },
+            now=now,
         )
         agent = await create_connection(
-            conn, runtime.secret_box, account_id=account_id, consumer_id=consumer.id,
-            integration_id=2003, name=f"{name} till", credentials={"store_code": "S1"},
+            conn,
+            runtime.secret_box,
+            account_id=account_id,
+            consumer_id=consumer.id,
+            integration_id=2003,
+            name=f"{name} till",
+            credentials={"store_code": "S1"},
             now=now,
         )
         issue = await raise_issue(
-            conn, account_id=account_id, consumer_id=consumer.id,
-            connection_id=odoo.connection.id, error_code="ERROR_AUTH",
-            message=f"{name}: credentials refused", now=now,
+            conn,
+            account_id=account_id,
+            consumer_id=consumer.id,
+            connection_id=odoo.connection.id,
+            error_code="ERROR_AUTH",
+            message=f"{name}: credentials refused",
+            now=now,
         )
         await raise_issue(
-            conn, account_id=account_id, consumer_id=consumer.id,
-            connection_id=odoo.connection.id, error_code="ERROR_AUTH",
-            message=f"{name}: credentials refused", now=now,
+            conn,
+            account_id=account_id,
+            consumer_id=consumer.id,
+            connection_id=odoo.connection.id,
+            error_code="ERROR_AUTH",
+            message=f"{name}: credentials refused",
+            now=now,
         )
     assert agent.agent_token is not None
-    return {"consumer": consumer, "odoo": odoo.connection, "agent": agent.connection,
-            "agent_token": agent.agent_token, "issue": issue.issue}
+    return {
+        "consumer": consumer,
+        "odoo": odoo.connection,
+        "agent": agent.connection,
+        "agent_token": agent.agent_token,
+        "issue": issue.issue,
+    }
 
 
 async def test_consumers_page_shows_connections_and_agent_status(dashboards, runtime) -> None:
@@ -90,16 +118,28 @@ async def test_issues_page_lists_only_the_accounts_open_issues(dashboards, runti
     assert re.findall(r'class="mono occurrences">(\d+)<', page.text) == ["2"]
 
 
-async def insert_log(runtime: Runtime, webhook, *, at: datetime, outcome: str,
-                     status: int) -> None:
+async def insert_log(runtime: Runtime, webhook, *, at: datetime, outcome: str, status: int) -> None:
     async with runtime.db.transaction() as conn:
-        await conn.execute(insert(webhook_logs).values(
-            id=new_id(), webhook_id=webhook.id, delivery_id=new_id(), event_id=new_id(),
-            account_id=webhook.account_id, event=webhook.event, url=webhook.url,
-            integration_id=None, http_status=status, attempt=1, duration_ms=12.5,
-            outcome=outcome, error_class=None, response_excerpt="ok", next_attempt_at=None,
-            created_at=at,
-        ))
+        await conn.execute(
+            insert(webhook_logs).values(
+                id=new_id(),
+                webhook_id=webhook.id,
+                delivery_id=new_id(),
+                event_id=new_id(),
+                account_id=webhook.account_id,
+                event=webhook.event,
+                url=webhook.url,
+                integration_id=None,
+                http_status=status,
+                attempt=1,
+                duration_ms=12.5,
+                outcome=outcome,
+                error_class=None,
+                response_excerpt="ok",
+                next_attempt_at=None,
+                created_at=at,
+            )
+        )
 
 
 async def test_attempts_are_counted_per_hour_and_outcome(dashboards, runtime) -> None:
@@ -109,24 +149,39 @@ async def test_attempts_are_counted_per_hour_and_outcome(dashboards, runtime) ->
     hooks = []
     for owner in (board, other):
         async with runtime.db.transaction() as conn:
-            hooks.append(await create_webhook(
-                conn, runtime.secret_box, account_id=owner.key.account_id,
-                event="account.connection.up", url="http://127.0.0.1:9/x", now=now))
+            hooks.append(
+                await create_webhook(
+                    conn,
+                    runtime.secret_box,
+                    account_id=owner.key.account_id,
+                    event="account.connection.up",
+                    url="http://127.0.0.1:9/x",
+                    now=now,
+                )
+            )
     mine, theirs = hooks
-    for minutes, outcome, status in ((5, "delivered", 200), (10, "delivered", 204),
-                                     (20, "retry", 503), (70, "failed", 400),
-                                     (75, "disabled", 410), (23 * 60 + 50, "delivered", 200),
-                                     (24 * 60 + 10, "delivered", 200)):
-        await insert_log(runtime, mine, at=now - timedelta(minutes=minutes), outcome=outcome,
-                         status=status)
-    await insert_log(runtime, theirs, at=now - timedelta(minutes=5), outcome="failed",
-                     status=500)
+    for minutes, outcome, status in (
+        (5, "delivered", 200),
+        (10, "delivered", 204),
+        (20, "retry", 503),
+        (70, "failed", 400),
+        (75, "disabled", 410),
+        (23 * 60 + 50, "delivered", 200),
+        (24 * 60 + 10, "delivered", 200),
+    ):
+        await insert_log(
+            runtime, mine, at=now - timedelta(minutes=minutes), outcome=outcome, status=status
+        )
+    await insert_log(runtime, theirs, at=now - timedelta(minutes=5), outcome="failed", status=500)
     async with runtime.db.read() as conn:
         buckets = await attempts_over_time(conn, board.key.account_id, now=now)
     assert len(buckets) == 24
     assert buckets[0].start == now - timedelta(hours=24)
     assert [(b.delivered, b.retry, b.failed) for b in buckets if b.total] == [
-        (1, 0, 0), (0, 0, 2), (2, 1, 0)]
+        (1, 0, 0),
+        (0, 0, 2),
+        (2, 1, 0),
+    ]
     assert buckets[0].delivered == 1  # 23h50 ago; 24h10 ago is outside the window
     assert (buckets[22].failed, buckets[23].delivered, buckets[23].retry) == (2, 2, 1)
     svg = attempts_chart(buckets)
@@ -143,12 +198,17 @@ async def test_overview_totals_come_from_the_accounts_logs(dashboards, runtime) 
     now = runtime.clock.now()
     async with runtime.db.transaction() as conn:
         webhook = await create_webhook(
-            conn, runtime.secret_box, account_id=board.key.account_id,
-            event="account.connection.up", url="http://127.0.0.1:9/x", now=now)
-    await insert_log(runtime, webhook, at=now - timedelta(minutes=1), outcome="delivered",
-                     status=200)
-    await insert_log(runtime, webhook, at=now - timedelta(minutes=2), outcome="retry",
-                     status=500)
+            conn,
+            runtime.secret_box,
+            account_id=board.key.account_id,
+            event="account.connection.up",
+            url="http://127.0.0.1:9/x",
+            now=now,
+        )
+    await insert_log(
+        runtime, webhook, at=now - timedelta(minutes=1), outcome="delivered", status=200
+    )
+    await insert_log(runtime, webhook, at=now - timedelta(minutes=2), outcome="retry", status=500)
     page = await board.http.get("/ui/")
     totals = dict(re.findall(r'data-total="(\w+)">(\d+)<', page.text))
     assert totals == {"delivered": "1", "retry": "1", "failed": "0"}

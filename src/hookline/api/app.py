@@ -60,8 +60,23 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
     # events first: every request walks the routers in this order until one matches, and
     # POST /events is the hot path (no other path starts with /events). catalog before
     # webhooks: /webhooks/list must win over /webhooks/{webhookid}.
-    for module in (events, health, metrics, token, catalog, webhooks, integrations, consumers,
-                   connections, activation, agents, syncs, executions, issues, orders):
+    for module in (
+        events,
+        health,
+        metrics,
+        token,
+        catalog,
+        webhooks,
+        integrations,
+        consumers,
+        connections,
+        activation,
+        agents,
+        syncs,
+        executions,
+        issues,
+        orders,
+    ):
         app.include_router(module.router)
     app.include_router(dashboard.router)
     return app

@@ -35,8 +35,7 @@ async def current_account(
     """The account the bearer token was issued to; 401 otherwise."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Missing bearer token", error_code="ERROR_MISSING_TOKEN")
-    return read_token(runtime.settings.jwt_key(), credentials.credentials,
-                      now=runtime.clock.now())
+    return read_token(runtime.settings.jwt_key(), credentials.credentials, now=runtime.clock.now())
 
 
 AccountId = Annotated[uuid.UUID, Depends(current_account)]

@@ -23,7 +23,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
         return JSONResponse(
             error_body(error.message, detail=error.detail, error_code=error.error_code),
-            status_code=error.status_code, headers=headers,
+            status_code=error.status_code,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -35,16 +36,24 @@ def install_error_handlers(app: FastAPI) -> None:
             for item in error.errors()
         ]
         return JSONResponse(
-            {"message": "Validation error", "status": "error",
-             "detail": jsonable_encoder(detail, custom_encoder={Exception: str})},
+            {
+                "message": "Validation error",
+                "status": "error",
+                "detail": jsonable_encoder(detail, custom_encoder={Exception: str}),
+            },
             status_code=422,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "ERROR_NOT_FOUND", 405: "ERROR_METHOD_NOT_ALLOWED",
-                 401: "ERROR_UNAUTHORIZED", 413: "ERROR_PAYLOAD_TOO_LARGE"}
+        codes = {
+            404: "ERROR_NOT_FOUND",
+            405: "ERROR_METHOD_NOT_ALLOWED",
+            401: "ERROR_UNAUTHORIZED",
+            413: "ERROR_PAYLOAD_TOO_LARGE",
+        }
         return JSONResponse(
             error_body(str(error.detail), error_code=codes.get(error.status_code)),
-            status_code=error.status_code, headers=getattr(error, "headers", None),
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
         )

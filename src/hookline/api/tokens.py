@@ -21,12 +21,18 @@ class IssuedToken:
     expires_on: int
 
 
-def issue_token(key: str, *, account_id: uuid.UUID, client_id: str, now: datetime,
-                ttl_seconds: int) -> IssuedToken:
+def issue_token(
+    key: str, *, account_id: uuid.UUID, client_id: str, now: datetime, ttl_seconds: int
+) -> IssuedToken:
     issued_at = int(now.timestamp())
     expires_on = issued_at + ttl_seconds
-    claims = {"sub": str(account_id), "cid": client_id, "iat": issued_at, "exp": expires_on,
-              "aud": _AUDIENCE}
+    claims = {
+        "sub": str(account_id),
+        "cid": client_id,
+        "iat": issued_at,
+        "exp": expires_on,
+        "aud": _AUDIENCE,
+    }
     return IssuedToken(jwt.encode(claims, key, algorithm=_ALGORITHM), ttl_seconds, expires_on)
 
 
@@ -52,11 +58,18 @@ def read_token(key: str, token: str, *, now: datetime) -> uuid.UUID:
 def _verify(key: str, token: str, *, now: datetime) -> uuid.UUID:
     try:
         claims = jwt.decode(
-            token, key, algorithms=[_ALGORITHM], audience=_AUDIENCE,
+            token,
+            key,
+            algorithms=[_ALGORITHM],
+            audience=_AUDIENCE,
             # Times are checked against runtime.clock below, never against this host's wall
             # clock, so hosts whose clocks differ slightly agree on a token's validity.
-            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
-                     "require": ["exp", "sub"]},
+            options={
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "require": ["exp", "sub"],
+            },
         )
     except jwt.PyJWTError as error:
         raise Unauthorized("Invalid access token", detail=str(error)) from None

@@ -33,8 +33,10 @@ class EventType:
 
 
 def _connection(extra: tuple[Field, ...] = ()) -> tuple[Field, ...]:
-    return (Field("connectionid", UUID, "guid of the connection on which the event occurred"),
-            *extra)
+    return (
+        Field("connectionid", UUID, "guid of the connection on which the event occurred"),
+        *extra,
+    )
 
 
 _CONNECTION_STATUS = Field(
@@ -58,10 +60,15 @@ _ISSUE_OPEN = (
 )
 _ORDER = (
     Field("order_id", TEXT, "id of the order on which the event occurred"),
-    Field("device_id", NULLABLE_TEXT, "id of the device on which the order was completed",
-          optional=True),
-    Field("customer_id", NULLABLE_TEXT, "id of the customer that has made the order",
-          optional=True),
+    Field(
+        "device_id",
+        NULLABLE_TEXT,
+        "id of the device on which the order was completed",
+        optional=True,
+    ),
+    Field(
+        "customer_id", NULLABLE_TEXT, "id of the customer that has made the order", optional=True
+    ),
     Field("location_id", TEXT, "id of the location on which the order was completed"),
     Field("updated_at", {"type": "string", "format": "date-time"}, "time of the change"),
 )
@@ -73,13 +80,20 @@ _X = "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e71"
 _P = "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e72"
 _I = "01965d2a-7c1e-7a55-8b0e-3f9a1c2d4e73"
 _ISSUE_EXAMPLE = {
-    "issue_id": _I, "connectionid": _C, "syncid": _S, "error_code": "ERROR_AUTH",
-    "issue_status": "open", "message": "The credentials were refused by the software",
+    "issue_id": _I,
+    "connectionid": _C,
+    "syncid": _S,
+    "error_code": "ERROR_AUTH",
+    "issue_status": "open",
+    "message": "The credentials were refused by the software",
     "context": {"flow": "invoices"},
 }
 _ORDER_EXAMPLE = {
-    "order_id": "ord-10042", "device_id": "pos-2", "customer_id": None,
-    "location_id": "loc-1", "updated_at": "2026-11-26T10:15:00Z",
+    "order_id": "ord-10042",
+    "device_id": "pos-2",
+    "customer_id": None,
+    "location_id": "loc-1",
+    "updated_at": "2026-11-26T10:15:00Z",
 }
 
 EVENT_TYPES: tuple[EventType, ...] = (
@@ -87,32 +101,51 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "account.connection.created",
         "Event on the creation of a new consumer's connection (you receive this event only "
         "when the connection was successfully created)",
-        None, _connection((_CONNECTION_STATUS,)), {"connectionid": _C, "status": "active"},
+        None,
+        _connection((_CONNECTION_STATUS,)),
+        {"connectionid": _C, "status": "active"},
     ),
     EventType(
-        "account.connection.updated", "Event on the update of a consumer's connection",
-        None, _connection((_CONNECTION_STATUS,)), {"connectionid": _C, "status": "inactive"},
+        "account.connection.updated",
+        "Event on the update of a consumer's connection",
+        None,
+        _connection((_CONNECTION_STATUS,)),
+        {"connectionid": _C, "status": "inactive"},
     ),
     EventType(
-        "account.connection.deleted", "Event on the deletion of a consumer's connection",
-        None, _connection(), {"connectionid": _C},
+        "account.connection.deleted",
+        "Event on the deletion of a consumer's connection",
+        None,
+        _connection(),
+        {"connectionid": _C},
     ),
     EventType(
-        "account.connection.up", "Event when a local agent is correctly setup",
-        None, _connection(), {"connectionid": _C},
+        "account.connection.up",
+        "Event when a local agent is correctly setup",
+        None,
+        _connection(),
+        {"connectionid": _C},
     ),
     EventType(
         "account.connection.down",
         "Event when a local agent did not send any ping since 15 minutes",
-        None, _connection(), {"connectionid": _C},
+        None,
+        _connection(),
+        {"connectionid": _C},
     ),
     EventType(
-        "account.flow.enabled", "Event on the activation of a flow for a specific consumer",
-        None, _FLOW, {"flowid": _F, "syncid": _S},
+        "account.flow.enabled",
+        "Event on the activation of a flow for a specific consumer",
+        None,
+        _FLOW,
+        {"flowid": _F, "syncid": _S},
     ),
     EventType(
-        "account.flow.disabled", "Event on the deactivation of a flow for a specific consumer",
-        None, _FLOW, {"flowid": _F, "syncid": _S},
+        "account.flow.disabled",
+        "Event on the deactivation of a flow for a specific consumer",
+        None,
+        _FLOW,
+        {"flowid": _F, "syncid": _S},
     ),
     EventType(
         "account.flow.executed",
@@ -124,33 +157,60 @@ EVENT_TYPES: tuple[EventType, ...] = (
             Field("executionid", UUID, "guid of the execution of the consumer flow"),
             Field("parentexecutionid", UUID, "guid of the execution of the parent flow"),
         ),
-        {"flowid": _F, "syncid": _S, "status": "success", "executionid": _X,
-         "parentexecutionid": _P},
+        {
+            "flowid": _F,
+            "syncid": _S,
+            "status": "success",
+            "executionid": _X,
+            "parentexecutionid": _P,
+        },
     ),
     EventType(
-        "account.issue.created", "Event when a new consumer issue is raised",
-        None, _ISSUE_OPEN, _ISSUE_EXAMPLE,
+        "account.issue.created",
+        "Event when a new consumer issue is raised",
+        None,
+        _ISSUE_OPEN,
+        _ISSUE_EXAMPLE,
     ),
     EventType(
         "account.issue.updated",
         "Event when there is a new occurrence of an existing consumer issue",
         None,
-        (*_ISSUE_OPEN, Field("occurrences", {"type": "integer", "minimum": 1},
-                             "number of times this issue has occurred")),
+        (
+            *_ISSUE_OPEN,
+            Field(
+                "occurrences",
+                {"type": "integer", "minimum": 1},
+                "number of times this issue has occurred",
+            ),
+        ),
         {**_ISSUE_EXAMPLE, "occurrences": 2},
     ),
     EventType(
-        "account.issue.closed", "Event when a consumer issue was closed automatically",
+        "account.issue.closed",
+        "Event when a consumer issue was closed automatically",
         None,
         (*_ISSUE_BASE, Field("issue_status", {"const": "auto_closed"}, "auto_closed")),
-        {"issue_id": _I, "connectionid": _C, "syncid": _S, "error_code": "ERROR_AUTH",
-         "issue_status": "auto_closed"},
+        {
+            "issue_id": _I,
+            "connectionid": _C,
+            "syncid": _S,
+            "error_code": "ERROR_AUTH",
+            "issue_status": "auto_closed",
+        },
     ),
     EventType(
-        "pos.order.completed", "Event when an order was completed", "POS", _ORDER, _ORDER_EXAMPLE,
+        "pos.order.completed",
+        "Event when an order was completed",
+        "POS",
+        _ORDER,
+        _ORDER_EXAMPLE,
     ),
     EventType(
-        "pos.order.updated", "Event when the status of an order was updated", "POS", _ORDER,
+        "pos.order.updated",
+        "Event when the status of an order was updated",
+        "POS",
+        _ORDER,
         _ORDER_EXAMPLE,
     ),
 )

@@ -30,8 +30,9 @@ def create(name: str, as_json: JsonOption = False, database_url: DatabaseOption 
         async with runtime.db.transaction() as conn:
             return await create_account(conn, name, now=runtime.clock.now())
 
-    _show_new_key(on_database(database_url, work, migrate=True),
-                  f"account {name!r} created", as_json)
+    _show_new_key(
+        on_database(database_url, work, migrate=True), f"account {name!r} created", as_json
+    )
 
 
 @app.command("list")
@@ -108,8 +109,11 @@ def revoke_key(client_id: str, database_url: DatabaseOption = None) -> None:
 
 
 def _show_new_key(key: NewApiKey, title: str, as_json: bool) -> None:
-    shown = {"accountId": str(key.account_id), "clientId": key.client_id,
-             "clientSecret": key.client_secret}
+    shown = {
+        "accountId": str(key.account_id),
+        "clientId": key.client_id,
+        "clientSecret": key.client_secret,
+    }
     if as_json:
         typer.echo(json.dumps(shown))
         return

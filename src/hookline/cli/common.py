@@ -26,8 +26,9 @@ def runtime_for(database_url: str | None = None) -> Runtime:
     return Runtime.create(Settings(**({"database_url": database_url} if database_url else {})))
 
 
-def on_database(database_url: str | None, work: Callable[[Runtime], Awaitable[T]], *,
-                migrate: bool = False) -> T:
+def on_database(
+    database_url: str | None, work: Callable[[Runtime], Awaitable[T]], *, migrate: bool = False
+) -> T:
     """Run ``work`` against the database (migrated first when asked), then let it go."""
     from hookline.bootstrap import prepare_database
 

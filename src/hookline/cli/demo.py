@@ -47,11 +47,16 @@ def demo_settings(data_dir: Path, database_url: str | None = None) -> Settings:
 
 def _line(console: Console, started: float, delivery: DemoDelivery) -> None:
     mark = "[green]✓ signed[/green]" if delivery.verified else "[red]✗ bad signature[/red]"
-    details = " ".join(f"{name}={_short(delivery.body[name])}" for name in _SHOWN_FIELDS
-                       if delivery.body.get(name) is not None)
-    console.print(f"[dim]{time.monotonic() - started:5.2f}s[/dim] "
-                  f"[bold cyan]{delivery.event:<27}[/bold cyan]{mark} [dim]{details}[/dim]",
-                  soft_wrap=True)
+    details = " ".join(
+        f"{name}={_short(delivery.body[name])}"
+        for name in _SHOWN_FIELDS
+        if delivery.body.get(name) is not None
+    )
+    console.print(
+        f"[dim]{time.monotonic() - started:5.2f}s[/dim] "
+        f"[bold cyan]{delivery.event:<27}[/bold cyan]{mark} [dim]{details}[/dim]",
+        soft_wrap=True,
+    )
 
 
 def _short(value: Any) -> str:
@@ -75,14 +80,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def demo(
-        database_url: Annotated[str | None, typer.Option(
-            "--database-url",
-            help="Run against this database (a development one: see the README) instead of "
-                 "a temporary SQLite file.")] = None,
-        timeout: Annotated[float, typer.Option(
-            help="Seconds to wait for every delivery.")] = 60.0,
-        keep: Annotated[bool, typer.Option(
-            "--keep", help="Keep the temporary data directory.")] = False,
+        database_url: Annotated[
+            str | None,
+            typer.Option(
+                "--database-url",
+                help="Run against this database (a development one: see the README) instead of "
+                "a temporary SQLite file.",
+            ),
+        ] = None,
+        timeout: Annotated[float, typer.Option(help="Seconds to wait for every delivery.")] = 60.0,
+        keep: Annotated[
+            bool, typer.Option("--keep", help="Keep the temporary data directory.")
+        ] = False,
     ) -> None:
         """Create a demo account and drive activity until all 13 event types are delivered
         to a local, signature-checking receiver."""
@@ -96,7 +105,9 @@ def register(app: typer.Typer) -> None:
             try:
                 await prepare_database(runtime)
                 return await run_demo(
-                    runtime, timeout=timeout, pace=0.25,
+                    runtime,
+                    timeout=timeout,
+                    pace=0.25,
                     on_step=lambda text: console.print(f"[bold]▶ {text}[/bold]"),
                     on_delivery=lambda item: _line(console, started, item),
                 )
@@ -114,5 +125,7 @@ def register(app: typer.Typer) -> None:
         if result.missing:
             console.print(f"[red]not delivered: {', '.join(result.missing)}[/red]")
             raise typer.Exit(1)
-        console.print(f"[green]all {len(ALL_EVENTS)} event types delivered and verified in "
-                      f"{time.monotonic() - started:.1f}s[/green] (account {result.account_id})")
+        console.print(
+            f"[green]all {len(ALL_EVENTS)} event types delivered and verified in "
+            f"{time.monotonic() - started:.1f}s[/green] (account {result.account_id})"
+        )

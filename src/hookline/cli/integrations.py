@@ -19,6 +19,7 @@ app = typer.Typer(help="Manage the connector catalog.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
 
+
 def _load(path: Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(path.read_text())
@@ -33,8 +34,9 @@ def _load(path: Path) -> list[dict[str, Any]]:
 @app.command("add")
 def add(
     file: Annotated[Path, typer.Argument(help="JSON file: one integration or a list.")],
-    replace: Annotated[bool, typer.Option("--replace",
-                                          help="Overwrite integrations that exist.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite integrations that exist.")
+    ] = False,
     database_url: DatabaseOption = None,
 ) -> None:
     """Add integrations from a JSON file (all or nothing)."""
@@ -53,8 +55,10 @@ def add(
         try:
             await prepare_database(runtime)
             async with runtime.db.transaction() as conn:
-                return [await add_integration(conn, item, now=runtime.clock.now(),
-                                              replace=replace) for item in parsed]
+                return [
+                    await add_integration(conn, item, now=runtime.clock.now(), replace=replace)
+                    for item in parsed
+                ]
         finally:
             await runtime.db.dispose()
 
@@ -88,16 +92,31 @@ def list_(
 
     found = asyncio.run(run())
     if as_json:
-        typer.echo(json.dumps([
-            {"integrationid": item.id, "name": item.name, "api": item.api,
-             "status": item.status, "local_agent": item.local_agent,
-             "credentials": [c.as_dict() for c in item.credentials]}
-            for item in found
-        ]))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "integrationid": item.id,
+                        "name": item.name,
+                        "api": item.api,
+                        "status": item.status,
+                        "local_agent": item.local_agent,
+                        "credentials": [c.as_dict() for c in item.credentials],
+                    }
+                    for item in found
+                ]
+            )
+        )
         return
     table = Table("integrationid", "name", "api", "status", "local agent", "credentials")
     for item in found:
         fields = ", ".join(c.name + ("?" if c.optional else "") for c in item.credentials)
-        table.add_row(str(item.id), item.name, item.api, item.status,
-                      "yes" if item.local_agent else "", fields)
+        table.add_row(
+            str(item.id),
+            item.name,
+            item.api,
+            item.status,
+            "yes" if item.local_agent else "",
+            fields,
+        )
     console.print(table)

@@ -19,8 +19,11 @@ from hookline.cli.common import DatabaseOption, runtime_for
 from hookline.config import Settings
 from hookline.runtime import Runtime, freeze_startup_objects
 
-app = typer.Typer(help="hookline: events and webhooks for integration hubs.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="hookline: events and webhooks for integration hubs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 app.add_typer(accounts_cli.app, name="accounts")
 app.add_typer(integrations_cli.app, name="integrations")
 devtools.register(app)
@@ -29,8 +32,9 @@ console = Console()
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
@@ -59,8 +63,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Overrides HOOKLINE_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides HOOKLINE_PORT.")] = None,
     database_url: DatabaseOption = None,
-    no_worker: Annotated[bool, typer.Option("--no-worker",
-                                            help="Serve the API only.")] = False,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve the API only.")] = False,
 ) -> None:
     """Run the API, delivery workers and schedulers in one process (SQLite by default)."""
     import uvicorn
@@ -73,8 +76,13 @@ def serve(
     uvloop.run(_migrate_and_release(runtime))
     server_app = create_app(runtime, run_background=settings.run_worker and not no_worker)
     config = uvicorn.Config(
-        server_app, host=host or settings.host, port=port or settings.port,
-        loop="uvloop", log_level=settings.log_level, access_log=False, proxy_headers=False,
+        server_app,
+        host=host or settings.host,
+        port=port or settings.port,
+        loop="uvloop",
+        log_level=settings.log_level,
+        access_log=False,
+        proxy_headers=False,
     )
     console.print(
         f"hookline {__version__} on http://{config.host}:{config.port} "
@@ -86,9 +94,13 @@ def serve(
 @app.command()
 def worker(
     database_url: DatabaseOption = None,
-    metrics_port: Annotated[int | None, typer.Option(
-        help="Serve /metrics, /healthz and /readyz on this port. Overrides "
-             "HOOKLINE_WORKER_METRICS_PORT (default: no endpoint).")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /metrics, /healthz and /readyz on this port. Overrides "
+            "HOOKLINE_WORKER_METRICS_PORT (default: no endpoint)."
+        ),
+    ] = None,
 ) -> None:
     """Run delivery workers and schedulers without the API (for PostgreSQL deployments)."""
     from hookline.background import BackgroundServices
@@ -102,8 +114,10 @@ def worker(
     _setup_logging(settings.log_level)
     runtime = Runtime.create(settings)
     if runtime.db.is_sqlite:
-        console.print("[yellow]note:[/yellow] on SQLite, `hookline serve` already runs the "
-                      "worker; run separate workers only against PostgreSQL.")
+        console.print(
+            "[yellow]note:[/yellow] on SQLite, `hookline serve` already runs the "
+            "worker; run separate workers only against PostgreSQL."
+        )
 
     async def run() -> None:
         import signal
@@ -118,18 +132,25 @@ def worker(
         endpoint = None  # up before the first delivery it would count
         if settings.worker_metrics_port is not None:
             try:
-                endpoint = await start_metrics_server(runtime, settings.worker_metrics_host,
-                                                      settings.worker_metrics_port)
+                endpoint = await start_metrics_server(
+                    runtime, settings.worker_metrics_host, settings.worker_metrics_port
+                )
             except OSError as error:
                 await runtime.db.dispose()
-                console.print(f"[red]error:[/red] cannot serve metrics on "
-                              f"{settings.worker_metrics_host}:{settings.worker_metrics_port}:"
-                              f" {error.strerror or error}")
+                console.print(
+                    f"[red]error:[/red] cannot serve metrics on "
+                    f"{settings.worker_metrics_host}:{settings.worker_metrics_port}:"
+                    f" {error.strerror or error}"
+                )
                 raise typer.Exit(1) from None
         await services.start()
         freeze_startup_objects()
-        where = (f"; metrics on http://{settings.worker_metrics_host}:"
-                 f"{settings.worker_metrics_port}/metrics" if endpoint else "")
+        where = (
+            f"; metrics on http://{settings.worker_metrics_host}:"
+            f"{settings.worker_metrics_port}/metrics"
+            if endpoint
+            else ""
+        )
         console.print(f"hookline worker running ({runtime.db.dialect}){where}")
         await stopping.wait()
         if endpoint is not None:

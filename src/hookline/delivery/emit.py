@@ -35,7 +35,11 @@ class EmittedEvent:
 
 
 def build_body(
-    *, account_id: uuid.UUID, event: str, consumer_id: uuid.UUID | None, created: int,
+    *,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    created: int,
     fields: dict[str, Any],
 ) -> dict[str, Any]:
     """The flat body in the documented order; unknown optional fields become ``null``."""
@@ -61,12 +65,21 @@ def encode_body(body: dict[str, Any]) -> bytes:
 
 
 def prepare_event(
-    *, account_id: uuid.UUID, event: str, consumer_id: uuid.UUID | None,
-    fields: dict[str, Any], now: datetime,
+    *,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    fields: dict[str, Any],
+    now: datetime,
 ) -> tuple[dict[str, Any], bytes]:
     """The validated body and its exact bytes; raises before anything is written."""
-    body = build_body(account_id=account_id, event=event, consumer_id=consumer_id,
-                      created=int(now.timestamp()), fields=fields)
+    body = build_body(
+        account_id=account_id,
+        event=event,
+        consumer_id=consumer_id,
+        created=int(now.timestamp()),
+        fields=fields,
+    )
     validate_body(body)
     return body, encode_body(body)
 
@@ -88,18 +101,25 @@ async def emit(
     integration. Raises :class:`hookline.catalog.InvalidEventBody` on a body that does not
     match the catalog, before anything is written.
     """
-    body, payload = prepare_event(account_id=account_id, event=event, consumer_id=consumer_id,
-                                  fields=fields, now=now)
+    body, payload = prepare_event(
+        account_id=account_id, event=event, consumer_id=consumer_id, fields=fields, now=now
+    )
     event_id = new_id()
     delivery_ids = await write_event(
-        conn, event_id=event_id, account_id=account_id, event=event, consumer_id=consumer_id,
-        integration_id=integration_id, payload=payload, idempotency_key=idempotency_key,
-        now=now, pos=get_event_type(event).api == "POS",
+        conn,
+        event_id=event_id,
+        account_id=account_id,
+        event=event,
+        consumer_id=consumer_id,
+        integration_id=integration_id,
+        payload=payload,
+        idempotency_key=idempotency_key,
+        now=now,
+        pos=get_event_type(event).api == "POS",
     )
     if delivery_ids:
         await request_wake(conn, DELIVERY_TOPIC)
     return EmittedEvent(event_id, body, payload, delivery_ids)
-
 
 
 async def rehearse_emit(conn: AsyncConnection) -> None:
@@ -109,8 +129,22 @@ async def rehearse_emit(conn: AsyncConnection) -> None:
     now = datetime.now(UTC)
     account_id = new_id()
     await conn.execute(insert(accounts).values(id=account_id, name="warm-up", created_at=now))
-    await conn.execute(insert(webhooks).values(
-        id=new_id(), account_id=account_id, event=REHEARSED_EVENT, url="http://warm-up.invalid/",
-        status="active", created_at=now, updated_at=now))
-    await emit(conn, account_id=account_id, event=REHEARSED_EVENT, consumer_id=new_id(),
-               fields={"connectionid": str(new_id())}, now=now)
+    await conn.execute(
+        insert(webhooks).values(
+            id=new_id(),
+            account_id=account_id,
+            event=REHEARSED_EVENT,
+            url="http://warm-up.invalid/",
+            status="active",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await emit(
+        conn,
+        account_id=account_id,
+        event=REHEARSED_EVENT,
+        consumer_id=new_id(),
+        fields={"connectionid": str(new_id())},
+        now=now,
+    )

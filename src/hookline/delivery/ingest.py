@@ -46,17 +46,21 @@ def split_request(data: Any) -> tuple[str, uuid.UUID | None, dict[str, Any]]:
     fields = dict(data)
     event = fields.pop("event", None)
     if not isinstance(event, str) or not event:
-        raise InvalidRequest("The body needs an event", detail="event: required",
-                             error_code="ERROR_INVALID_BODY")
+        raise InvalidRequest(
+            "The body needs an event", detail="event: required", error_code="ERROR_INVALID_BODY"
+        )
     if event not in BY_NAME:
-        raise InvalidRequest(f"Unknown event {event!r}",
-                             detail="See GET /webhooks/list for the known events",
-                             error_code="ERROR_UNKNOWN_EVENT")
+        raise InvalidRequest(
+            f"Unknown event {event!r}",
+            detail="See GET /webhooks/list for the known events",
+            error_code="ERROR_UNKNOWN_EVENT",
+        )
     given = [name for name in SERVER_FIELDS if name in fields]
     if given:
         raise InvalidRequest(
             f"{' and '.join(given)} are set by hookline and cannot be sent",
-            detail=", ".join(given), error_code="ERROR_INVALID_BODY",
+            detail=", ".join(given),
+            error_code="ERROR_INVALID_BODY",
         )
     raw_consumer = fields.pop("consumerid", None)
     consumer_id: uuid.UUID | None = None
@@ -66,8 +70,11 @@ def split_request(data: Any) -> tuple[str, uuid.UUID | None, dict[str, Any]]:
         except ValueError:
             consumer_id = None
         if consumer_id is None:
-            raise InvalidRequest("Invalid event body", detail="consumerid: not a uuid",
-                                 error_code="ERROR_INVALID_BODY")
+            raise InvalidRequest(
+                "Invalid event body",
+                detail="consumerid: not a uuid",
+                error_code="ERROR_INVALID_BODY",
+            )
     return event, consumer_id, fields
 
 
@@ -92,15 +99,21 @@ async def ingest_event(
         _check_key(idempotency_key)
         earlier = await _find_existing(conn, account_id, idempotency_key)
         if earlier is not None:
-            return _same_or_conflict(earlier, account_id, event, consumer_id, fields,
-                                     integration_id)
+            return _same_or_conflict(
+                earlier, account_id, event, consumer_id, fields, integration_id
+            )
     # No savepoint around this: a lost race on the unique key fails the whole transaction
     # with IntegrityError, and the caller answers with :func:`replay_after_race`. That keeps
     # the common path at the fewest database round trips.
     with _as_bad_request(event):
         emitted = await emit(
-            conn, account_id=account_id, event=event, consumer_id=consumer_id,
-            fields=fields, now=now, integration_id=integration_id,
+            conn,
+            account_id=account_id,
+            event=event,
+            consumer_id=consumer_id,
+            fields=fields,
+            now=now,
+            integration_id=integration_id,
             idempotency_key=idempotency_key,
         )
     return IngestedEvent(emitted.id, emitted.body, len(emitted.delivery_ids), replayed=False)
@@ -127,19 +140,30 @@ async def ingest_event_fast(
     if idempotency_key is not None:
         _check_key(idempotency_key)
     with _as_bad_request(event):
-        body, payload = prepare_event(account_id=account_id, event=event,
-                                      consumer_id=consumer_id, fields=fields, now=now)
+        body, payload = prepare_event(
+            account_id=account_id, event=event, consumer_id=consumer_id, fields=fields, now=now
+        )
     event_id = new_id()
-    written = await writer.write(EventRow(
-        event_id, account_id, event, consumer_id, integration_id, payload, idempotency_key,
-        now, get_event_type(event).api == "POS",
-    ))
+    written = await writer.write(
+        EventRow(
+            event_id,
+            account_id,
+            event,
+            consumer_id,
+            integration_id,
+            payload,
+            idempotency_key,
+            now,
+            get_event_type(event).api == "POS",
+        )
+    )
     if written.existing is not None:
         found = written.existing
-        earlier = _Stored(IngestedEvent(found.id, json.loads(found.payload), found.deliveries,
-                                        replayed=True), found.integration_id)
-        return _same_or_conflict(earlier, account_id, event, consumer_id, fields,
-                                 integration_id)
+        earlier = _Stored(
+            IngestedEvent(found.id, json.loads(found.payload), found.deliveries, replayed=True),
+            found.integration_id,
+        )
+        return _same_or_conflict(earlier, account_id, event, consumer_id, fields, integration_id)
     return IngestedEvent(event_id, body, len(written.delivery_ids), replayed=False)
 
 
@@ -159,8 +183,9 @@ def _as_bad_request(event: str) -> Iterator[None]:
     except UnknownEventType:
         raise InvalidRequest(f"Unknown event {event!r}", error_code="ERROR_UNKNOWN_EVENT") from None
     except InvalidEventBody as error:
-        raise InvalidRequest("Invalid event body", detail="; ".join(error.errors),
-                             error_code="ERROR_INVALID_BODY") from None
+        raise InvalidRequest(
+            "Invalid event body", detail="; ".join(error.errors), error_code="ERROR_INVALID_BODY"
+        ) from None
 
 
 async def replay_after_race(
@@ -186,9 +211,7 @@ class _Stored:
     integration_id: int | None
 
 
-async def _find_existing(
-    conn: AsyncConnection, account_id: uuid.UUID, key: str
-) -> _Stored | None:
+async def _find_existing(conn: AsyncConnection, account_id: uuid.UUID, key: str) -> _Stored | None:
     row = (
         await conn.execute(
             select(events.c.id, events.c.payload, events.c.integration_id).where(
@@ -208,21 +231,33 @@ async def _find_existing(
 
 
 def _same_or_conflict(
-    earlier: _Stored, account_id: uuid.UUID, event: str, consumer_id: uuid.UUID | None,
-    fields: dict[str, Any], integration_id: int | None,
+    earlier: _Stored,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    fields: dict[str, Any],
+    integration_id: int | None,
 ) -> IngestedEvent:
     """The first result, unless the key now comes with a different event (a client bug)."""
     stored = earlier.result.body
     try:
-        candidate = build_body(account_id=account_id, event=event, consumer_id=consumer_id,
-                               created=stored.get("created", 0), fields=fields)
+        candidate = build_body(
+            account_id=account_id,
+            event=event,
+            consumer_id=consumer_id,
+            created=stored.get("created", 0),
+            fields=fields,
+        )
     except UnknownEventType:
         candidate = None
     # Compare as JSON, as stored: a uuid given as a string and its parsed form are equal.
-    if (json.loads(json.dumps(candidate, default=str)) != stored
-            or earlier.integration_id != integration_id):
+    if (
+        json.loads(json.dumps(candidate, default=str)) != stored
+        or earlier.integration_id != integration_id
+    ):
         raise Conflict(
             "This x-chift-client-requestid was already used for a different event",
-            detail=f"first event: {earlier.result.id}", error_code="ERROR_IDEMPOTENCY_CONFLICT",
+            detail=f"first event: {earlier.result.id}",
+            error_code="ERROR_IDEMPOTENCY_CONFLICT",
         )
     return earlier.result

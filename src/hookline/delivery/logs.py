@@ -54,11 +54,21 @@ class LogPage:
 
 def log_from_row(row: Any) -> WebhookLog:
     return WebhookLog(
-        id=row.id, webhook_id=row.webhook_id, delivery_id=row.delivery_id,
-        event_id=row.event_id, account_id=row.account_id, event=row.event, url=row.url,
-        integration_id=row.integration_id, http_status=row.http_status, attempt=row.attempt,
-        duration_ms=row.duration_ms, outcome=row.outcome, error_class=row.error_class,
-        response_excerpt=row.response_excerpt, next_attempt_at=row.next_attempt_at,
+        id=row.id,
+        webhook_id=row.webhook_id,
+        delivery_id=row.delivery_id,
+        event_id=row.event_id,
+        account_id=row.account_id,
+        event=row.event,
+        url=row.url,
+        integration_id=row.integration_id,
+        http_status=row.http_status,
+        attempt=row.attempt,
+        duration_ms=row.duration_ms,
+        outcome=row.outcome,
+        error_class=row.error_class,
+        response_excerpt=row.response_excerpt,
+        next_attempt_at=row.next_attempt_at,
         created_at=row.created_at,
     )
 
@@ -106,8 +116,9 @@ async def list_logs(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)  # a time without zone is read as UTC
     await get_webhook(conn, account_id=account_id, webhook_id=webhook_id)
-    query = select(webhook_logs).where(webhook_logs.c.webhook_id == webhook_id,
-                                       webhook_logs.c.account_id == account_id)
+    query = select(webhook_logs).where(
+        webhook_logs.c.webhook_id == webhook_id, webhook_logs.c.account_id == account_id
+    )
     if status:
         query = query.where(status_condition(status))
     if since is not None:
@@ -115,16 +126,19 @@ async def list_logs(
     if cursor is not None:
         anchor = (
             await conn.execute(
-                select(webhook_logs.c.created_at).where(webhook_logs.c.id == cursor,
-                                                        webhook_logs.c.webhook_id == webhook_id)
+                select(webhook_logs.c.created_at).where(
+                    webhook_logs.c.id == cursor, webhook_logs.c.webhook_id == webhook_id
+                )
             )
         ).scalar_one_or_none()
         if anchor is None:
             raise NotFound(f"Log {cursor} not found", error_code="ERROR_LOG_NOT_FOUND")
-        query = query.where(or_(
-            webhook_logs.c.created_at < anchor,
-            and_(webhook_logs.c.created_at == anchor, webhook_logs.c.id < cursor),
-        ))
+        query = query.where(
+            or_(
+                webhook_logs.c.created_at < anchor,
+                and_(webhook_logs.c.created_at == anchor, webhook_logs.c.id < cursor),
+            )
+        )
     query = query.order_by(webhook_logs.c.created_at.desc(), webhook_logs.c.id.desc())
     rows = (await conn.execute(query.limit(limit).offset(offset))).all()
     items = [log_from_row(row) for row in rows]
@@ -137,7 +151,8 @@ async def get_log(
     row = (
         await conn.execute(
             select(webhook_logs).where(
-                webhook_logs.c.id == log_id, webhook_logs.c.webhook_id == webhook_id,
+                webhook_logs.c.id == log_id,
+                webhook_logs.c.webhook_id == webhook_id,
                 webhook_logs.c.account_id == account_id,
             )
         )

@@ -35,8 +35,12 @@ def _require_active(webhook: Webhook) -> None:
 
 
 async def redeliver_log(
-    conn: AsyncConnection, *, account_id: uuid.UUID, webhook_id: uuid.UUID,
-    log_id: uuid.UUID, now: datetime,
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    log_id: uuid.UUID,
+    now: datetime,
 ) -> uuid.UUID:
     """Queue the delivery of one logged attempt again; returns its (unchanged) delivery id."""
     webhook = await get_webhook(conn, account_id=account_id, webhook_id=webhook_id)
@@ -50,16 +54,22 @@ async def redeliver_log(
         .values(status="pending", updated_at=now)
     )
     if result.rowcount == 0:
-        raise InvalidRequest(f"The delivery {log.delivery_id} of this log no longer exists",
-                             error_code="ERROR_DELIVERY_GONE")
+        raise InvalidRequest(
+            f"The delivery {log.delivery_id} of this log no longer exists",
+            error_code="ERROR_DELIVERY_GONE",
+        )
     await _enqueue(conn, log.delivery_id, webhook_id, log.event_id, now)
     await request_wake(conn, DELIVERY_TOPIC)
     return log.delivery_id
 
 
 async def recover_failed(
-    conn: AsyncConnection, *, account_id: uuid.UUID, webhook_id: uuid.UUID,
-    since: datetime, now: datetime,
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    since: datetime,
+    now: datetime,
 ) -> int:
     """Redeliver every failed delivery of a webhook created or updated at or after ``since``.
 
@@ -71,16 +81,24 @@ async def recover_failed(
     webhook = await get_webhook(conn, account_id=account_id, webhook_id=webhook_id)
     _require_active(webhook)
     candidates = (
-        await conn.execute(
-            select(deliveries.c.id).where(
-                deliveries.c.webhook_id == webhook_id, deliveries.c.account_id == account_id,
-                deliveries.c.status == "failed", deliveries.c.updated_at >= since,
-            ).order_by(deliveries.c.id)
+        (
+            await conn.execute(
+                select(deliveries.c.id)
+                .where(
+                    deliveries.c.webhook_id == webhook_id,
+                    deliveries.c.account_id == account_id,
+                    deliveries.c.status == "failed",
+                    deliveries.c.updated_at >= since,
+                )
+                .order_by(deliveries.c.id)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     count = 0
     for start in range(0, len(candidates), _CHUNK):
-        chunk = candidates[start:start + _CHUNK]
+        chunk = candidates[start : start + _CHUNK]
         rows = (
             await conn.execute(
                 update(deliveries)
@@ -98,8 +116,11 @@ async def recover_failed(
 
 
 async def _enqueue(
-    conn: AsyncConnection, delivery_id: uuid.UUID, webhook_id: uuid.UUID,
-    event_id: uuid.UUID, now: datetime,
+    conn: AsyncConnection,
+    delivery_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    event_id: uuid.UUID,
+    now: datetime,
 ) -> None:
     """Make the delivery due now. A queue row held by a worker (leased) is left alone: that
     worker is sending it right now, and a second send would be a pointless duplicate."""
@@ -111,8 +132,11 @@ async def _enqueue(
     if current is not None:
         if current.lease_owner is None:
             await conn.execute(
-                update(delivery_queue).where(delivery_queue.c.delivery_id == delivery_id,
-                                             delivery_queue.c.lease_owner.is_(None))
+                update(delivery_queue)
+                .where(
+                    delivery_queue.c.delivery_id == delivery_id,
+                    delivery_queue.c.lease_owner.is_(None),
+                )
                 .values(available_at=now, attempt=0)
             )
         return
@@ -120,8 +144,12 @@ async def _enqueue(
         async with conn.begin_nested():
             await conn.execute(
                 insert(delivery_queue).values(
-                    delivery_id=delivery_id, webhook_id=webhook_id, event_id=event_id,
-                    available_at=now, attempt=0, lease_owner=None,
+                    delivery_id=delivery_id,
+                    webhook_id=webhook_id,
+                    event_id=event_id,
+                    available_at=now,
+                    attempt=0,
+                    lease_owner=None,
                 )
             )
     except IntegrityError:

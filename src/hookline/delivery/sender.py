@@ -40,11 +40,17 @@ from hookline.delivery.tls import outbound_ssl
 
 #: Exceptions meaning "the request could not be made and never will be": no retry.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
-    BlockedAddress, aiohttp.InvalidURL, ValueError,
+    BlockedAddress,
+    aiohttp.InvalidURL,
+    ValueError,
 )
 #: Exceptions meaning "this attempt failed on the way": retry on the schedule.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    TimeoutError, aiohttp.ClientError, HttpProcessingError, EofStream, OSError,
+    TimeoutError,
+    aiohttp.ClientError,
+    HttpProcessingError,
+    EofStream,
+    OSError,
 )
 _SCHEMES = frozenset({"http", "https"})
 _NO_TRACES: list[aiohttp.tracing.Trace] = []
@@ -85,7 +91,8 @@ class Sender:
         self._targets: dict[str, _Target] = {}
         self._total = settings.delivery_timeout
         self._connect_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.delivery_connect_timeout)
+            total=None, sock_connect=settings.delivery_connect_timeout
+        )
         self._excerpt_bytes = max(0, settings.response_excerpt_bytes)
         self._connector: aiohttp.TCPConnector | None = None
 
@@ -114,8 +121,10 @@ class Sender:
         parsed = URL(url)
         if parsed.scheme not in _SCHEMES or not parsed.raw_host:
             raise aiohttp.InvalidURL(url)
-        lines = [f"POST {parsed.raw_path_qs or '/'} HTTP/1.1",
-                 f"Host: {parsed.host_port_subcomponent}"]
+        lines = [
+            f"POST {parsed.raw_path_qs or '/'} HTTP/1.1",
+            f"Host: {parsed.host_port_subcomponent}",
+        ]
         if parsed.raw_user is not None:  # credentials in the URL: HTTP basic auth, as a
             auth = aiohttp.BasicAuth.from_url(parsed)  # session would send it
             if auth is not None:
@@ -142,8 +151,12 @@ class Sender:
             request = _request_bytes(target.head, headers, body)
             async with asyncio.timeout(self._total):
                 status, excerpt, retry_after = await self._exchange(target, request)
-            return SendResult(status, (time.perf_counter() - started) * 1000.0,
-                              excerpt=excerpt, retry_after=retry_after)
+            return SendResult(
+                status,
+                (time.perf_counter() - started) * 1000.0,
+                excerpt=excerpt,
+                retry_after=retry_after,
+            )
         except aiohttp.ClientSSLError as error:
             # Before PERMANENT_ERRORS: a certificate error is a ValueError too, but receivers
             # renew certificates, so it is retried on the schedule.
@@ -153,9 +166,9 @@ class Sender:
         except TRANSIENT_ERRORS as error:
             return _failure(started, _explained(error), retryable=True)
 
-    async def _exchange(self, target: _Target, request: bytes) -> tuple[
-        int, str | None, str | None
-    ]:
+    async def _exchange(
+        self, target: _Target, request: bytes
+    ) -> tuple[int, str | None, str | None]:
         """Write ``request`` on a pooled connection and read the response's status line,
         headers and excerpt; the connection goes back to the pool only when the response was
         read to its end and the server allows keep-alive."""
@@ -204,9 +217,13 @@ class Sender:
 
 
 def _failure(started: float, error: BaseException, *, retryable: bool) -> SendResult:
-    return SendResult(None, (time.perf_counter() - started) * 1000.0,
-                      error_class=type(error).__name__, retryable_error=retryable,
-                      excerpt=str(error)[:200] or None)
+    return SendResult(
+        None,
+        (time.perf_counter() - started) * 1000.0,
+        error_class=type(error).__name__,
+        retryable_error=retryable,
+        excerpt=str(error)[:200] or None,
+    )
 
 
 def _explained(error: BaseException) -> BaseException:
@@ -214,8 +231,7 @@ def _explained(error: BaseException) -> BaseException:
     answer, the parser's for a malformed answer (aiohttp wraps it)."""
     if isinstance(error, EofStream):
         return aiohttp.ServerDisconnectedError("connection closed before a response")
-    if isinstance(error, HttpProcessingError) and isinstance(error.__cause__,
-                                                             HttpProcessingError):
+    if isinstance(error, HttpProcessingError) and isinstance(error.__cause__, HttpProcessingError):
         return error.__cause__
     return error
 

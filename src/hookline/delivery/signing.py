@@ -50,7 +50,7 @@ class SigningKey:
 def standard_key(secret: str) -> bytes:
     if secret.startswith(WHSEC_PREFIX):
         try:
-            encoded = secret[len(WHSEC_PREFIX):]
+            encoded = secret[len(WHSEC_PREFIX) :]
             return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         except (binascii.Error, ValueError):
             pass  # not valid base64: fall back to the raw text, like any other secret

@@ -60,10 +60,17 @@ class Webhook:
 
 def webhook_from_row(row: Any) -> Webhook:
     return Webhook(
-        id=row.id, account_id=row.account_id, event=row.event, url=row.url, status=row.status,
-        integration_id=row.integration_id, created_by=row.created_by,
-        created_at=row.created_at, updated_at=row.updated_at,
-        has_secret=row.secret_encrypted is not None, disabled_reason=row.disabled_reason,
+        id=row.id,
+        account_id=row.account_id,
+        event=row.event,
+        url=row.url,
+        status=row.status,
+        integration_id=row.integration_id,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        has_secret=row.secret_encrypted is not None,
+        disabled_reason=row.disabled_reason,
         failing_since=row.failing_since,
     )
 
@@ -74,19 +81,22 @@ def validate_url(url: str) -> str:
     if not url:
         raise InvalidRequest("The url cannot be empty", error_code="ERROR_INVALID_URL")
     if len(url) > MAX_URL:
-        raise InvalidRequest(f"The url is longer than {MAX_URL} characters",
-                             error_code="ERROR_INVALID_URL")
+        raise InvalidRequest(
+            f"The url is longer than {MAX_URL} characters", error_code="ERROR_INVALID_URL"
+        )
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise InvalidRequest("The url cannot contain spaces or control characters",
-                             error_code="ERROR_INVALID_URL")
+        raise InvalidRequest(
+            "The url cannot contain spaces or control characters", error_code="ERROR_INVALID_URL"
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
         raise InvalidRequest(f"Invalid url: {url!r}", error_code="ERROR_INVALID_URL") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidRequest("The url must start with http:// or https://",
-                             error_code="ERROR_INVALID_URL")
+        raise InvalidRequest(
+            "The url must start with http:// or https://", error_code="ERROR_INVALID_URL"
+        )
     if not parts.hostname:
         raise InvalidRequest("The url must have a host", error_code="ERROR_INVALID_URL")
     return url
@@ -94,14 +104,17 @@ def validate_url(url: str) -> str:
 
 def _check_secret(secret: str) -> None:
     if len(secret) > MAX_SECRET:
-        raise InvalidRequest(f"The signingsecret is longer than {MAX_SECRET} characters",
-                             error_code="ERROR_INVALID_SECRET")
+        raise InvalidRequest(
+            f"The signingsecret is longer than {MAX_SECRET} characters",
+            error_code="ERROR_INVALID_SECRET",
+        )
 
 
 def _check_event(event: str) -> str:
     if len(event) > MAX_EVENT or event not in BY_NAME:
         raise InvalidRequest(
-            f"Unknown event {event!r}", detail="See GET /webhooks/list for the known events",
+            f"Unknown event {event!r}",
+            detail="See GET /webhooks/list for the known events",
             error_code="ERROR_UNKNOWN_EVENT",
         )
     return BY_NAME[event].api or ""
@@ -137,8 +150,9 @@ async def create_webhook(
                 error_code="ERROR_INTEGRATION_REQUIRED",
             )
         if integration is None or integration.id != integration_id:
-            raise InvalidRequest(f"Unknown integrationid {integration_id}",
-                                 error_code="ERROR_UNKNOWN_INTEGRATION")
+            raise InvalidRequest(
+                f"Unknown integrationid {integration_id}", error_code="ERROR_UNKNOWN_INTEGRATION"
+            )
         if not integration.is_pos:
             raise InvalidRequest(
                 f"The integration {integration_id} is not a Point of Sale integration",
@@ -154,10 +168,16 @@ async def create_webhook(
         _check_secret(signing_secret)
     await _refuse_duplicate(conn, account_id, url, event, exclude=None)
     values = {
-        "id": new_id(), "account_id": account_id, "event": event, "url": url,
+        "id": new_id(),
+        "account_id": account_id,
+        "event": event,
+        "url": url,
         "secret_encrypted": box.encrypt(signing_secret) if signing_secret else None,
-        "integration_id": integration_id, "status": "active", "created_by": created_by,
-        "created_at": now, "updated_at": now,
+        "integration_id": integration_id,
+        "status": "active",
+        "created_by": created_by,
+        "created_at": now,
+        "updated_at": now,
     }
     await _write(conn, insert(webhooks).values(values), url, event)
     return await get_webhook(conn, account_id=account_id, webhook_id=values["id"])
@@ -182,8 +202,7 @@ async def get_webhook(
     """One webhook of the account; another account's id is answered as unknown (404)."""
     row = (
         await conn.execute(
-            select(webhooks).where(webhooks.c.id == webhook_id,
-                                   webhooks.c.account_id == account_id)
+            select(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.account_id == account_id)
         )
     ).first()
     if row is None:
@@ -244,8 +263,12 @@ async def delete_webhook(
 
 
 async def _refuse_duplicate(
-    conn: AsyncConnection, account_id: uuid.UUID, url: str, event: str,
-    *, exclude: uuid.UUID | None,
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    url: str,
+    event: str,
+    *,
+    exclude: uuid.UUID | None,
 ) -> None:
     query = select(webhooks.c.id).where(
         webhooks.c.account_id == account_id, webhooks.c.url == url, webhooks.c.event == event
@@ -268,7 +291,8 @@ async def _write(conn: AsyncConnection, statement: Any, url: str, event: str) ->
 def _duplicate(url: str, event: str) -> InvalidRequest:
     return InvalidRequest(
         f"A webhook for {event} to this url already exists",
-        detail=url, error_code="ERROR_WEBHOOK_DUPLICATE",
+        detail=url,
+        error_code="ERROR_WEBHOOK_DUPLICATE",
     )
 
 

@@ -56,9 +56,7 @@ class DeliveryWorker:
     def __init__(self, runtime: Runtime, *, owner: str | None = None) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.owner = owner or (
-            f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        )
+        self.owner = owner or (f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
         self.concurrency = max(1, self.settings.delivery_concurrency)
         self.batch_size = max(1, min(self.settings.delivery_batch_size, self.concurrency))
         self._min_claim = max(1, self.batch_size // 4)
@@ -115,13 +113,18 @@ class DeliveryWorker:
                 if not db.is_sqlite:
                     from hookline.store.listen import listen
 
-                    helpers.append(asyncio.create_task(
-                        listen(db.url, db.notify_channel, self.wake, listen_stop),
-                        name="hookline:delivery-listen",
-                    ))
+                    helpers.append(
+                        asyncio.create_task(
+                            listen(db.url, db.notify_channel, self.wake, listen_stop),
+                            name="hookline:delivery-listen",
+                        )
+                    )
                 recorder = asyncio.create_task(self._record_loop(), name="hookline:recorder")
-                helpers.append(asyncio.create_task(self._renew_loop(listen_stop),
-                                                   name="hookline:lease-renewer"))
+                helpers.append(
+                    asyncio.create_task(
+                        self._renew_loop(listen_stop), name="hookline:lease-renewer"
+                    )
+                )
                 try:
                     await self._claim_loop(stop)
                 finally:
@@ -162,8 +165,9 @@ class DeliveryWorker:
             self._wake.clear()
             now = clock.now()
             try:
-                items = await self._claims.claim(owner=self.owner, now=now,
-                                                 lease_until=now + lease, limit=want)
+                items = await self._claims.claim(
+                    owner=self.owner, now=now, lease_until=now + lease, limit=want
+                )
             except Exception:
                 log.exception("claiming deliveries failed; retrying")
                 await _first(stop.wait(), timeout=1.0)
@@ -208,8 +212,11 @@ class DeliveryWorker:
             try:
                 async with self.runtime.db.transaction(priority=True) as conn:
                     kept = await queue.renew_leases(
-                        conn, owner=self.owner, delivery_ids=due,
-                        until=self.runtime.clock.now() + timedelta(seconds=lease))
+                        conn,
+                        owner=self.owner,
+                        delivery_ids=due,
+                        until=self.runtime.clock.now() + timedelta(seconds=lease),
+                    )
             except Exception:  # the next round tries again, still within the lease
                 log.exception("renewing %d delivery leases failed", len(due))
                 continue
@@ -261,15 +268,22 @@ class DeliveryWorker:
             if item.webhook_status != "active" or not item.url:
                 return AttemptRecord(item, policy.DROPPED)
             key = self._signing_key(item)
-            headers = delivery_headers(message_id=str(item.delivery_id),
-                                       timestamp=int(self.runtime.clock.timestamp()),
-                                       body=item.payload, key=key)
+            headers = delivery_headers(
+                message_id=str(item.delivery_id),
+                timestamp=int(self.runtime.clock.timestamp()),
+                body=item.payload,
+                key=key,
+            )
             result = await self._sender.send(item.url, item.payload, headers)
             status = result.status
             if status is not None and 200 <= status < 300:  # the common case needs no policy
-                return AttemptRecord(item, policy.DELIVERED, http_status=status,
-                                     duration_ms=result.duration_ms,
-                                     response_excerpt=result.excerpt)
+                return AttemptRecord(
+                    item,
+                    policy.DELIVERED,
+                    http_status=status,
+                    duration_ms=result.duration_ms,
+                    response_excerpt=result.excerpt,
+                )
             return self._decide(item, result)
         except asyncio.CancelledError:
             self._inflight -= 1
@@ -304,22 +318,33 @@ class DeliveryWorker:
         now = self.runtime.clock.now()
         verdict = policy.classify(result.status, retryable_error=result.retryable_error)
         decision = policy.decide(
-            verdict=verdict, attempt=item.attempt, now=now,
-            schedule=settings.retry_schedule, jitter=settings.retry_jitter,
+            verdict=verdict,
+            attempt=item.attempt,
+            now=now,
+            schedule=settings.retry_schedule,
+            jitter=settings.retry_jitter,
             retry_after=result.retry_after if verdict is policy.Verdict.RETRY else None,
             retry_after_max=settings.retry_after_max_seconds,
             failing_since=item.failing_since,
-            disable_after_seconds=settings.disable_after_failing_seconds, rng=self._rng,
+            disable_after_seconds=settings.disable_after_failing_seconds,
+            rng=self._rng,
         )
         error_class = result.error_class
-        if error_class is None and result.status is not None and verdict is not (
-            policy.Verdict.DELIVERED
+        if (
+            error_class is None
+            and result.status is not None
+            and verdict is not (policy.Verdict.DELIVERED)
         ):
             error_class = f"HTTP{result.status}"
         return AttemptRecord(
-            item, decision.outcome, http_status=result.status, duration_ms=result.duration_ms,
-            error_class=error_class, response_excerpt=result.excerpt,
-            next_attempt_at=decision.next_attempt_at, disable_reason=decision.disable_reason,
+            item,
+            decision.outcome,
+            http_status=result.status,
+            duration_ms=result.duration_ms,
+            error_class=error_class,
+            response_excerpt=result.excerpt,
+            next_attempt_at=decision.next_attempt_at,
+            disable_reason=decision.disable_reason,
         )
 
     # -- recording ----------------------------------------------------------------------------
@@ -353,16 +378,21 @@ class DeliveryWorker:
     async def _record(self, batch: list[AttemptRecord]) -> None:
         # Successes of healthy webhooks take the one-round-trip path; a success that ends a
         # webhook's failing streak, and every other outcome, take the general one.
-        delivered = [r for r in batch if r.outcome == policy.DELIVERED
-                     and r.delivery.failing_since is None]
-        others = [r for r in batch if r.outcome != policy.DELIVERED
-                  or r.delivery.failing_since is not None]
+        delivered = [
+            r for r in batch if r.outcome == policy.DELIVERED and r.delivery.failing_since is None
+        ]
+        others = [
+            r
+            for r in batch
+            if r.outcome != policy.DELIVERED or r.delivery.failing_since is not None
+        ]
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             now = self.runtime.clock.now()
             try:
                 if delivered:
-                    await self._records.record_delivered(owner=self.owner, now=now,
-                                                         records=delivered)
+                    await self._records.record_delivered(
+                        owner=self.owner, now=now, records=delivered
+                    )
                     delivered = []
                 if others:
                     async with self.runtime.db.transaction(priority=True) as conn:
@@ -373,8 +403,9 @@ class DeliveryWorker:
                     # Leases expire and the deliveries are sent again: at-least-once holds.
                     log.exception("recording %d delivery results failed; giving up", len(batch))
                     return
-                log.warning("recording delivery results failed (try %d); retrying", attempt,
-                            exc_info=True)
+                log.warning(
+                    "recording delivery results failed (try %d); retrying", attempt, exc_info=True
+                )
                 await asyncio.sleep(0.05 * attempt)  # back off from a deadlock or a blip
         retry_times = [r.next_attempt_at for r in batch if r.next_attempt_at is not None]
         if retry_times:

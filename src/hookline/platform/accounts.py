@@ -49,8 +49,12 @@ async def create_api_key(
     client_secret = secrets.token_urlsafe(32)
     await conn.execute(
         insert(api_keys).values(
-            id=new_id(), account_id=account_id, client_id=client_id,
-            secret_hash=hash_secret(client_secret), name=name, created_at=now,
+            id=new_id(),
+            account_id=account_id,
+            client_id=client_id,
+            secret_hash=hash_secret(client_secret),
+            name=name,
+            created_at=now,
         )
     )
     return NewApiKey(account_id, client_id, client_secret)
@@ -68,7 +72,8 @@ class ApiKeyInfo:
 async def list_api_keys(conn: AsyncConnection, account_id: uuid.UUID) -> list[ApiKeyInfo]:
     rows = await conn.execute(
         select(api_keys.c.client_id, api_keys.c.name, api_keys.c.created_at)
-        .where(api_keys.c.account_id == account_id).order_by(api_keys.c.created_at)
+        .where(api_keys.c.account_id == account_id)
+        .order_by(api_keys.c.created_at)
     )
     return [ApiKeyInfo(row.client_id, row.name, row.created_at) for row in rows]
 
@@ -76,10 +81,13 @@ async def list_api_keys(conn: AsyncConnection, account_id: uuid.UUID) -> list[Ap
 async def revoke_api_key(conn: AsyncConnection, client_id: str) -> uuid.UUID | None:
     """Delete the key: it can no longer get tokens, and dashboard sessions signed in with it
     end at their next page. Returns its account, or ``None`` for an unknown key."""
-    row = (await conn.execute(
-        delete(api_keys).where(api_keys.c.client_id == client_id)
-        .returning(api_keys.c.account_id)
-    )).first()
+    row = (
+        await conn.execute(
+            delete(api_keys)
+            .where(api_keys.c.client_id == client_id)
+            .returning(api_keys.c.account_id)
+        )
+    ).first()
     return None if row is None else row.account_id
 
 

@@ -51,27 +51,45 @@ class AgentDown:
 
 async def agent_heartbeat(conn: AsyncConnection, token: str, *, now: datetime) -> Heartbeat:
     """Record a ping from the agent holding ``token``; 401 for an unknown token."""
-    row = (await conn.execute(select(
-        connections.c.id, connections.c.account_id, connections.c.consumer_id,
-        connections.c.integration_id,
-    ).where(connections.c.agent_token_hash == fingerprint(token)))).first()
+    row = (
+        await conn.execute(
+            select(
+                connections.c.id,
+                connections.c.account_id,
+                connections.c.consumer_id,
+                connections.c.integration_id,
+            ).where(connections.c.agent_token_hash == fingerprint(token))
+        )
+    ).first()
     if row is None:
         raise Unauthorized("Unknown agent token", error_code="ERROR_INVALID_AGENT_TOKEN")
     for _ in range(3):  # a watchdog may flip the status between our two statements
         came_up = await conn.execute(
             update(connections)
-            .where(connections.c.id == row.id,
-                   or_(connections.c.agent_status.is_(None),
-                       connections.c.agent_status == "down"))
+            .where(
+                connections.c.id == row.id,
+                or_(connections.c.agent_status.is_(None), connections.c.agent_status == "down"),
+            )
             .values(agent_status="up", agent_last_seen=now, updated_at=now)
         )
         if came_up.rowcount == 1:
-            await emit(conn, account_id=row.account_id, event="account.connection.up",
-                       consumer_id=row.consumer_id, fields={"connectionid": row.id}, now=now,
-                       integration_id=row.integration_id)
+            await emit(
+                conn,
+                account_id=row.account_id,
+                event="account.connection.up",
+                consumer_id=row.consumer_id,
+                fields={"connectionid": row.id},
+                now=now,
+                integration_id=row.integration_id,
+            )
             await issues.agent_status_changed(
-                conn, account_id=row.account_id, consumer_id=row.consumer_id,
-                connection_id=row.id, agent_status="up", now=now)
+                conn,
+                account_id=row.account_id,
+                consumer_id=row.consumer_id,
+                connection_id=row.id,
+                agent_status="up",
+                now=now,
+            )
             return Heartbeat(row.id, row.consumer_id, row.account_id, True, now)
         still_up = await conn.execute(
             update(connections)
@@ -83,9 +101,14 @@ async def agent_heartbeat(conn: AsyncConnection, token: str, *, now: datetime) -
     raise Unauthorized("Unknown agent token", error_code="ERROR_INVALID_AGENT_TOKEN")
 
 
-async def mark_down_stale_agents(conn: AsyncConnection, now: datetime, *,
-                                 down_after_seconds: float, limit: int = WATCHDOG_BATCH,
-                                 account_id: uuid.UUID | None = None) -> list[AgentDown]:
+async def mark_down_stale_agents(
+    conn: AsyncConnection,
+    now: datetime,
+    *,
+    down_after_seconds: float,
+    limit: int = WATCHDOG_BATCH,
+    account_id: uuid.UUID | None = None,
+) -> list[AgentDown]:
     """Mark agents silent for ``down_after_seconds`` as down and fire one ``down`` each
     (only ``account_id``'s when given: the demo's short threshold must not reach others).
 
@@ -98,8 +121,7 @@ async def mark_down_stale_agents(conn: AsyncConnection, now: datetime, *,
     scope = [] if account_id is None else [connections.c.account_id == account_id]
     stale = (
         select(connections.c.id)
-        .where(connections.c.agent_status == "up", connections.c.agent_last_seen < cutoff,
-               *scope)
+        .where(connections.c.agent_status == "up", connections.c.agent_last_seen < cutoff, *scope)
         .order_by(connections.c.agent_last_seen)
         .limit(limit)
         .with_for_update(skip_locked=True)  # PostgreSQL: racing watchdogs split the rows
@@ -107,36 +129,64 @@ async def mark_down_stale_agents(conn: AsyncConnection, now: datetime, *,
     )
     result = await conn.execute(
         update(connections)
-        .where(connections.c.id.in_(stale), connections.c.agent_status == "up",
-               connections.c.agent_last_seen < cutoff)
+        .where(
+            connections.c.id.in_(stale),
+            connections.c.agent_status == "up",
+            connections.c.agent_last_seen < cutoff,
+        )
         .values(agent_status="down", updated_at=now)
-        .returning(connections.c.id, connections.c.consumer_id, connections.c.account_id,
-                   connections.c.integration_id)
+        .returning(
+            connections.c.id,
+            connections.c.consumer_id,
+            connections.c.account_id,
+            connections.c.integration_id,
+        )
     )
-    downs = [AgentDown(row.id, row.consumer_id, row.account_id, row.integration_id)
-             for row in result.all()]
+    downs = [
+        AgentDown(row.id, row.consumer_id, row.account_id, row.integration_id)
+        for row in result.all()
+    ]
     for down in downs:
-        await emit(conn, account_id=down.account_id, event="account.connection.down",
-                   consumer_id=down.consumer_id, fields={"connectionid": down.connection_id},
-                   now=now, integration_id=down.integration_id)
+        await emit(
+            conn,
+            account_id=down.account_id,
+            event="account.connection.down",
+            consumer_id=down.consumer_id,
+            fields={"connectionid": down.connection_id},
+            now=now,
+            integration_id=down.integration_id,
+        )
         await issues.agent_status_changed(
-            conn, account_id=down.account_id, consumer_id=down.consumer_id,
-            connection_id=down.connection_id, agent_status="down", now=now)
+            conn,
+            account_id=down.account_id,
+            consumer_id=down.consumer_id,
+            connection_id=down.connection_id,
+            agent_status="down",
+            now=now,
+        )
     return downs
 
 
-async def run_agent_watchdog(runtime: Runtime, stop: asyncio.Event, *,
-                             ticked: Ticked = None) -> None:
+async def run_agent_watchdog(
+    runtime: Runtime, stop: asyncio.Event, *, ticked: Ticked = None
+) -> None:
     """Every ``scheduler_interval_seconds``, mark silent agents down (any number of
     processes may run this at once)."""
 
     async def tick() -> None:
         async with runtime.db.transaction() as conn:
             downs = await mark_down_stale_agents(
-                conn, runtime.clock.now(),
-                down_after_seconds=runtime.settings.agent_down_after_seconds)
+                conn,
+                runtime.clock.now(),
+                down_after_seconds=runtime.settings.agent_down_after_seconds,
+            )
         if downs:
             log.info("agent watchdog: %d local agent(s) marked down", len(downs))
 
-    await every(max(runtime.settings.scheduler_interval_seconds, 0.05), stop, tick,
-                what="agent watchdog tick", ticked=ticked)
+    await every(
+        max(runtime.settings.scheduler_interval_seconds, 0.05),
+        stop,
+        tick,
+        what="agent watchdog tick",
+        ticked=ticked,
+    )

@@ -102,48 +102,70 @@ class NewLink:
 
 # --- reading -------------------------------------------------------------------------------
 
+
 def _select() -> Any:
     return select(
-        connections, integrations.c.name.label("integration_name"), integrations.c.api,
+        connections,
+        integrations.c.name.label("integration_name"),
+        integrations.c.api,
         integrations.c.local_agent,
     ).join(integrations, integrations.c.id == connections.c.integration_id)
 
 
 def _from_row(row: Any) -> Connection:
     return Connection(
-        id=row.id, account_id=row.account_id, consumer_id=row.consumer_id,
-        integration_id=row.integration_id, integration_name=row.integration_name, api=row.api,
-        local_agent=bool(row.local_agent), name=row.name, status=row.status,
-        agent_status=row.agent_status, agent_last_seen=row.agent_last_seen,
-        status_error_code=row.status_error_code, status_message=row.status_message,
-        created_at=row.created_at, updated_at=row.updated_at,
+        id=row.id,
+        account_id=row.account_id,
+        consumer_id=row.consumer_id,
+        integration_id=row.integration_id,
+        integration_name=row.integration_name,
+        api=row.api,
+        local_agent=bool(row.local_agent),
+        name=row.name,
+        status=row.status,
+        agent_status=row.agent_status,
+        agent_last_seen=row.agent_last_seen,
+        status_error_code=row.status_error_code,
+        status_message=row.status_message,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
-async def list_connections(conn: AsyncConnection, account_id: uuid.UUID,
-                           consumer_id: uuid.UUID) -> list[Connection]:
+async def list_connections(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID
+) -> list[Connection]:
     await get_consumer(conn, account_id, consumer_id)
-    query = _select().where(connections.c.account_id == account_id,
-                            connections.c.consumer_id == consumer_id)
+    query = _select().where(
+        connections.c.account_id == account_id, connections.c.consumer_id == consumer_id
+    )
     rows = await conn.execute(query.order_by(connections.c.created_at, connections.c.id))
     return [_from_row(row) for row in rows]
 
 
-async def find_connection(conn: AsyncConnection, account_id: uuid.UUID,
-                          connection_id: uuid.UUID) -> Connection | None:
+async def find_connection(
+    conn: AsyncConnection, account_id: uuid.UUID, connection_id: uuid.UUID
+) -> Connection | None:
     """A connection of the account by id alone (for callers that don't know the consumer)."""
-    row = (await conn.execute(_select().where(connections.c.account_id == account_id,
-                                              connections.c.id == connection_id))).first()
+    row = (
+        await conn.execute(
+            _select().where(
+                connections.c.account_id == account_id, connections.c.id == connection_id
+            )
+        )
+    ).first()
     return _from_row(row) if row else None
 
 
-async def get_connection(conn: AsyncConnection, account_id: uuid.UUID,
-                         consumer_id: uuid.UUID, connection_id: uuid.UUID) -> Connection:
+async def get_connection(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID, connection_id: uuid.UUID
+) -> Connection:
     await get_consumer(conn, account_id, consumer_id)
     found = await find_connection(conn, account_id, connection_id)
     if found is None or found.consumer_id != consumer_id:
-        raise NotFound(f"Connection {connection_id} not found",
-                       error_code="ERROR_CONNECTION_NOT_FOUND")
+        raise NotFound(
+            f"Connection {connection_id} not found", error_code="ERROR_CONNECTION_NOT_FOUND"
+        )
     return found
 
 
@@ -154,14 +176,21 @@ def read_credentials(box: SecretBox, connection_row_value: str | None) -> dict[s
     return json.loads(box.decrypt(connection_row_value))
 
 
-async def get_credentials(conn: AsyncConnection, box: SecretBox, account_id: uuid.UUID,
-                          connection_id: uuid.UUID) -> dict[str, str]:
-    value = (await conn.execute(select(connections.c.credentials_encrypted).where(
-        connections.c.account_id == account_id, connections.c.id == connection_id))).scalar()
+async def get_credentials(
+    conn: AsyncConnection, box: SecretBox, account_id: uuid.UUID, connection_id: uuid.UUID
+) -> dict[str, str]:
+    value = (
+        await conn.execute(
+            select(connections.c.credentials_encrypted).where(
+                connections.c.account_id == account_id, connections.c.id == connection_id
+            )
+        )
+    ).scalar()
     return read_credentials(box, value)
 
 
 # --- validation ----------------------------------------------------------------------------
+
 
 def credentials_from_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The contract's ``[{key, value}]`` list as a dict; a key given twice is a mistake."""
@@ -173,8 +202,9 @@ def credentials_from_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return result
 
 
-def check_credentials(integration: Integration, credentials: Mapping[str, str], *,
-                      visible_to: str | None = None) -> dict[str, str]:
+def check_credentials(
+    integration: Integration, credentials: Mapping[str, str], *, visible_to: str | None = None
+) -> dict[str, str]:
     """Keep declared fields only, require the non-optional ones, drop empty optional ones.
 
     ``visible_to="consumer"`` checks a form the consumer filled in: fields reserved to the
@@ -193,8 +223,9 @@ def check_credentials(integration: Integration, credentials: Mapping[str, str], 
     for name, item in declared.items():
         value = credentials.get(name)
         if value is not None and not isinstance(value, str):
-            raise InvalidRequest(f"Credential {name!r} must be a string",
-                                 error_code="ERROR_INVALID_CREDENTIALS")
+            raise InvalidRequest(
+                f"Credential {name!r} must be a string", error_code="ERROR_INVALID_CREDENTIALS"
+            )
         if value is not None and value.strip():
             cleaned[name] = value.strip()
             continue
@@ -219,24 +250,31 @@ def _check_name(name: str | None, integration: Integration) -> str:
 async def usable_integration(conn: AsyncConnection, integration_id: int) -> Integration:
     integration = await find_integration(conn, integration_id)
     if integration is None:
-        raise InvalidRequest(f"Integration {integration_id} does not exist",
-                             error_code="ERROR_INVALID_INTEGRATION")
+        raise InvalidRequest(
+            f"Integration {integration_id} does not exist", error_code="ERROR_INVALID_INTEGRATION"
+        )
     if integration.status != "active":
-        raise InvalidRequest(f"Integration {integration_id} is not active",
-                             error_code="ERROR_INVALID_INTEGRATION")
+        raise InvalidRequest(
+            f"Integration {integration_id} is not active", error_code="ERROR_INVALID_INTEGRATION"
+        )
     return integration
 
 
 async def _lock_consumer(conn: AsyncConnection, consumer_id: uuid.UUID) -> None:
     """Serialise connection changes of one consumer, so the one-active-connection rule holds
     under concurrent requests (PostgreSQL row lock; SQLite writers are serial already)."""
-    await conn.execute(select(consumers.c.id).where(consumers.c.id == consumer_id)
-                       .with_for_update())
+    await conn.execute(
+        select(consumers.c.id).where(consumers.c.id == consumer_id).with_for_update()
+    )
 
 
-async def _ensure_no_other_active(conn: AsyncConnection, consumer_id: uuid.UUID,
-                                  integration: Integration, *,
-                                  except_id: uuid.UUID | None = None) -> None:
+async def _ensure_no_other_active(
+    conn: AsyncConnection,
+    consumer_id: uuid.UUID,
+    integration: Integration,
+    *,
+    except_id: uuid.UUID | None = None,
+) -> None:
     query = select(connections.c.id).where(
         connections.c.consumer_id == consumer_id,
         connections.c.integration_id == integration.id,
@@ -253,17 +291,31 @@ async def _ensure_no_other_active(conn: AsyncConnection, consumer_id: uuid.UUID,
 
 # --- transitions ---------------------------------------------------------------------------
 
-async def _emit(conn: AsyncConnection, connection: Connection, event: str, now: datetime,
-                **fields: Any) -> None:
-    await emit(conn, account_id=connection.account_id, event=event,
-               consumer_id=connection.consumer_id,
-               fields={"connectionid": connection.id, **fields}, now=now,
-               integration_id=connection.integration_id)
+
+async def _emit(
+    conn: AsyncConnection, connection: Connection, event: str, now: datetime, **fields: Any
+) -> None:
+    await emit(
+        conn,
+        account_id=connection.account_id,
+        event=event,
+        consumer_id=connection.consumer_id,
+        fields={"connectionid": connection.id, **fields},
+        now=now,
+        integration_id=connection.integration_id,
+    )
 
 
 async def create_connection(
-    conn: AsyncConnection, box: SecretBox, *, account_id: uuid.UUID, consumer_id: uuid.UUID,
-    integration_id: int, name: str | None, credentials: Mapping[str, str], now: datetime,
+    conn: AsyncConnection,
+    box: SecretBox,
+    *,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    integration_id: int,
+    name: str | None,
+    credentials: Mapping[str, str],
+    now: datetime,
     visible_to: str | None = None,
 ) -> NewConnection:
     """Create an active connection and fire ``account.connection.created``."""
@@ -275,22 +327,38 @@ async def create_connection(
     await _ensure_no_other_active(conn, consumer_id, integration)
     agent_token = AGENT_TOKEN_PREFIX + new_token(32) if integration.local_agent else None
     connection_id = new_id()
-    await conn.execute(insert(connections).values(
-        id=connection_id, account_id=account_id, consumer_id=consumer_id,
-        integration_id=integration.id, name=cleaned_name, status="active",
-        credentials_encrypted=box.encrypt(json.dumps(cleaned)),
-        agent_token_hash=fingerprint(agent_token) if agent_token else None,
-        agent_status=None, agent_last_seen=None, created_at=now, updated_at=now,
-    ))
+    await conn.execute(
+        insert(connections).values(
+            id=connection_id,
+            account_id=account_id,
+            consumer_id=consumer_id,
+            integration_id=integration.id,
+            name=cleaned_name,
+            status="active",
+            credentials_encrypted=box.encrypt(json.dumps(cleaned)),
+            agent_token_hash=fingerprint(agent_token) if agent_token else None,
+            agent_status=None,
+            agent_last_seen=None,
+            created_at=now,
+            updated_at=now,
+        )
+    )
     connection = await get_connection(conn, account_id, consumer_id, connection_id)
     await _emit(conn, connection, "account.connection.created", now, status=connection.status)
     return NewConnection(connection, agent_token)
 
 
 async def update_connection(
-    conn: AsyncConnection, box: SecretBox, *, account_id: uuid.UUID, consumer_id: uuid.UUID,
-    connection_id: uuid.UUID, now: datetime, name: str | None = None,
-    credentials: Mapping[str, str] | None = None, visible_to: str | None = None,
+    conn: AsyncConnection,
+    box: SecretBox,
+    *,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    now: datetime,
+    name: str | None = None,
+    credentials: Mapping[str, str] | None = None,
+    visible_to: str | None = None,
 ) -> Change:
     """Rename and/or change credentials; ``account.connection.updated`` only if something
     really changed. Given credentials are merged into the stored ones (an empty value
@@ -312,16 +380,23 @@ async def update_connection(
             values["credentials_encrypted"] = box.encrypt(json.dumps(cleaned))
     if not values:
         return Change(current, False)
-    await conn.execute(update(connections).where(connections.c.id == current.id)
-                       .values(**values, updated_at=now))
+    await conn.execute(
+        update(connections).where(connections.c.id == current.id).values(**values, updated_at=now)
+    )
     connection = await get_connection(conn, account_id, consumer_id, connection_id)
     await _emit(conn, connection, "account.connection.updated", now, status=connection.status)
     return Change(connection, True)
 
 
 async def set_connection_status(
-    conn: AsyncConnection, *, account_id: uuid.UUID, connection_id: uuid.UUID, status: str,
-    now: datetime, consumer_id: uuid.UUID | None = None, error_code: str | None = None,
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    status: str,
+    now: datetime,
+    consumer_id: uuid.UUID | None = None,
+    error_code: str | None = None,
     message: str | None = None,
 ) -> Change:
     """The connection's credentials stopped working (``inactive``) or work again
@@ -331,21 +406,25 @@ async def set_connection_status(
         raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
     current = await find_connection(conn, account_id, connection_id)
     if current is None or (consumer_id is not None and current.consumer_id != consumer_id):
-        raise NotFound(f"Connection {connection_id} not found",
-                       error_code="ERROR_CONNECTION_NOT_FOUND")
-    detail = ({"status_error_code": error_code, "status_message": message}
-              if status == "inactive" else {"status_error_code": None, "status_message": None})
+        raise NotFound(
+            f"Connection {connection_id} not found", error_code="ERROR_CONNECTION_NOT_FOUND"
+        )
+    detail = (
+        {"status_error_code": error_code, "status_message": message}
+        if status == "inactive"
+        else {"status_error_code": None, "status_message": None}
+    )
     if status == current.status:
         if (current.status_error_code, current.status_message) != tuple(detail.values()):
-            await conn.execute(update(connections).where(connections.c.id == current.id)
-                               .values(**detail))
+            await conn.execute(
+                update(connections).where(connections.c.id == current.id).values(**detail)
+            )
         return Change(await _reload(conn, current), False)
     if status == "active":
         integration = await find_integration(conn, current.integration_id)
         assert integration is not None
         await _lock_consumer(conn, current.consumer_id)
-        await _ensure_no_other_active(conn, current.consumer_id, integration,
-                                      except_id=current.id)
+        await _ensure_no_other_active(conn, current.consumer_id, integration, except_id=current.id)
     # Conditional on the old status: of two concurrent reports, only one is a change.
     result = await conn.execute(
         update(connections)
@@ -357,8 +436,14 @@ async def set_connection_status(
     connection = await _reload(conn, current)
     await _emit(conn, connection, "account.connection.updated", now, status=status)
     await issues.connection_status_changed(
-        conn, account_id=connection.account_id, consumer_id=connection.consumer_id,
-        connection_id=connection.id, status=status, now=now, message=message)
+        conn,
+        account_id=connection.account_id,
+        consumer_id=connection.consumer_id,
+        connection_id=connection.id,
+        status=status,
+        now=now,
+        message=message,
+    )
     return Change(connection, True)
 
 
@@ -368,9 +453,14 @@ async def _reload(conn: AsyncConnection, connection: Connection) -> Connection:
     return found
 
 
-async def delete_connection(conn: AsyncConnection, *, account_id: uuid.UUID,
-                            consumer_id: uuid.UUID, connection_id: uuid.UUID,
-                            now: datetime) -> None:
+async def delete_connection(
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    now: datetime,
+) -> None:
     """Delete the connection (its agent token dies with it): ``account.connection.deleted``."""
     current = await get_connection(conn, account_id, consumer_id, connection_id)
     result = await conn.execute(delete(connections).where(connections.c.id == current.id))
@@ -378,26 +468,47 @@ async def delete_connection(conn: AsyncConnection, *, account_id: uuid.UUID,
         await _emit(conn, current, "account.connection.deleted", now)
 
 
-async def delete_connections_of_consumer(conn: AsyncConnection, account_id: uuid.UUID,
-                                         consumer_id: uuid.UUID, *, now: datetime) -> int:
+async def delete_connections_of_consumer(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID, *, now: datetime
+) -> int:
     """Used when the consumer itself is deleted: one ``deleted`` event per connection."""
     doomed = await list_connections(conn, account_id, consumer_id)
     for connection in doomed:
-        await delete_connection(conn, account_id=account_id, consumer_id=consumer_id,
-                                connection_id=connection.id, now=now)
+        await delete_connection(
+            conn,
+            account_id=account_id,
+            consumer_id=consumer_id,
+            connection_id=connection.id,
+            now=now,
+        )
     return len(doomed)
 
 
 # --- activation links ----------------------------------------------------------------------
 
+
 def _link_from_row(row: Any) -> ActivationLink:
-    return ActivationLink(row.id, row.account_id, row.consumer_id, row.integration_id,
-                          row.connection_id, row.name, row.expires_at, row.used_at)
+    return ActivationLink(
+        row.id,
+        row.account_id,
+        row.consumer_id,
+        row.integration_id,
+        row.connection_id,
+        row.name,
+        row.expires_at,
+        row.used_at,
+    )
 
 
 async def create_activation_link(
-    conn: AsyncConnection, *, account_id: uuid.UUID, consumer_id: uuid.UUID, now: datetime,
-    ttl_seconds: float, integration_id: int | None = None, name: str | None = None,
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    now: datetime,
+    ttl_seconds: float,
+    integration_id: int | None = None,
+    name: str | None = None,
     connection_id: uuid.UUID | None = None,
 ) -> NewLink:
     """A single-use link to the activation page. Nothing else is created (and no event
@@ -412,37 +523,61 @@ async def create_activation_link(
     if name is not None and len(name) > NAME_MAX:
         raise InvalidRequest(f"The connection name is longer than {NAME_MAX} characters")
     token = new_token(32)
-    link = ActivationLink(new_id(), account_id, consumer_id, integration_id, connection_id,
-                          (name or "").strip() or None, now + timedelta(seconds=ttl_seconds),
-                          None)
-    await conn.execute(insert(activation_links).values(
-        id=link.id, account_id=account_id, consumer_id=consumer_id,
-        integration_id=integration_id, connection_id=connection_id, name=link.name,
-        token_hash=fingerprint(token), expires_at=link.expires_at, used_at=None,
-        created_at=now,
-    ))
+    link = ActivationLink(
+        new_id(),
+        account_id,
+        consumer_id,
+        integration_id,
+        connection_id,
+        (name or "").strip() or None,
+        now + timedelta(seconds=ttl_seconds),
+        None,
+    )
+    await conn.execute(
+        insert(activation_links).values(
+            id=link.id,
+            account_id=account_id,
+            consumer_id=consumer_id,
+            integration_id=integration_id,
+            connection_id=connection_id,
+            name=link.name,
+            token_hash=fingerprint(token),
+            expires_at=link.expires_at,
+            used_at=None,
+            created_at=now,
+        )
+    )
     return NewLink(token, link)
 
 
-async def open_activation_link(conn: AsyncConnection, token: str, *,
-                               now: datetime) -> ActivationLink:
+async def open_activation_link(
+    conn: AsyncConnection, token: str, *, now: datetime
+) -> ActivationLink:
     """The link behind ``token`` if it can still be used; NotFound or LinkGone otherwise."""
-    row = (await conn.execute(select(activation_links).where(
-        activation_links.c.token_hash == fingerprint(token)))).first()
+    row = (
+        await conn.execute(
+            select(activation_links).where(activation_links.c.token_hash == fingerprint(token))
+        )
+    ).first()
     if row is None:
         raise NotFound("This activation link does not exist.", error_code="ERROR_LINK_NOT_FOUND")
     link = _link_from_row(row)
     if link.used_at is not None:
-        raise LinkGone("This activation link has already been used.",
-                       error_code="ERROR_LINK_USED")
+        raise LinkGone("This activation link has already been used.", error_code="ERROR_LINK_USED")
     if link.expires_at <= now:
         raise LinkGone("This activation link has expired.", error_code="ERROR_LINK_EXPIRED")
     return link
 
 
 async def complete_activation(
-    conn: AsyncConnection, box: SecretBox, *, token: str, now: datetime,
-    integration_id: int | None, name: str | None, credentials: Mapping[str, str],
+    conn: AsyncConnection,
+    box: SecretBox,
+    *,
+    token: str,
+    now: datetime,
+    integration_id: int | None,
+    name: str | None,
+    credentials: Mapping[str, str],
 ) -> NewConnection:
     """Submit the activation form: claim the link (single use) and create or update the
     connection, all in the caller's transaction. If the credentials are refused the
@@ -450,17 +585,25 @@ async def complete_activation(
     link = await open_activation_link(conn, token, now=now)
     claimed = await conn.execute(
         update(activation_links)
-        .where(activation_links.c.id == link.id, activation_links.c.used_at.is_(None),
-               activation_links.c.expires_at > now)
+        .where(
+            activation_links.c.id == link.id,
+            activation_links.c.used_at.is_(None),
+            activation_links.c.expires_at > now,
+        )
         .values(used_at=now)
     )
     if claimed.rowcount != 1:
-        raise LinkGone("This activation link has already been used.",
-                       error_code="ERROR_LINK_USED")
+        raise LinkGone("This activation link has already been used.", error_code="ERROR_LINK_USED")
     if link.connection_id is not None:
         change = await update_connection(
-            conn, box, account_id=link.account_id, consumer_id=link.consumer_id,
-            connection_id=link.connection_id, now=now, name=name, credentials=credentials,
+            conn,
+            box,
+            account_id=link.account_id,
+            consumer_id=link.consumer_id,
+            connection_id=link.connection_id,
+            now=now,
+            name=name,
+            credentials=credentials,
             visible_to="consumer",
         )
         return NewConnection(change.connection, None)
@@ -470,7 +613,13 @@ async def complete_activation(
     if chosen is None:
         raise InvalidRequest("Choose the software to connect.")
     return await create_connection(
-        conn, box, account_id=link.account_id, consumer_id=link.consumer_id,
-        integration_id=chosen, name=name or link.name, credentials=credentials, now=now,
+        conn,
+        box,
+        account_id=link.account_id,
+        consumer_id=link.consumer_id,
+        integration_id=chosen,
+        name=name or link.name,
+        credentials=credentials,
+        now=now,
         visible_to="consumer",
     )

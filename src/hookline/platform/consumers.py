@@ -38,46 +38,77 @@ class Consumer:
 
 
 def _from_row(row: Any) -> Consumer:
-    return Consumer(row.id, row.account_id, row.name, row.email, row.internal_reference,
-                    row.redirect_url, row.created_at)
+    return Consumer(
+        row.id,
+        row.account_id,
+        row.name,
+        row.email,
+        row.internal_reference,
+        row.redirect_url,
+        row.created_at,
+    )
 
 
-def _check(name: str | None, email: str | None, reference: str | None,
-           redirect_url: str | None) -> None:
+def _check(
+    name: str | None, email: str | None, reference: str | None, redirect_url: str | None
+) -> None:
     """The contract's length limits, enforced here too so the CLI and UI share them."""
     if name is not None and not name.strip():
         raise InvalidRequest("The consumer name cannot be empty")
-    for label, value, limit in (("name", name, NAME_MAX), ("email", email, EMAIL_MAX),
-                                ("internal_reference", reference, REFERENCE_MAX),
-                                ("redirect_url", redirect_url, REDIRECT_MAX)):
+    for label, value, limit in (
+        ("name", name, NAME_MAX),
+        ("email", email, EMAIL_MAX),
+        ("internal_reference", reference, REFERENCE_MAX),
+        ("redirect_url", redirect_url, REDIRECT_MAX),
+    ):
         if value is not None and len(value) > limit:
             raise InvalidRequest(f"{label} is longer than {limit} characters")
 
 
 async def create_consumer(
-    conn: AsyncConnection, account_id: uuid.UUID, *, name: str, now: datetime,
-    email: str | None = None, internal_reference: str | None = None,
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    *,
+    name: str,
+    now: datetime,
+    email: str | None = None,
+    internal_reference: str | None = None,
     redirect_url: str | None = None,
 ) -> Consumer:
     _check(name, email, internal_reference, redirect_url)
-    consumer = Consumer(new_id(), account_id, name.strip(), email, internal_reference,
-                        redirect_url, now)
-    await conn.execute(insert(consumers).values(
-        id=consumer.id, account_id=account_id, name=consumer.name, email=email,
-        internal_reference=internal_reference, redirect_url=redirect_url, created_at=now,
-    ))
+    consumer = Consumer(
+        new_id(), account_id, name.strip(), email, internal_reference, redirect_url, now
+    )
+    await conn.execute(
+        insert(consumers).values(
+            id=consumer.id,
+            account_id=account_id,
+            name=consumer.name,
+            email=email,
+            internal_reference=internal_reference,
+            redirect_url=redirect_url,
+            created_at=now,
+        )
+    )
     return consumer
 
 
-async def find_consumer(conn: AsyncConnection, account_id: uuid.UUID,
-                        consumer_id: uuid.UUID) -> Consumer | None:
-    row = (await conn.execute(select(consumers).where(
-        consumers.c.id == consumer_id, consumers.c.account_id == account_id))).first()
+async def find_consumer(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID
+) -> Consumer | None:
+    row = (
+        await conn.execute(
+            select(consumers).where(
+                consumers.c.id == consumer_id, consumers.c.account_id == account_id
+            )
+        )
+    ).first()
     return _from_row(row) if row else None
 
 
-async def get_consumer(conn: AsyncConnection, account_id: uuid.UUID,
-                       consumer_id: uuid.UUID) -> Consumer:
+async def get_consumer(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID
+) -> Consumer:
     """The consumer of that account, or :class:`NotFound` (also for other accounts' ids)."""
     consumer = await find_consumer(conn, account_id, consumer_id)
     if consumer is None:
@@ -86,7 +117,10 @@ async def get_consumer(conn: AsyncConnection, account_id: uuid.UUID,
 
 
 async def list_consumers(
-    conn: AsyncConnection, account_id: uuid.UUID, *, search: str | None = None,
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    *,
+    search: str | None = None,
     internal_reference: str | None = None,
 ) -> list[Consumer]:
     """``search`` matches name, email or internal reference (case-insensitive substring);
@@ -94,10 +128,18 @@ async def list_consumers(
     query = select(consumers).where(consumers.c.account_id == account_id)
     if search:
         pattern = "%" + _escape_like(search.lower()) + "%"
-        query = query.where(or_(*(
-            func.lower(column).like(pattern, escape="\\")
-            for column in (consumers.c.name, consumers.c.email, consumers.c.internal_reference)
-        )))
+        query = query.where(
+            or_(
+                *(
+                    func.lower(column).like(pattern, escape="\\")
+                    for column in (
+                        consumers.c.name,
+                        consumers.c.email,
+                        consumers.c.internal_reference,
+                    )
+                )
+            )
+        )
     if internal_reference is not None:
         query = query.where(consumers.c.internal_reference == internal_reference)
     query = query.order_by(consumers.c.created_at, consumers.c.id)
@@ -105,9 +147,14 @@ async def list_consumers(
 
 
 async def update_consumer(
-    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID, *,
-    name: str | None = _UNSET, email: str | None = _UNSET,
-    internal_reference: str | None = _UNSET, redirect_url: str | None = _UNSET,
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    *,
+    name: str | None = _UNSET,
+    email: str | None = _UNSET,
+    internal_reference: str | None = _UNSET,
+    redirect_url: str | None = _UNSET,
 ) -> Consumer:
     """Change the given fields; a field left out keeps its value (``None`` clears it,
     except the name, which cannot be cleared)."""
@@ -116,19 +163,22 @@ async def update_consumer(
     if name is not _UNSET and name is not None:
         _check(name, None, None, None)
         values["name"] = name.strip()
-    for key, value in (("email", email), ("internal_reference", internal_reference),
-                       ("redirect_url", redirect_url)):
+    for key, value in (
+        ("email", email),
+        ("internal_reference", internal_reference),
+        ("redirect_url", redirect_url),
+    ):
         if value is not _UNSET:
             values[key] = value
-    _check(None, values.get("email"), values.get("internal_reference"),
-           values.get("redirect_url"))
+    _check(None, values.get("email"), values.get("internal_reference"), values.get("redirect_url"))
     if values:
         await conn.execute(update(consumers).where(consumers.c.id == current.id).values(values))
     return await get_consumer(conn, account_id, consumer_id)
 
 
-async def delete_consumer(conn: AsyncConnection, account_id: uuid.UUID,
-                          consumer_id: uuid.UUID, *, now: datetime) -> None:
+async def delete_consumer(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID, *, now: datetime
+) -> None:
     """Delete the consumer; its flows are disabled and each of its connections deleted first,
     so that every one of them fires its ``disabled`` / ``deleted`` event in this same
     transaction."""

@@ -17,8 +17,9 @@ def validate_schedules(schedules: Sequence[str]) -> list[str]:
     cleaned = [" ".join(item.split()) for item in schedules]
     for expression in cleaned:
         if not expression or SEPARATOR in expression or not croniter.is_valid(expression):
-            raise InvalidRequest(f"Invalid cron schedule: {expression!r}",
-                                 error_code="ERROR_INVALID_CRON")
+            raise InvalidRequest(
+                f"Invalid cron schedule: {expression!r}", error_code="ERROR_INVALID_CRON"
+            )
     return cleaned
 
 

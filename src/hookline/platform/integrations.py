@@ -18,8 +18,17 @@ from hookline.errors import InvalidRequest, NotFound
 from hookline.store.tables import integrations
 
 POS_API = "Point of Sale"
-APIS = ("Point of Sale", "eCommerce", "Accounting", "Invoicing", "Communication", "Banking",
-        "Custom", "Payment", "Property Management System")
+APIS = (
+    "Point of Sale",
+    "eCommerce",
+    "Accounting",
+    "Invoicing",
+    "Communication",
+    "Banking",
+    "Custom",
+    "Payment",
+    "Property Management System",
+)
 VISIBILITIES = ("consumer", "connector", "both")
 COVERAGE_STATUSES = ("SUPPORTED", "NOT_IMPLEMENTED", "NOT_SUPPORTED", "UNDER_ANALYSIS")
 
@@ -33,8 +42,12 @@ class Credential:
     visibility: str = "both"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "optional": self.optional, "secret": self.secret,
-                "visibility": self.visibility}
+        return {
+            "name": self.name,
+            "optional": self.optional,
+            "secret": self.secret,
+            "visibility": self.visibility,
+        }
 
 
 @dataclass(frozen=True)
@@ -61,20 +74,49 @@ class Integration:
 
 
 BUILTIN: tuple[Integration, ...] = (
-    Integration(1001, "Odoo Accounting", "Accounting",
-                credentials=(Credential("url"), Credential("database"), Credential("username"),
-                             Credential("api_key", secret=True))),
-    Integration(1002, "Exact Online", "Accounting",
-                credentials=(Credential("client_id"), Credential("client_secret", secret=True),
-                             Credential("division", optional=True))),
-    Integration(2001, "Lightspeed Restaurant", "Point of Sale",
-                credentials=(Credential("business_location_id"),
-                             Credential("api_token", secret=True))),
-    Integration(2002, "SumUp POS", "Point of Sale",
-                credentials=(Credential("merchant_code"), Credential("api_key", secret=True))),
-    Integration(2003, "Local POS Agent", "Point of Sale", local_agent=True,
-                credentials=(Credential("store_code"),
-                             Credential("agent_password", optional=True, secret=True))),
+    Integration(
+        1001,
+        "Odoo Accounting",
+        "Accounting",
+        credentials=(
+            Credential("url"),
+            Credential("database"),
+            Credential("username"),
+            Credential("api_key", secret=True),
+        ),
+    ),
+    Integration(
+        1002,
+        "Exact Online",
+        "Accounting",
+        credentials=(
+            Credential("client_id"),
+            Credential("client_secret", secret=True),
+            Credential("division", optional=True),
+        ),
+    ),
+    Integration(
+        2001,
+        "Lightspeed Restaurant",
+        "Point of Sale",
+        credentials=(Credential("business_location_id"), Credential("api_token", secret=True)),
+    ),
+    Integration(
+        2002,
+        "SumUp POS",
+        "Point of Sale",
+        credentials=(Credential("merchant_code"), Credential("api_key", secret=True)),
+    ),
+    Integration(
+        2003,
+        "Local POS Agent",
+        "Point of Sale",
+        local_agent=True,
+        credentials=(
+            Credential("store_code"),
+            Credential("agent_password", optional=True, secret=True),
+        ),
+    ),
 )
 
 
@@ -82,8 +124,13 @@ def integration_from_row(row: Any) -> Integration:
     details = row.details or {}
     countries = details.get("supported_countries")
     return Integration(
-        id=row.id, name=row.name, api=row.api, local_agent=bool(row.local_agent),
-        status=row.status, logo_url=row.logo_url or "", icon_url=row.icon_url or "",
+        id=row.id,
+        name=row.name,
+        api=row.api,
+        local_agent=bool(row.local_agent),
+        status=row.status,
+        logo_url=row.logo_url or "",
+        icon_url=row.icon_url or "",
         credentials=tuple(Credential(**item) for item in row.credentials),
         post_connections=tuple(details.get("post_connections") or ()),
         operations_coverage=tuple(details.get("operations_coverage") or ()),
@@ -100,16 +147,26 @@ def _parse_credential(item: Any) -> Credential:
     name = str(item["name"]).strip()
     if not name:
         raise ValueError("credential name cannot be empty")
-    return Credential(name=name, optional=bool(item.get("optional", False)),
-                      secret=bool(item.get("secret", False)), visibility=visibility)
+    return Credential(
+        name=name,
+        optional=bool(item.get("optional", False)),
+        secret=bool(item.get("secret", False)),
+        visibility=visibility,
+    )
 
 
 def _parse_post_connection(item: Any) -> dict[str, Any]:
     config = item.get("config") or {}
-    return {"id": str(item["id"]), "title": str(item["title"]),
-            "optional": bool(item["optional"]), "resource": str(item["resource"]),
-            "config": {"enabled": bool(config.get("enabled", False)),
-                       "allow_multiple": bool(config.get("allow_multiple", False))}}
+    return {
+        "id": str(item["id"]),
+        "title": str(item["title"]),
+        "optional": bool(item["optional"]),
+        "resource": str(item["resource"]),
+        "config": {
+            "enabled": bool(config.get("enabled", False)),
+            "allow_multiple": bool(config.get("allow_multiple", False)),
+        },
+    }
 
 
 def _parse_coverage(item: Any) -> dict[str, Any]:
@@ -132,12 +189,16 @@ def parse_integration(data: dict[str, Any]) -> Integration:
             icon_url=str(data.get("icon_url") or ""),
             credentials=tuple(_parse_credential(item) for item in data.get("credentials") or []),
             post_connections=tuple(
-                _parse_post_connection(item) for item in data.get("post_connections") or []),
+                _parse_post_connection(item) for item in data.get("post_connections") or []
+            ),
             operations_coverage=tuple(
-                _parse_coverage(item) for item in data.get("operations_coverage") or []),
+                _parse_coverage(item) for item in data.get("operations_coverage") or []
+            ),
             supported_countries=(
                 tuple(str(code) for code in data["supported_countries"])
-                if data.get("supported_countries") is not None else None),
+                if data.get("supported_countries") is not None
+                else None
+            ),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise InvalidRequest(f"Invalid integration definition: {error!r}") from None
@@ -155,8 +216,9 @@ def parse_integration(data: dict[str, Any]) -> Integration:
     return integration
 
 
-async def add_integration(conn: AsyncConnection, integration: Integration, *,
-                          now: datetime, replace: bool = False) -> bool:
+async def add_integration(
+    conn: AsyncConnection, integration: Integration, *, now: datetime, replace: bool = False
+) -> bool:
     """Insert the integration; with ``replace``, overwrite an existing one with that id.
 
     Returns True when it was new. Existing connections keep working after a replace: their
@@ -171,7 +233,8 @@ async def add_integration(conn: AsyncConnection, integration: Integration, *,
         return True
     values.pop("created_at")
     await conn.execute(
-        update(integrations).where(integrations.c.id == integration.id).values(values))
+        update(integrations).where(integrations.c.id == integration.id).values(values)
+    )
     return False
 
 
@@ -189,8 +252,9 @@ async def find_integration(conn: AsyncConnection, integration_id: int) -> Integr
     return integration_from_row(row) if row else None
 
 
-async def integration_ref(conn: AsyncConnection, integration_id: int | None
-                          ) -> IntegrationRef | None:
+async def integration_ref(
+    conn: AsyncConnection, integration_id: int | None
+) -> IntegrationRef | None:
     """What the delivery layer needs to know of an ``integrationid`` (it cannot read the
     catalog itself): ``None`` when none was given or it does not exist."""
     if integration_id is None:
@@ -206,8 +270,9 @@ async def get_integration(conn: AsyncConnection, integration_id: int) -> Integra
     return integration
 
 
-async def list_integrations(conn: AsyncConnection, *, status: str | None = None
-                            ) -> list[Integration]:
+async def list_integrations(
+    conn: AsyncConnection, *, status: str | None = None
+) -> list[Integration]:
     query = select(integrations).order_by(integrations.c.id)
     if status:
         query = query.where(integrations.c.status == status)
@@ -216,15 +281,22 @@ async def list_integrations(conn: AsyncConnection, *, status: str | None = None
 
 def _values(integration: Integration, now: datetime) -> dict[str, Any]:
     return {
-        "id": integration.id, "name": integration.name, "api": integration.api,
-        "local_agent": integration.local_agent, "status": integration.status,
-        "logo_url": integration.logo_url, "icon_url": integration.icon_url,
+        "id": integration.id,
+        "name": integration.name,
+        "api": integration.api,
+        "local_agent": integration.local_agent,
+        "status": integration.status,
+        "logo_url": integration.logo_url,
+        "icon_url": integration.icon_url,
         "credentials": [c.as_dict() for c in integration.credentials],
         "details": {
             "post_connections": list(integration.post_connections),
             "operations_coverage": list(integration.operations_coverage),
-            "supported_countries": (list(integration.supported_countries)
-                                    if integration.supported_countries is not None else None),
+            "supported_countries": (
+                list(integration.supported_countries)
+                if integration.supported_countries is not None
+                else None
+            ),
         },
         "created_at": now,
     }

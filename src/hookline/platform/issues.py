@@ -72,8 +72,9 @@ class Issue:
 
     @property
     def updated_on(self) -> datetime:
-        return self.closed_at if self.closed_at and self.closed_at > self.last_seen \
-            else self.last_seen
+        return (
+            self.closed_at if self.closed_at and self.closed_at > self.last_seen else self.last_seen
+        )
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class RaisedIssue:
 
 
 # --- raising and closing -------------------------------------------------------------------
+
 
 async def raise_issue(
     conn: AsyncConnection,
@@ -115,17 +117,24 @@ async def raise_issue(
     if not error_code:
         raise InvalidRequest("error_code cannot be empty")
     await _lock_key(conn, consumer_id, connection_id, sync_id, error_code)
-    sync_match = (consumer_issues.c.sync_id == sync_id if sync_id is not None
-                  else consumer_issues.c.sync_id.is_(None))
-    row = (await conn.execute(
-        select(consumer_issues).where(
-            consumer_issues.c.consumer_id == consumer_id,
-            consumer_issues.c.connection_id == connection_id,
-            sync_match,
-            consumer_issues.c.error_code == error_code,
-            consumer_issues.c.status == OPEN,
-        ).limit(1)
-    )).first()
+    sync_match = (
+        consumer_issues.c.sync_id == sync_id
+        if sync_id is not None
+        else consumer_issues.c.sync_id.is_(None)
+    )
+    row = (
+        await conn.execute(
+            select(consumer_issues)
+            .where(
+                consumer_issues.c.consumer_id == consumer_id,
+                consumer_issues.c.connection_id == connection_id,
+                sync_match,
+                consumer_issues.c.error_code == error_code,
+                consumer_issues.c.status == OPEN,
+            )
+            .limit(1)
+        )
+    ).first()
     created = True
     if row is not None:
         # Conditional on still being open: the auto-closer does not take the key's lock, and
@@ -133,37 +142,76 @@ async def raise_issue(
         counted = await conn.execute(
             update(consumer_issues)
             .where(consumer_issues.c.id == row.id, consumer_issues.c.status == OPEN)
-            .values(occurrences=consumer_issues.c.occurrences + 1, last_seen=now,
-                    message=message, context=context, level=level,
-                    flow_id=flow_id or row.flow_id)
+            .values(
+                occurrences=consumer_issues.c.occurrences + 1,
+                last_seen=now,
+                message=message,
+                context=context,
+                level=level,
+                flow_id=flow_id or row.flow_id,
+            )
         )
         created = counted.rowcount != 1
         issue_id = row.id
     if created:
         issue_id = new_id()
-        await conn.execute(insert(consumer_issues).values(
-            id=issue_id, account_id=account_id, consumer_id=consumer_id,
-            connection_id=connection_id, sync_id=sync_id, flow_id=flow_id,
-            error_code=error_code, level=level, status=OPEN, message=message,
-            context=context, occurrences=1, first_seen=now, last_seen=now, closed_at=None,
-        ))
-    await conn.execute(insert(issue_occurrences).values(
-        id=new_id(), issue_id=issue_id, message=message, context=context,
-        execution_id=execution_id, created_at=now,
-    ))
+        await conn.execute(
+            insert(consumer_issues).values(
+                id=issue_id,
+                account_id=account_id,
+                consumer_id=consumer_id,
+                connection_id=connection_id,
+                sync_id=sync_id,
+                flow_id=flow_id,
+                error_code=error_code,
+                level=level,
+                status=OPEN,
+                message=message,
+                context=context,
+                occurrences=1,
+                first_seen=now,
+                last_seen=now,
+                closed_at=None,
+            )
+        )
+    await conn.execute(
+        insert(issue_occurrences).values(
+            id=new_id(),
+            issue_id=issue_id,
+            message=message,
+            context=context,
+            execution_id=execution_id,
+            created_at=now,
+        )
+    )
     issue = await _load(conn, issue_id)
     fields = {
-        "issue_id": issue.id, "connectionid": issue.connection_id, "syncid": issue.sync_id,
-        "error_code": issue.error_code, "issue_status": OPEN, "message": issue.message,
+        "issue_id": issue.id,
+        "connectionid": issue.connection_id,
+        "syncid": issue.sync_id,
+        "error_code": issue.error_code,
+        "issue_status": OPEN,
+        "message": issue.message,
         "context": issue.context,
     }
     if created:
-        await emit(conn, account_id=account_id, event="account.issue.created",
-                   consumer_id=consumer_id, fields=fields, now=now)
+        await emit(
+            conn,
+            account_id=account_id,
+            event="account.issue.created",
+            consumer_id=consumer_id,
+            fields=fields,
+            now=now,
+        )
     else:
-        await emit(conn, account_id=account_id, event="account.issue.updated",
-                   consumer_id=consumer_id, fields={**fields, "occurrences": issue.occurrences},
-                   now=now)
+        await emit(
+            conn,
+            account_id=account_id,
+            event="account.issue.updated",
+            consumer_id=consumer_id,
+            fields={**fields, "occurrences": issue.occurrences},
+            now=now,
+        )
     return RaisedIssue(issue, created)
 
 
@@ -191,13 +239,17 @@ async def close_issues(
     return [await _close(conn, row, now) for row in rows]
 
 
-async def close_stale_issues(conn: AsyncConnection, now: datetime, *, days: float = 7.0,
-                             limit: int = AUTOCLOSE_BATCH) -> list[Issue]:
+async def close_stale_issues(
+    conn: AsyncConnection, now: datetime, *, days: float = 7.0, limit: int = AUTOCLOSE_BATCH
+) -> list[Issue]:
     """Auto-close open issues (all accounts) without an occurrence for ``days`` days."""
     cutoff = now - timedelta(days=days)
-    query = (select(consumer_issues)
-             .where(consumer_issues.c.status == OPEN, consumer_issues.c.last_seen <= cutoff)
-             .order_by(consumer_issues.c.last_seen).limit(limit))
+    query = (
+        select(consumer_issues)
+        .where(consumer_issues.c.status == OPEN, consumer_issues.c.last_seen <= cutoff)
+        .order_by(consumer_issues.c.last_seen)
+        .limit(limit)
+    )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = (await conn.execute(query)).all()
@@ -212,17 +264,30 @@ async def _close(conn: AsyncConnection, row: Any, now: datetime) -> Issue:
     )
     issue = await _load(conn, row.id)
     if result.rowcount:
-        await emit(conn, account_id=row.account_id, event="account.issue.closed",
-                   consumer_id=row.consumer_id, now=now, fields={
-                       "issue_id": row.id, "connectionid": row.connection_id,
-                       "syncid": row.sync_id, "error_code": row.error_code,
-                       "issue_status": AUTO_CLOSED,
-                   })
+        await emit(
+            conn,
+            account_id=row.account_id,
+            event="account.issue.closed",
+            consumer_id=row.consumer_id,
+            now=now,
+            fields={
+                "issue_id": row.id,
+                "connectionid": row.connection_id,
+                "syncid": row.sync_id,
+                "error_code": row.error_code,
+                "issue_status": AUTO_CLOSED,
+            },
+        )
     return issue
 
 
-async def _lock_key(conn: AsyncConnection, consumer_id: uuid.UUID, connection_id: uuid.UUID,
-                    sync_id: uuid.UUID | None, error_code: str) -> None:
+async def _lock_key(
+    conn: AsyncConnection,
+    consumer_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    sync_id: uuid.UUID | None,
+    error_code: str,
+) -> None:
     if conn.dialect.name != "postgresql":
         return  # SQLite: the write transaction already holds the database's single write lock
     material = f"issue|{consumer_id}|{connection_id}|{sync_id}|{error_code}".encode()
@@ -231,6 +296,7 @@ async def _lock_key(conn: AsyncConnection, consumer_id: uuid.UUID, connection_id
 
 
 # --- hooks for the platform's own transitions ----------------------------------------------
+
 
 async def execution_finished(
     conn: AsyncConnection,
@@ -249,18 +315,27 @@ async def execution_finished(
     issues for that consumer. Without any connection the consumer can have no issue (every
     issue names its connection), so an error is then only logged."""
     if status == "success":
-        await close_issues(conn, consumer_id=consumer_id, sync_id=sync_id, flow_id=flow_id,
-                           now=now)
+        await close_issues(conn, consumer_id=consumer_id, sync_id=sync_id, flow_id=flow_id, now=now)
         return
     connection_id = await _main_connection(conn, consumer_id)
     if connection_id is None:
-        log.info("execution %s failed for consumer %s, which has no connection: no issue",
-                 execution_id, consumer_id)
+        log.info(
+            "execution %s failed for consumer %s, which has no connection: no issue",
+            execution_id,
+            consumer_id,
+        )
         return
     await raise_issue(
-        conn, account_id=account_id, consumer_id=consumer_id, connection_id=connection_id,
-        sync_id=sync_id, flow_id=flow_id, error_code=error_code or EXECUTION_FAILED,
-        message=message or "The flow execution failed", now=now, execution_id=execution_id,
+        conn,
+        account_id=account_id,
+        consumer_id=consumer_id,
+        connection_id=connection_id,
+        sync_id=sync_id,
+        flow_id=flow_id,
+        error_code=error_code or EXECUTION_FAILED,
+        message=message or "The flow execution failed",
+        now=now,
+        execution_id=execution_id,
         context={"flowid": str(flow_id), "executionid": str(execution_id)},
     )
 
@@ -277,8 +352,13 @@ async def connection_status_changed(
 ) -> None:
     """Called when a connection turns inactive (raise) or active again (close)."""
     await _cause_changed(
-        conn, account_id=account_id, consumer_id=consumer_id, connection_id=connection_id,
-        error_code=CONNECTION_INACTIVE, cleared=status == "active", now=now,
+        conn,
+        account_id=account_id,
+        consumer_id=consumer_id,
+        connection_id=connection_id,
+        error_code=CONNECTION_INACTIVE,
+        cleared=status == "active",
+        now=now,
         message=message or "The connection is inactive: its credentials must be renewed",
         context={"status": status},
     )
@@ -296,41 +376,70 @@ async def agent_status_changed(
 ) -> None:
     """Called when a local agent goes down (raise) or comes back up (close)."""
     await _cause_changed(
-        conn, account_id=account_id, consumer_id=consumer_id, connection_id=connection_id,
-        error_code=AGENT_DOWN, cleared=agent_status == "up", now=now,
+        conn,
+        account_id=account_id,
+        consumer_id=consumer_id,
+        connection_id=connection_id,
+        error_code=AGENT_DOWN,
+        cleared=agent_status == "up",
+        now=now,
         message="The local agent stopped sending heartbeats",
-        context={"agent_status": "down",
-                 "agent_last_seen": last_seen.isoformat() if last_seen else None},
+        context={
+            "agent_status": "down",
+            "agent_last_seen": last_seen.isoformat() if last_seen else None,
+        },
     )
 
 
 async def _cause_changed(
-    conn: AsyncConnection, *, account_id: uuid.UUID, consumer_id: uuid.UUID,
-    connection_id: uuid.UUID, error_code: str, cleared: bool, now: datetime, message: str,
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    error_code: str,
+    cleared: bool,
+    now: datetime,
+    message: str,
     context: dict[str, Any],
 ) -> None:
     """A connection-level cause appeared (raise or count an issue) or cleared (close it)."""
     if cleared:
-        await close_issues(conn, consumer_id=consumer_id, connection_id=connection_id,
-                           error_code=error_code, now=now)
+        await close_issues(
+            conn,
+            consumer_id=consumer_id,
+            connection_id=connection_id,
+            error_code=error_code,
+            now=now,
+        )
         return
     await raise_issue(
-        conn, account_id=account_id, consumer_id=consumer_id, connection_id=connection_id,
-        error_code=error_code, now=now, message=message, context=context,
+        conn,
+        account_id=account_id,
+        consumer_id=consumer_id,
+        connection_id=connection_id,
+        error_code=error_code,
+        now=now,
+        message=message,
+        context=context,
     )
 
 
 async def _main_connection(conn: AsyncConnection, consumer_id: uuid.UUID) -> uuid.UUID | None:
     """The connection an execution failure is attached to: the oldest active one, else any."""
-    row = (await conn.execute(
-        select(connections.c.id).where(connections.c.consumer_id == consumer_id)
-        .order_by((connections.c.status == "active").desc(), connections.c.created_at)
-        .limit(1)
-    )).first()
+    row = (
+        await conn.execute(
+            select(connections.c.id)
+            .where(connections.c.consumer_id == consumer_id)
+            .order_by((connections.c.status == "active").desc(), connections.c.created_at)
+            .limit(1)
+        )
+    ).first()
     return row.id if row else None
 
 
 # --- the connectors' endpoint ----------------------------------------------------------------
+
 
 async def report_issue(
     conn: AsyncConnection,
@@ -348,25 +457,41 @@ async def report_issue(
 ) -> RaisedIssue:
     """An occurrence reported by a connector, checked against the caller's account first."""
     await _check_consumer(conn, account_id, consumer_id)
-    owner = (await conn.execute(
-        select(connections.c.consumer_id).where(connections.c.id == connection_id)
-    )).scalar_one_or_none()
+    owner = (
+        await conn.execute(
+            select(connections.c.consumer_id).where(connections.c.id == connection_id)
+        )
+    ).scalar_one_or_none()
     if owner != consumer_id:
-        raise NotFound(f"Connection {connection_id} not found for this consumer",
-                       error_code="ERROR_CONNECTION_NOT_FOUND")
+        raise NotFound(
+            f"Connection {connection_id} not found for this consumer",
+            error_code="ERROR_CONNECTION_NOT_FOUND",
+        )
     if sync_id is not None:
-        found = (await conn.execute(select(syncs.c.id).where(
-            syncs.c.id == sync_id, syncs.c.account_id == account_id))).first()
+        found = (
+            await conn.execute(
+                select(syncs.c.id).where(syncs.c.id == sync_id, syncs.c.account_id == account_id)
+            )
+        ).first()
         if found is None:
             raise NotFound(f"Sync {sync_id} not found", error_code="ERROR_SYNC_NOT_FOUND")
     return await raise_issue(
-        conn, account_id=account_id, consumer_id=consumer_id, connection_id=connection_id,
-        sync_id=sync_id, error_code=error_code, message=message, now=now, level=level,
-        context=context, execution_id=execution_id,
+        conn,
+        account_id=account_id,
+        consumer_id=consumer_id,
+        connection_id=connection_id,
+        sync_id=sync_id,
+        error_code=error_code,
+        message=message,
+        now=now,
+        level=level,
+        context=context,
+        execution_id=execution_id,
     )
 
 
 # --- reads -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class IssueFilter:
@@ -378,8 +503,9 @@ class IssueFilter:
     level: str | None = None
 
 
-async def list_issues(conn: AsyncConnection, account_id: uuid.UUID,
-                      filters: IssueFilter) -> list[Issue]:
+async def list_issues(
+    conn: AsyncConnection, account_id: uuid.UUID, filters: IssueFilter
+) -> list[Issue]:
     if filters.consumer_id is not None:
         await _check_consumer(conn, account_id, filters.consumer_id)
     query = _issue_query().where(consumer_issues.c.account_id == account_id)
@@ -401,32 +527,50 @@ async def list_issues(conn: AsyncConnection, account_id: uuid.UUID,
     return [_issue(row) for row in await conn.execute(query)]
 
 
-async def get_issue(conn: AsyncConnection, account_id: uuid.UUID,
-                    issue_id: uuid.UUID) -> Issue:
-    row = (await conn.execute(_issue_query().where(
-        consumer_issues.c.id == issue_id, consumer_issues.c.account_id == account_id))).first()
+async def get_issue(conn: AsyncConnection, account_id: uuid.UUID, issue_id: uuid.UUID) -> Issue:
+    row = (
+        await conn.execute(
+            _issue_query().where(
+                consumer_issues.c.id == issue_id, consumer_issues.c.account_id == account_id
+            )
+        )
+    ).first()
     if row is None:
         raise NotFound(f"Issue {issue_id} not found", error_code="ERROR_ISSUE_NOT_FOUND")
     return _issue(row)
 
 
-async def issue_occurrences_of(conn: AsyncConnection, issue_id: uuid.UUID, *,
-                               last_only: bool = False) -> list[Occurrence]:
-    query = (select(issue_occurrences).where(issue_occurrences.c.issue_id == issue_id)
-             .order_by(issue_occurrences.c.created_at.desc(), issue_occurrences.c.id.desc()))
+async def issue_occurrences_of(
+    conn: AsyncConnection, issue_id: uuid.UUID, *, last_only: bool = False
+) -> list[Occurrence]:
+    query = (
+        select(issue_occurrences)
+        .where(issue_occurrences.c.issue_id == issue_id)
+        .order_by(issue_occurrences.c.created_at.desc(), issue_occurrences.c.id.desc())
+    )
     if last_only:
         query = query.limit(1)
     return [
-        Occurrence(id=row.id, issue_id=row.issue_id, execution_id=row.execution_id,
-                   message=row.message, context=row.context, created_at=row.created_at)
+        Occurrence(
+            id=row.id,
+            issue_id=row.issue_id,
+            execution_id=row.execution_id,
+            message=row.message,
+            context=row.context,
+            created_at=row.created_at,
+        )
         for row in await conn.execute(query)
     ]
 
 
 async def count_open_issues(conn: AsyncConnection, account_id: uuid.UUID) -> int:
-    return (await conn.execute(select(func.count()).select_from(consumer_issues).where(
-        consumer_issues.c.account_id == account_id, consumer_issues.c.status == OPEN
-    ))).scalar_one()
+    return (
+        await conn.execute(
+            select(func.count())
+            .select_from(consumer_issues)
+            .where(consumer_issues.c.account_id == account_id, consumer_issues.c.status == OPEN)
+        )
+    ).scalar_one()
 
 
 def _issue_query() -> Any:
@@ -441,18 +585,30 @@ def _issue_query() -> Any:
 
 
 async def _load(conn: AsyncConnection, issue_id: uuid.UUID) -> Issue:
-    return _issue((await conn.execute(
-        _issue_query().where(consumer_issues.c.id == issue_id))).one())
+    return _issue(
+        (await conn.execute(_issue_query().where(consumer_issues.c.id == issue_id))).one()
+    )
 
 
 def _issue(row: Any) -> Issue:
     return Issue(
-        id=row.id, account_id=row.account_id, consumer_id=row.consumer_id,
-        connection_id=row.connection_id, sync_id=row.sync_id, flow_id=row.flow_id,
-        error_code=row.error_code, level=row.level, status=row.status, message=row.message,
-        context=row.context, occurrences=row.occurrences, first_seen=row.first_seen,
-        last_seen=row.last_seen, closed_at=row.closed_at,
-        integration_id=row.integration_id or 0, integration_name=row.integration_name or "",
+        id=row.id,
+        account_id=row.account_id,
+        consumer_id=row.consumer_id,
+        connection_id=row.connection_id,
+        sync_id=row.sync_id,
+        flow_id=row.flow_id,
+        error_code=row.error_code,
+        level=row.level,
+        status=row.status,
+        message=row.message,
+        context=row.context,
+        occurrences=row.occurrences,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        closed_at=row.closed_at,
+        integration_id=row.integration_id or 0,
+        integration_name=row.integration_name or "",
     )
 
 
@@ -463,27 +619,41 @@ def _on_day(column: Any, day: date) -> tuple[Any, Any]:
     return column >= start, column < start + timedelta(days=1)
 
 
-async def _check_consumer(conn: AsyncConnection, account_id: uuid.UUID,
-                          consumer_id: uuid.UUID) -> None:
-    found = (await conn.execute(select(consumers.c.id).where(
-        and_(consumers.c.id == consumer_id, consumers.c.account_id == account_id)))).first()
+async def _check_consumer(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID
+) -> None:
+    found = (
+        await conn.execute(
+            select(consumers.c.id).where(
+                and_(consumers.c.id == consumer_id, consumers.c.account_id == account_id)
+            )
+        )
+    ).first()
     if found is None:
         raise NotFound(f"Consumer {consumer_id} not found", error_code="ERROR_CONSUMER_NOT_FOUND")
 
 
 # --- the background service ------------------------------------------------------------------
 
-async def run_issue_autoclose(runtime: Runtime, stop: asyncio.Event, *,
-                              ticked: Ticked = None) -> None:
+
+async def run_issue_autoclose(
+    runtime: Runtime, stop: asyncio.Event, *, ticked: Ticked = None
+) -> None:
     """Close issues that stopped occurring, in batches, every scheduler interval."""
 
     async def tick() -> None:
         while True:
             async with runtime.db.transaction() as conn:
                 closed = await close_stale_issues(
-                    conn, runtime.clock.now(), days=runtime.settings.issue_autoclose_days)
+                    conn, runtime.clock.now(), days=runtime.settings.issue_autoclose_days
+                )
             if len(closed) < AUTOCLOSE_BATCH:
                 return
 
-    await every(max(runtime.settings.scheduler_interval_seconds, 1.0), stop, tick,
-                what="issue auto-close", ticked=ticked)
+    await every(
+        max(runtime.settings.scheduler_interval_seconds, 1.0),
+        stop,
+        tick,
+        what="issue auto-close",
+        ticked=ticked,
+    )

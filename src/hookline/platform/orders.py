@@ -58,50 +58,68 @@ class Page:
 
 # --- connections -----------------------------------------------------------------------------
 
-async def pos_connections(conn: AsyncConnection, account_id: uuid.UUID,
-                          consumer_id: uuid.UUID) -> list[PosConnection]:
+
+async def pos_connections(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID
+) -> list[PosConnection]:
     """The consumer's connections on POS integrations (404 for another account's consumer)."""
     await _check_consumer(conn, account_id, consumer_id)
     rows = await conn.execute(
         select(connections.c.id, connections.c.integration_id)
         .join(integrations, integrations.c.id == connections.c.integration_id)
-        .where(connections.c.consumer_id == consumer_id, connections.c.account_id == account_id,
-               integrations.c.api == POS_API)
+        .where(
+            connections.c.consumer_id == consumer_id,
+            connections.c.account_id == account_id,
+            integrations.c.api == POS_API,
+        )
         .order_by(connections.c.created_at, connections.c.id)
     )
     return [PosConnection(row.id, account_id, consumer_id, row.integration_id) for row in rows]
 
 
-async def resolve_pos_connection(conn: AsyncConnection, account_id: uuid.UUID,
-                                 consumer_id: uuid.UUID,
-                                 connection_id: uuid.UUID | None) -> PosConnection:
+async def resolve_pos_connection(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    connection_id: uuid.UUID | None,
+) -> PosConnection:
     """The named POS connection, or the consumer's only one; 400 when that is ambiguous."""
     found = await pos_connections(conn, account_id, consumer_id)
     if connection_id is not None:
         for item in found:
             if item.id == connection_id:
                 return item
-        raise InvalidRequest(f"Connection {connection_id} is not a POS connection of this "
-                             "consumer", error_code="ERROR_INVALID_CONNECTION")
+        raise InvalidRequest(
+            f"Connection {connection_id} is not a POS connection of this consumer",
+            error_code="ERROR_INVALID_CONNECTION",
+        )
     if not found:
-        raise InvalidRequest("This consumer has no POS connection",
-                             error_code="ERROR_NO_POS_CONNECTION")
+        raise InvalidRequest(
+            "This consumer has no POS connection", error_code="ERROR_NO_POS_CONNECTION"
+        )
     if len(found) > 1:
-        raise InvalidRequest("This consumer has several POS connections: name one in the "
-                             "x-chift-connectionid header",
-                             error_code="ERROR_AMBIGUOUS_CONNECTION")
+        raise InvalidRequest(
+            "This consumer has several POS connections: name one in the "
+            "x-chift-connectionid header",
+            error_code="ERROR_AMBIGUOUS_CONNECTION",
+        )
     return found[0]
 
 
-async def pos_connection_by_id(conn: AsyncConnection, connection_id: uuid.UUID
-                               ) -> PosConnection:
+async def pos_connection_by_id(conn: AsyncConnection, connection_id: uuid.UUID) -> PosConnection:
     """For pollers, which start from a connection rather than a request."""
-    row = (await conn.execute(
-        select(connections.c.id, connections.c.account_id, connections.c.consumer_id,
-               connections.c.integration_id)
-        .join(integrations, integrations.c.id == connections.c.integration_id)
-        .where(connections.c.id == connection_id, integrations.c.api == POS_API)
-    )).first()
+    row = (
+        await conn.execute(
+            select(
+                connections.c.id,
+                connections.c.account_id,
+                connections.c.consumer_id,
+                connections.c.integration_id,
+            )
+            .join(integrations, integrations.c.id == connections.c.integration_id)
+            .where(connections.c.id == connection_id, integrations.c.api == POS_API)
+        )
+    ).first()
     if row is None:
         raise NotFound(f"POS connection {connection_id} not found")
     return PosConnection(row.id, row.account_id, row.consumer_id, row.integration_id)
@@ -109,8 +127,10 @@ async def pos_connection_by_id(conn: AsyncConnection, connection_id: uuid.UUID
 
 # --- upserts ---------------------------------------------------------------------------------
 
-async def upsert_orders(conn: AsyncConnection, connection: PosConnection,
-                        orders: list[PushedOrder], *, now: datetime) -> list[UpsertResult]:
+
+async def upsert_orders(
+    conn: AsyncConnection, connection: PosConnection, orders: list[PushedOrder], *, now: datetime
+) -> list[UpsertResult]:
     """Store each order and emit what changed, in the caller's transaction."""
     seen: set[str] = set()
     for order in orders:
@@ -120,8 +140,9 @@ async def upsert_orders(conn: AsyncConnection, connection: PosConnection,
     return [await _upsert_order(conn, connection, order, now) for order in orders]
 
 
-async def _upsert_order(conn: AsyncConnection, connection: PosConnection, order: PushedOrder,
-                        now: datetime) -> UpsertResult:
+async def _upsert_order(
+    conn: AsyncConnection, connection: PosConnection, order: PushedOrder, now: datetime
+) -> UpsertResult:
     status = order.status or ("closed" if order.closing_date else OPEN)
     if status in DONE_STATES and order.closing_date is None:
         order = order.model_copy(update={"closing_date": now})
@@ -130,99 +151,184 @@ async def _upsert_order(conn: AsyncConnection, connection: PosConnection, order:
         order = order.model_copy(update={"location_id": str(connection.id)})
     data = order.model_dump(mode="json", exclude={"status"})
     fingerprint = _fingerprint(status, data)
-    existing = (await conn.execute(
-        select(pos_orders).where(pos_orders.c.connection_id == connection.id,
-                                 pos_orders.c.order_id == order.id)
-    )).first()
+    existing = (
+        await conn.execute(
+            select(pos_orders).where(
+                pos_orders.c.connection_id == connection.id, pos_orders.c.order_id == order.id
+            )
+        )
+    ).first()
     if existing is not None and existing.fingerprint == fingerprint:
         return UpsertResult(order.id, status, changed=False, completed=False)
     completes = status in DONE_STATES and (existing is None or existing.completed_at is None)
     completed_at = (existing.completed_at if existing is not None else None) or (
-        now if completes else None)
+        now if completes else None
+    )
     values = {
-        "status": status, "location_id": order.location_id, "data": data,
-        "fingerprint": fingerprint, "creation_date": _utc(order.creation_date),
-        "completed_at": completed_at, "updated_at": now,
+        "status": status,
+        "location_id": order.location_id,
+        "data": data,
+        "fingerprint": fingerprint,
+        "creation_date": _utc(order.creation_date),
+        "completed_at": completed_at,
+        "updated_at": now,
     }
     if existing is None:
-        await conn.execute(insert(pos_orders).values(
-            id=new_id(), account_id=connection.account_id, consumer_id=connection.consumer_id,
-            connection_id=connection.id, order_id=order.id, created_at=now, **values))
+        await conn.execute(
+            insert(pos_orders).values(
+                id=new_id(),
+                account_id=connection.account_id,
+                consumer_id=connection.consumer_id,
+                connection_id=connection.id,
+                order_id=order.id,
+                created_at=now,
+                **values,
+            )
+        )
     else:
-        await conn.execute(update(pos_orders).where(pos_orders.c.id == existing.id)
-                           .values(**values))
+        await conn.execute(
+            update(pos_orders).where(pos_orders.c.id == existing.id).values(**values)
+        )
     await _ensure_location(conn, connection, str(order.location_id), now)
     await _emit(conn, connection, "pos.order.updated", data, now, now)
     if completes:
-        await _emit(conn, connection, "pos.order.completed", data, now,
-                    order.closing_date or now)
+        await _emit(conn, connection, "pos.order.completed", data, now, order.closing_date or now)
     return UpsertResult(order.id, status, changed=True, completed=completes)
 
 
-async def update_order(conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID,
-                       order_id: str, *, customer_id: str | None, now: datetime,
-                       connection_id: uuid.UUID | None = None) -> dict[str, Any]:
+async def update_order(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    order_id: str,
+    *,
+    customer_id: str | None,
+    now: datetime,
+    connection_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
     """PATCH: set the order's customer; emits ``pos.order.updated`` only if it changed."""
     row = await _find_order(conn, account_id, consumer_id, order_id, connection_id)
     data = dict(row.data)
     if data.get("customer_id") == customer_id:
         return data
     data["customer_id"] = customer_id
-    await conn.execute(update(pos_orders).where(pos_orders.c.id == row.id).values(
-        data=data, fingerprint=_fingerprint(row.status, data), updated_at=now))
+    await conn.execute(
+        update(pos_orders)
+        .where(pos_orders.c.id == row.id)
+        .values(data=data, fingerprint=_fingerprint(row.status, data), updated_at=now)
+    )
     connection = await pos_connection_by_id(conn, row.connection_id)
     await _emit(conn, connection, "pos.order.updated", data, now, now)
     return data
 
 
-async def upsert_locations(conn: AsyncConnection, connection: PosConnection,
-                           locations: list[POSLocationItem], *, now: datetime) -> None:
+async def upsert_locations(
+    conn: AsyncConnection,
+    connection: PosConnection,
+    locations: list[POSLocationItem],
+    *,
+    now: datetime,
+) -> None:
     for location in locations:
-        values = {"name": location.name, "timezone": location.timezone,
-                  "address": location.address.model_dump(mode="json")
-                  if location.address else None, "updated_at": now}
-        result = await conn.execute(update(pos_locations).where(
-            pos_locations.c.connection_id == connection.id,
-            pos_locations.c.location_id == location.id).values(**values))
+        values = {
+            "name": location.name,
+            "timezone": location.timezone,
+            "address": location.address.model_dump(mode="json") if location.address else None,
+            "updated_at": now,
+        }
+        result = await conn.execute(
+            update(pos_locations)
+            .where(
+                pos_locations.c.connection_id == connection.id,
+                pos_locations.c.location_id == location.id,
+            )
+            .values(**values)
+        )
         if not result.rowcount:
-            await conn.execute(insert(pos_locations).values(
-                id=new_id(), account_id=connection.account_id,
-                consumer_id=connection.consumer_id, connection_id=connection.id,
-                location_id=location.id, created_at=now, **values))
+            await conn.execute(
+                insert(pos_locations).values(
+                    id=new_id(),
+                    account_id=connection.account_id,
+                    consumer_id=connection.consumer_id,
+                    connection_id=connection.id,
+                    location_id=location.id,
+                    created_at=now,
+                    **values,
+                )
+            )
 
 
-async def _ensure_location(conn: AsyncConnection, connection: PosConnection, location_id: str,
-                           now: datetime) -> None:
+async def _ensure_location(
+    conn: AsyncConnection, connection: PosConnection, location_id: str, now: datetime
+) -> None:
     """A location first seen on an order is listed, named by its id until a connector names
     it."""
-    found = (await conn.execute(select(pos_locations.c.id).where(
-        pos_locations.c.connection_id == connection.id,
-        pos_locations.c.location_id == location_id))).first()
+    found = (
+        await conn.execute(
+            select(pos_locations.c.id).where(
+                pos_locations.c.connection_id == connection.id,
+                pos_locations.c.location_id == location_id,
+            )
+        )
+    ).first()
     if found is None:
-        await conn.execute(insert(pos_locations).values(
-            id=new_id(), account_id=connection.account_id, consumer_id=connection.consumer_id,
-            connection_id=connection.id, location_id=location_id, name=location_id,
-            timezone=None, address=None, created_at=now, updated_at=now))
+        await conn.execute(
+            insert(pos_locations).values(
+                id=new_id(),
+                account_id=connection.account_id,
+                consumer_id=connection.consumer_id,
+                connection_id=connection.id,
+                location_id=location_id,
+                name=location_id,
+                timezone=None,
+                address=None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
 
 
-async def _emit(conn: AsyncConnection, connection: PosConnection, event: str,
-                data: dict[str, Any], now: datetime, at: datetime) -> None:
+async def _emit(
+    conn: AsyncConnection,
+    connection: PosConnection,
+    event: str,
+    data: dict[str, Any],
+    now: datetime,
+    at: datetime,
+) -> None:
     """``at`` is the moment the event is about (the closing time for ``completed``)."""
-    await emit(conn, account_id=connection.account_id, event=event,
-               consumer_id=connection.consumer_id, now=now,
-               integration_id=connection.integration_id, fields={
-                   "order_id": data["id"], "device_id": data.get("device_id"),
-                   "customer_id": data.get("customer_id"), "location_id": data["location_id"],
-                   "updated_at": iso(at),
-               })
+    await emit(
+        conn,
+        account_id=connection.account_id,
+        event=event,
+        consumer_id=connection.consumer_id,
+        now=now,
+        integration_id=connection.integration_id,
+        fields={
+            "order_id": data["id"],
+            "device_id": data.get("device_id"),
+            "customer_id": data.get("customer_id"),
+            "location_id": data["location_id"],
+            "updated_at": iso(at),
+        },
+    )
 
 
 # --- reads -----------------------------------------------------------------------------------
 
+
 async def list_orders(
-    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID, *, page: int,
-    size: int, date_from: date | None = None, date_to: date | None = None,
-    location_id: str | None = None, state: str = "all", connection_id: uuid.UUID | None = None,
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    *,
+    page: int,
+    size: int,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    location_id: str | None = None,
+    state: str = "all",
+    connection_id: uuid.UUID | None = None,
 ) -> Page:
     await _check_consumer(conn, account_id, consumer_id)
     conditions = [pos_orders.c.consumer_id == consumer_id, pos_orders.c.account_id == account_id]
@@ -238,54 +344,92 @@ async def list_orders(
         conditions.append(pos_orders.c.status == OPEN)
     elif state == "closed":
         conditions.append(pos_orders.c.status.in_(DONE_STATES))
-    total = (await conn.execute(
-        select(func.count()).select_from(pos_orders).where(*conditions))).scalar_one()
+    total = (
+        await conn.execute(select(func.count()).select_from(pos_orders).where(*conditions))
+    ).scalar_one()
     rows = await conn.execute(
-        select(pos_orders.c.data).where(*conditions)
+        select(pos_orders.c.data)
+        .where(*conditions)
         .order_by(pos_orders.c.creation_date.desc(), pos_orders.c.id.desc())
-        .limit(size).offset((page - 1) * size))
+        .limit(size)
+        .offset((page - 1) * size)
+    )
     return Page([row.data for row in rows], total, page, size)
 
 
-async def get_order(conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID,
-                    order_id: str, connection_id: uuid.UUID | None = None) -> dict[str, Any]:
-    return dict((await _find_order(conn, account_id, consumer_id, order_id,
-                                   connection_id)).data)
+async def get_order(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    order_id: str,
+    connection_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    return dict((await _find_order(conn, account_id, consumer_id, order_id, connection_id)).data)
 
 
-async def order_status(conn: AsyncConnection, connection_id: uuid.UUID,
-                       order_id: str) -> str | None:
-    return (await conn.execute(select(pos_orders.c.status).where(
-        pos_orders.c.connection_id == connection_id, pos_orders.c.order_id == order_id)
-    )).scalar_one_or_none()
+async def order_status(
+    conn: AsyncConnection, connection_id: uuid.UUID, order_id: str
+) -> str | None:
+    return (
+        await conn.execute(
+            select(pos_orders.c.status).where(
+                pos_orders.c.connection_id == connection_id, pos_orders.c.order_id == order_id
+            )
+        )
+    ).scalar_one_or_none()
 
 
-async def list_locations(conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID,
-                         *, page: int, size: int,
-                         connection_id: uuid.UUID | None = None) -> Page:
+async def list_locations(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    *,
+    page: int,
+    size: int,
+    connection_id: uuid.UUID | None = None,
+) -> Page:
     await _check_consumer(conn, account_id, consumer_id)
-    conditions = [pos_locations.c.consumer_id == consumer_id,
-                  pos_locations.c.account_id == account_id]
+    conditions = [
+        pos_locations.c.consumer_id == consumer_id,
+        pos_locations.c.account_id == account_id,
+    ]
     if connection_id is not None:
         conditions.append(pos_locations.c.connection_id == connection_id)
-    total = (await conn.execute(
-        select(func.count()).select_from(pos_locations).where(*conditions))).scalar_one()
+    total = (
+        await conn.execute(select(func.count()).select_from(pos_locations).where(*conditions))
+    ).scalar_one()
     rows = await conn.execute(
-        select(pos_locations).where(*conditions)
+        select(pos_locations)
+        .where(*conditions)
         .order_by(pos_locations.c.name, pos_locations.c.id)
-        .limit(size).offset((page - 1) * size))
-    items = [{"id": row.location_id, "name": row.name, "timezone": row.timezone,
-              "address": row.address} for row in rows]
+        .limit(size)
+        .offset((page - 1) * size)
+    )
+    items = [
+        {"id": row.location_id, "name": row.name, "timezone": row.timezone, "address": row.address}
+        for row in rows
+    ]
     return Page(items, total, page, size)
 
 
-async def _find_order(conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID,
-                      order_id: str, connection_id: uuid.UUID | None) -> Any:
+async def _find_order(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    order_id: str,
+    connection_id: uuid.UUID | None,
+) -> Any:
     await _check_consumer(conn, account_id, consumer_id)
-    query = select(pos_orders).where(
-        pos_orders.c.consumer_id == consumer_id, pos_orders.c.account_id == account_id,
-        pos_orders.c.order_id == order_id,
-    ).order_by(pos_orders.c.updated_at.desc()).limit(1)
+    query = (
+        select(pos_orders)
+        .where(
+            pos_orders.c.consumer_id == consumer_id,
+            pos_orders.c.account_id == account_id,
+            pos_orders.c.order_id == order_id,
+        )
+        .order_by(pos_orders.c.updated_at.desc())
+        .limit(1)
+    )
     if connection_id is not None:
         query = query.where(pos_orders.c.connection_id == connection_id)
     row = (await conn.execute(query)).first()
@@ -294,19 +438,25 @@ async def _find_order(conn: AsyncConnection, account_id: uuid.UUID, consumer_id:
     return row
 
 
-async def _check_consumer(conn: AsyncConnection, account_id: uuid.UUID,
-                          consumer_id: uuid.UUID) -> None:
-    found = (await conn.execute(select(consumers.c.id).where(
-        consumers.c.id == consumer_id, consumers.c.account_id == account_id))).first()
+async def _check_consumer(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID
+) -> None:
+    found = (
+        await conn.execute(
+            select(consumers.c.id).where(
+                consumers.c.id == consumer_id, consumers.c.account_id == account_id
+            )
+        )
+    ).first()
     if found is None:
         raise NotFound(f"Consumer {consumer_id} not found", error_code="ERROR_CONSUMER_NOT_FOUND")
 
 
 # --- small pure helpers ----------------------------------------------------------------------
 
+
 def _fingerprint(status: str, data: dict[str, Any]) -> str:
-    canonical = json.dumps({"status": status, "data": data}, sort_keys=True,
-                           separators=(",", ":"))
+    canonical = json.dumps({"status": status, "data": data}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

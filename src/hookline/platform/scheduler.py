@@ -39,11 +39,13 @@ log = logging.getLogger(__name__)
 BATCH = 100
 
 
-async def claim_due_time(conn: AsyncConnection, flow_id: uuid.UUID, due: datetime,
-                         next_at: datetime | None) -> bool:
+async def claim_due_time(
+    conn: AsyncConnection, flow_id: uuid.UUID, due: datetime, next_at: datetime | None
+) -> bool:
     """Compare-and-set: True for the one caller that moves ``next_run_at`` off ``due``."""
     claimed = await conn.execute(
-        update(flows).where(flows.c.id == flow_id, flows.c.next_run_at == due)
+        update(flows)
+        .where(flows.c.id == flow_id, flows.c.next_run_at == due)
         .values(next_run_at=next_at)
     )
     return claimed.rowcount == 1
@@ -54,12 +56,21 @@ async def run_due_flows(runtime: Runtime, now: datetime | None = None) -> list[u
     created (runs are dispatched in the background)."""
     now = now or runtime.clock.now()
     async with runtime.db.read() as conn:
-        due = (await conn.execute(
-            select(flows.c.id, flows.c.account_id, flows.c.sync_id, flows.c.cron,
-                   flows.c.triggers, flows.c.next_run_at)
-            .where(flows.c.next_run_at.is_not(None), flows.c.next_run_at <= now)
-            .order_by(flows.c.next_run_at).limit(BATCH)
-        )).all()
+        due = (
+            await conn.execute(
+                select(
+                    flows.c.id,
+                    flows.c.account_id,
+                    flows.c.sync_id,
+                    flows.c.cron,
+                    flows.c.triggers,
+                    flows.c.next_run_at,
+                )
+                .where(flows.c.next_run_at.is_not(None), flows.c.next_run_at <= now)
+                .order_by(flows.c.next_run_at)
+                .limit(BATCH)
+            )
+        ).all()
     parents: list[uuid.UUID] = []
     for flow in due:
         jobs: list[runners.RunJob] = []
@@ -68,14 +79,22 @@ async def run_due_flows(runtime: Runtime, now: datetime | None = None) -> list[u
             next_at = cron.next_due(wake_schedules(cron.split(flow.cron), consumers), now)
             if not await claim_due_time(conn, flow.id, flow.next_run_at, next_at):
                 continue  # another process took this due time
-            targets = [consumer for consumer, schedule in consumers.items()
-                       if cron.fires_at(schedule, flow.next_run_at)]
+            targets = [
+                consumer
+                for consumer, schedule in consumers.items()
+                if cron.fires_at(schedule, flow.next_run_at)
+            ]
             if not targets:
                 continue  # a wake-up for schedules no enabled consumer runs on
             triggered = await trigger_flow(
-                conn, account_id=flow.account_id, sync_id=flow.sync_id, flow_id=flow.id,
-                consumer_ids=targets, data={"scheduled_at": flow.next_run_at.isoformat()},
-                trigger="timer", now=now,
+                conn,
+                account_id=flow.account_id,
+                sync_id=flow.sync_id,
+                flow_id=flow.id,
+                consumer_ids=targets,
+                data={"scheduled_at": flow.next_run_at.isoformat()},
+                trigger="timer",
+                now=now,
                 timeout_seconds=runtime.settings.execution_timeout_seconds,
                 run_lease_seconds=runtime.settings.run_lease_seconds,
             )
@@ -94,8 +113,9 @@ async def resume_runs(runtime: Runtime, now: datetime | None = None) -> list[uui
     if not rows:
         return []
     async with runtime.db.transaction() as conn:
-        jobs = await take_over_runs(conn, rows, now,
-                                    lease_seconds=runtime.settings.run_lease_seconds)
+        jobs = await take_over_runs(
+            conn, rows, now, lease_seconds=runtime.settings.run_lease_seconds
+        )
     if jobs:
         log.warning("resuming %d flow run(s) whose process stopped", len(jobs))
     runners.dispatch(runtime, jobs)
@@ -107,8 +127,9 @@ async def end_overdue_executions(runtime: Runtime, now: datetime | None = None) 
         return await expire_overdue(conn, now or runtime.clock.now())
 
 
-async def run_flow_scheduler(runtime: Runtime, stop: asyncio.Event, *,
-                             ticked: Ticked = None) -> None:
+async def run_flow_scheduler(
+    runtime: Runtime, stop: asyncio.Event, *, ticked: Ticked = None
+) -> None:
     """Tick every ``scheduler_interval_seconds`` until ``stop`` is set."""
 
     async def tick() -> None:
@@ -116,5 +137,10 @@ async def run_flow_scheduler(runtime: Runtime, stop: asyncio.Event, *,
         await resume_runs(runtime)
         await end_overdue_executions(runtime)
 
-    await every(runtime.settings.scheduler_interval_seconds, stop, tick,
-                what="flow scheduler tick", ticked=ticked)
+    await every(
+        runtime.settings.scheduler_interval_seconds,
+        stop,
+        tick,
+        what="flow scheduler tick",
+        ticked=ticked,
+    )

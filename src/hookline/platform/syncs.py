@@ -82,60 +82,86 @@ def parse_id(value: str | uuid.UUID, what: str) -> uuid.UUID:
         raise NotFound(f"{what} not found") from None
 
 
-async def require_consumer(conn: AsyncConnection, account_id: uuid.UUID,
-                           consumer_id: uuid.UUID) -> None:
+async def require_consumer(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID
+) -> None:
     """404 unless the consumer exists in this account."""
     await get_consumer(conn, account_id, consumer_id)
 
 
 def _flow_from_row(row: Any) -> Flow:
-    return Flow(id=row.id, sync_id=row.sync_id, name=row.name, execution=row.execution,
-                config=row.config, triggers=row.triggers, next_run_at=row.next_run_at)
+    return Flow(
+        id=row.id,
+        sync_id=row.sync_id,
+        name=row.name,
+        execution=row.execution,
+        config=row.config,
+        triggers=row.triggers,
+        next_run_at=row.next_run_at,
+    )
 
 
 async def _sync_row(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.UUID) -> Any:
-    row = (await conn.execute(
-        select(syncs).where(syncs.c.id == sync_id, syncs.c.account_id == account_id)
-    )).first()
+    row = (
+        await conn.execute(
+            select(syncs).where(syncs.c.id == sync_id, syncs.c.account_id == account_id)
+        )
+    ).first()
     if row is None:
         raise NotFound("Sync not found", error_code="ERROR_SYNC_NOT_FOUND")
     return row
 
 
-async def get_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.UUID,
-                   flow_id: uuid.UUID, *, key_share: bool = False) -> Flow:
+async def get_flow(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    sync_id: uuid.UUID,
+    flow_id: uuid.UUID,
+    *,
+    key_share: bool = False,
+) -> Flow:
     """The flow (404 if it is not this account's); ``key_share`` as in :func:`flow_row`."""
-    return _flow_from_row(await flow_row(conn, account_id, sync_id, flow_id,
-                                         key_share=key_share))
+    return _flow_from_row(await flow_row(conn, account_id, sync_id, flow_id, key_share=key_share))
 
 
 async def _load_syncs(conn: AsyncConnection, rows: list[Any]) -> list[Sync]:
     if not rows:
         return []
     ids = [row.id for row in rows]
-    flow_rows = (await conn.execute(
-        select(flows).where(flows.c.sync_id.in_(ids)).order_by(flows.c.created_at, flows.c.id)
-    )).all()
-    member_rows = (await conn.execute(
-        select(sync_consumers.c.sync_id, sync_consumers.c.consumer_id)
-        .where(sync_consumers.c.sync_id.in_(ids))
-        .order_by(sync_consumers.c.created_at, sync_consumers.c.consumer_id)
-    )).all()
+    flow_rows = (
+        await conn.execute(
+            select(flows).where(flows.c.sync_id.in_(ids)).order_by(flows.c.created_at, flows.c.id)
+        )
+    ).all()
+    member_rows = (
+        await conn.execute(
+            select(sync_consumers.c.sync_id, sync_consumers.c.consumer_id)
+            .where(sync_consumers.c.sync_id.in_(ids))
+            .order_by(sync_consumers.c.created_at, sync_consumers.c.consumer_id)
+        )
+    ).all()
     result = []
     for row in rows:
-        result.append(Sync(
-            id=row.id, name=row.name, definition=row.definition,
-            consumers=[m.consumer_id for m in member_rows if m.sync_id == row.id],
-            flows=[_flow_from_row(f) for f in flow_rows if f.sync_id == row.id],
-        ))
+        result.append(
+            Sync(
+                id=row.id,
+                name=row.name,
+                definition=row.definition,
+                consumers=[m.consumer_id for m in member_rows if m.sync_id == row.id],
+                flows=[_flow_from_row(f) for f in flow_rows if f.sync_id == row.id],
+            )
+        )
     return result
 
 
 async def list_syncs(conn: AsyncConnection, account_id: uuid.UUID) -> list[Sync]:
-    rows = (await conn.execute(
-        select(syncs).where(syncs.c.account_id == account_id)
-        .order_by(syncs.c.created_at, syncs.c.id)
-    )).all()
+    rows = (
+        await conn.execute(
+            select(syncs)
+            .where(syncs.c.account_id == account_id)
+            .order_by(syncs.c.created_at, syncs.c.id)
+        )
+    ).all()
     return await _load_syncs(conn, list(rows))
 
 
@@ -146,17 +172,28 @@ async def get_sync(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.U
 # --- syncs and flows ---------------------------------------------------------------------
 
 
-async def create_sync(conn: AsyncConnection, account_id: uuid.UUID, *, name: str,
-                      definition: dict[str, Any], flow_items: list[dict[str, Any]],
-                      now: datetime, box: SecretBox | None = None) -> Sync:
+async def create_sync(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    *,
+    name: str,
+    definition: dict[str, Any],
+    flow_items: list[dict[str, Any]],
+    now: datetime,
+    box: SecretBox | None = None,
+) -> Sync:
     """A sync with its flows; ``definition`` keeps config, connections and mappings as given."""
     sync_id = new_id()
-    await conn.execute(insert(syncs).values(id=sync_id, account_id=account_id, name=name,
-                                            definition=definition, created_at=now))
+    await conn.execute(
+        insert(syncs).values(
+            id=sync_id, account_id=account_id, name=name, definition=definition, created_at=now
+        )
+    )
     names = [item["name"] for item in flow_items]
     if len(set(names)) != len(names):
-        raise InvalidRequest("Flow names must be unique within a sync",
-                             error_code="ERROR_DUPLICATE_FLOW")
+        raise InvalidRequest(
+            "Flow names must be unique within a sync", error_code="ERROR_DUPLICATE_FLOW"
+        )
     for item in flow_items:
         await upsert_flow(conn, account_id, sync_id, item, now=now, box=box)
     return await get_sync(conn, account_id, sync_id)
@@ -167,14 +204,17 @@ def _schedules(triggers: list[dict[str, Any]]) -> list[str]:
     schedules: list[str] = []
     ids = [item["id"] for item in triggers]
     if len(set(ids)) != len(ids):
-        raise InvalidRequest("Trigger ids must be unique within a flow",
-                             error_code="ERROR_INVALID_TRIGGER")
+        raise InvalidRequest(
+            "Trigger ids must be unique within a flow", error_code="ERROR_INVALID_TRIGGER"
+        )
     for item in triggers:
         if item["type"] == "timer":
             given = item.get("cronschedules") or []
             if not given:
-                raise InvalidRequest(f"Timer trigger {item['id']!r} needs cronschedules",
-                                     error_code="ERROR_INVALID_CRON")
+                raise InvalidRequest(
+                    f"Timer trigger {item['id']!r} needs cronschedules",
+                    error_code="ERROR_INVALID_CRON",
+                )
             schedules.extend(cron.validate_schedules(given))
     joined = cron.join(sorted(set(schedules), key=schedules.index))
     if joined and len(joined) > flows.c.cron.type.length:
@@ -192,14 +232,17 @@ def consumer_schedule(triggers: list[dict[str, Any]], config: dict[str, Any]) ->
     return config.get("cronschedule") or next(iter(trigger.get("cronschedules") or []), None)
 
 
-async def timer_consumers(conn: AsyncConnection, flow_id: uuid.UUID,
-                          triggers: list[dict[str, Any]]) -> dict[uuid.UUID, str]:
+async def timer_consumers(
+    conn: AsyncConnection, flow_id: uuid.UUID, triggers: list[dict[str, Any]]
+) -> dict[uuid.UUID, str]:
     """Each consumer with the flow enabled on a timer trigger, and its schedule."""
-    rows = (await conn.execute(
-        select(flow_consumers.c.consumer_id, flow_consumers.c.config)
-        .where(flow_consumers.c.flow_id == flow_id, flow_consumers.c.enabled.is_(True))
-        .order_by(flow_consumers.c.consumer_id)
-    )).all()
+    rows = (
+        await conn.execute(
+            select(flow_consumers.c.consumer_id, flow_consumers.c.config)
+            .where(flow_consumers.c.flow_id == flow_id, flow_consumers.c.enabled.is_(True))
+            .order_by(flow_consumers.c.consumer_id)
+        )
+    ).all()
     scheduled = {row.consumer_id: consumer_schedule(triggers, row.config) for row in rows}
     return {consumer: schedule for consumer, schedule in scheduled.items() if schedule}
 
@@ -210,8 +253,9 @@ def wake_schedules(own: list[str], consumers: dict[uuid.UUID, str]) -> list[str]
     return list(dict.fromkeys([*own, *consumers.values()]))
 
 
-async def _schedule_consumer(conn: AsyncConnection, flow: Flow, config: dict[str, Any],
-                             now: datetime) -> None:
+async def _schedule_consumer(
+    conn: AsyncConnection, flow: Flow, config: dict[str, Any], now: datetime
+) -> None:
     """After a consumer's flow settings change: if it now runs on a timer, bring the flow's
     next wake-up forward to its next time (never later: a due time not yet run must not be
     skipped)."""
@@ -219,15 +263,25 @@ async def _schedule_consumer(conn: AsyncConnection, flow: Flow, config: dict[str
     candidate = cron.next_due([schedule], now) if schedule is not None else None
     if candidate is None:
         return
-    await conn.execute(update(flows).where(
-        flows.c.id == flow.id,
-        or_(flows.c.next_run_at.is_(None), flows.c.next_run_at > candidate),
-    ).values(next_run_at=candidate))
+    await conn.execute(
+        update(flows)
+        .where(
+            flows.c.id == flow.id,
+            or_(flows.c.next_run_at.is_(None), flows.c.next_run_at > candidate),
+        )
+        .values(next_run_at=candidate)
+    )
 
 
-async def upsert_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.UUID,
-                      item: dict[str, Any], *, now: datetime,
-                      box: SecretBox | None = None) -> Flow:
+async def upsert_flow(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    sync_id: uuid.UUID,
+    item: dict[str, Any],
+    *,
+    now: datetime,
+    box: SecretBox | None = None,
+) -> Flow:
     """Create a flow, or update the flow of that name in the sync (keeping its id).
 
     ``execution.signingsecret`` is stored encrypted (``box``) and never read back; a repost
@@ -243,25 +297,39 @@ async def upsert_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uui
     triggers = item["triggers"]
     schedules = _schedules(triggers)
     spec = cron.join(schedules)
-    existing = (await conn.execute(
-        select(flows.c.id, flows.c.cron, flows.c.execution)
-        .where(flows.c.sync_id == sync_id, flows.c.name == item["name"])
-        .with_for_update()
-    )).first()
+    existing = (
+        await conn.execute(
+            select(flows.c.id, flows.c.cron, flows.c.execution)
+            .where(flows.c.sync_id == sync_id, flows.c.name == item["name"])
+            .with_for_update()
+        )
+    ).first()
     if secret:
         if box is None:
             raise RuntimeError("a SecretBox is needed to store a flow's signing secret")
         execution[SECRET_KEY] = box.encrypt(secret)
     elif secret is None and existing is not None and SECRET_KEY in existing.execution:
         execution[SECRET_KEY] = existing.execution[SECRET_KEY]  # kept; "" removes it
-    values = {"execution": execution, "config": item.get("config"),
-              "triggers": triggers, "cron": spec, "updated_at": now}
+    values = {
+        "execution": execution,
+        "config": item.get("config"),
+        "triggers": triggers,
+        "cron": spec,
+        "updated_at": now,
+    }
     if existing is None:
         flow_id = new_id()
-        await conn.execute(insert(flows).values(
-            id=flow_id, account_id=account_id, sync_id=sync_id, name=item["name"],
-            next_run_at=cron.next_due(schedules, now), created_at=now, **values,
-        ))
+        await conn.execute(
+            insert(flows).values(
+                id=flow_id,
+                account_id=account_id,
+                sync_id=sync_id,
+                name=item["name"],
+                next_run_at=cron.next_due(schedules, now),
+                created_at=now,
+                **values,
+            )
+        )
     else:
         flow_id = existing.id
         if existing.cron != spec:
@@ -271,8 +339,14 @@ async def upsert_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uui
     return await get_flow(conn, account_id, sync_id, flow_id)
 
 
-async def delete_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.UUID,
-                      flow_id: uuid.UUID, *, now: datetime) -> None:
+async def delete_flow(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    sync_id: uuid.UUID,
+    flow_id: uuid.UUID,
+    *,
+    now: datetime,
+) -> None:
     """Remove a flow with its consumer settings and executions.
 
     What a consumer could observe is closed first: its running execution ends as error
@@ -282,17 +356,34 @@ async def delete_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uui
     await get_flow(conn, account_id, sync_id, flow_id)
     await conn.execute(select(flows.c.id).where(flows.c.id == flow_id).with_for_update())
     for execution_id in await running_children(conn, flow_id):
-        await finish_execution(conn, execution_id, status="error", now=now,
-                               message="The flow was deleted", error_code="ERROR_FLOW_DELETED")
-    enabled = (await conn.execute(
-        select(flow_consumers.c.consumer_id).where(flow_consumers.c.flow_id == flow_id,
-                                                   flow_consumers.c.enabled.is_(True))
-        .order_by(flow_consumers.c.consumer_id)
-    )).scalars().all()
+        await finish_execution(
+            conn,
+            execution_id,
+            status="error",
+            now=now,
+            message="The flow was deleted",
+            error_code="ERROR_FLOW_DELETED",
+        )
+    enabled = (
+        (
+            await conn.execute(
+                select(flow_consumers.c.consumer_id)
+                .where(flow_consumers.c.flow_id == flow_id, flow_consumers.c.enabled.is_(True))
+                .order_by(flow_consumers.c.consumer_id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     for consumer_id in enabled:
-        await emit(conn, account_id=account_id, event="account.flow.disabled",
-                   consumer_id=consumer_id, fields={"flowid": flow_id, "syncid": sync_id},
-                   now=now)
+        await emit(
+            conn,
+            account_id=account_id,
+            event="account.flow.disabled",
+            consumer_id=consumer_id,
+            fields={"flowid": flow_id, "syncid": sync_id},
+            now=now,
+        )
     await conn.execute(delete(flows).where(flows.c.id == flow_id))
     for consumer_id in enabled:
         await _set_status(conn, sync_id, consumer_id)
@@ -301,66 +392,108 @@ async def delete_flow(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uui
 # --- consumers in syncs ------------------------------------------------------------------
 
 
-async def join_sync(conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID,
-                    sync_id: uuid.UUID, data: dict[str, Any], *, now: datetime) -> None:
+async def join_sync(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    sync_id: uuid.UUID,
+    data: dict[str, Any],
+    *,
+    now: datetime,
+) -> None:
     """The consumer joins the sync (again: its link data is replaced, its join date kept)."""
     await require_consumer(conn, account_id, consumer_id)
     await _sync_row(conn, account_id, sync_id)
     current = await _membership(conn, sync_id, consumer_id)
     if current is None:
-        await conn.execute(insert(sync_consumers).values(
-            sync_id=sync_id, consumer_id=consumer_id, status="inactive", data=data,
-            created_at=now))
+        await conn.execute(
+            insert(sync_consumers).values(
+                sync_id=sync_id,
+                consumer_id=consumer_id,
+                status="inactive",
+                data=data,
+                created_at=now,
+            )
+        )
     else:
         merged = {**current.data, **data}
-        await conn.execute(update(sync_consumers).where(
-            sync_consumers.c.sync_id == sync_id, sync_consumers.c.consumer_id == consumer_id
-        ).values(data=merged))
+        await conn.execute(
+            update(sync_consumers)
+            .where(sync_consumers.c.sync_id == sync_id, sync_consumers.c.consumer_id == consumer_id)
+            .values(data=merged)
+        )
 
 
 async def _membership(conn: AsyncConnection, sync_id: uuid.UUID, consumer_id: uuid.UUID) -> Any:
-    return (await conn.execute(
-        select(sync_consumers).where(sync_consumers.c.sync_id == sync_id,
-                                     sync_consumers.c.consumer_id == consumer_id)
-    )).first()
+    return (
+        await conn.execute(
+            select(sync_consumers).where(
+                sync_consumers.c.sync_id == sync_id, sync_consumers.c.consumer_id == consumer_id
+            )
+        )
+    ).first()
 
 
-async def get_consumer_sync(conn: AsyncConnection, account_id: uuid.UUID,
-                            consumer_id: uuid.UUID, sync_id: uuid.UUID) -> ConsumerSync:
+async def get_consumer_sync(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID, sync_id: uuid.UUID
+) -> ConsumerSync:
     await require_consumer(conn, account_id, consumer_id)
     sync = await get_sync(conn, account_id, sync_id)
     member = await _membership(conn, sync_id, consumer_id)
     if member is None:
-        raise NotFound("The consumer has not joined this sync",
-                       error_code="ERROR_SYNC_CONSUMER_NOT_FOUND")
-    rows = (await conn.execute(
-        select(flow_consumers).where(
-            flow_consumers.c.consumer_id == consumer_id,
-            flow_consumers.c.flow_id.in_([flow.id for flow in sync.flows] or [uuid.UUID(int=0)]),
+        raise NotFound(
+            "The consumer has not joined this sync", error_code="ERROR_SYNC_CONSUMER_NOT_FOUND"
         )
-    )).all()
+    rows = (
+        await conn.execute(
+            select(flow_consumers).where(
+                flow_consumers.c.consumer_id == consumer_id,
+                flow_consumers.c.flow_id.in_(
+                    [flow.id for flow in sync.flows] or [uuid.UUID(int=0)]
+                ),
+            )
+        )
+    ).all()
     by_flow = {row.flow_id: row for row in rows}
     items = [
-        ConsumerFlow(flow=flow, enabled=bool(by_flow[flow.id].enabled),
-                     config=by_flow[flow.id].config, enabled_at=by_flow[flow.id].enabled_at)
-        for flow in sync.flows if flow.id in by_flow
+        ConsumerFlow(
+            flow=flow,
+            enabled=bool(by_flow[flow.id].enabled),
+            config=by_flow[flow.id].config,
+            enabled_at=by_flow[flow.id].enabled_at,
+        )
+        for flow in sync.flows
+        if flow.id in by_flow
     ]
-    return ConsumerSync(sync=sync, consumer_id=consumer_id, status=member.status,
-                        data=member.data, created_at=member.created_at, flows=items)
+    return ConsumerSync(
+        sync=sync,
+        consumer_id=consumer_id,
+        status=member.status,
+        data=member.data,
+        created_at=member.created_at,
+        flows=items,
+    )
 
 
-async def update_consumer_mappings(conn: AsyncConnection, account_id: uuid.UUID,
-                                   consumer_id: uuid.UUID, sync_id: uuid.UUID,
-                                   mappings: list[dict[str, Any]]) -> None:
+async def update_consumer_mappings(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    sync_id: uuid.UUID,
+    mappings: list[dict[str, Any]],
+) -> None:
     await require_consumer(conn, account_id, consumer_id)
     await _sync_row(conn, account_id, sync_id)
     member = await _membership(conn, sync_id, consumer_id)
     if member is None:
-        raise NotFound("The consumer has not joined this sync",
-                       error_code="ERROR_SYNC_CONSUMER_NOT_FOUND")
-    await conn.execute(update(sync_consumers).where(
-        sync_consumers.c.sync_id == sync_id, sync_consumers.c.consumer_id == consumer_id
-    ).values(data={**member.data, "link_mappings": mappings}))
+        raise NotFound(
+            "The consumer has not joined this sync", error_code="ERROR_SYNC_CONSUMER_NOT_FOUND"
+        )
+    await conn.execute(
+        update(sync_consumers)
+        .where(sync_consumers.c.sync_id == sync_id, sync_consumers.c.consumer_id == consumer_id)
+        .values(data={**member.data, "link_mappings": mappings})
+    )
 
 
 def _resolve_trigger(flow: Flow, trigger_id: str | None, explicit: bool) -> dict[str, Any]:
@@ -369,8 +502,9 @@ def _resolve_trigger(flow: Flow, trigger_id: str | None, explicit: bool) -> dict
     if found is not None:
         return found
     if explicit and flow.triggers:
-        raise InvalidRequest(f"Flow has no trigger {trigger_id!r}",
-                             error_code="ERROR_INVALID_TRIGGER")
+        raise InvalidRequest(
+            f"Flow has no trigger {trigger_id!r}", error_code="ERROR_INVALID_TRIGGER"
+        )
     if flow.triggers:
         return flow.triggers[0]
     return {"id": trigger_id or DEFAULT_TRIGGER_ID, "type": "event"}
@@ -378,21 +512,38 @@ def _resolve_trigger(flow: Flow, trigger_id: str | None, explicit: bool) -> dict
 
 async def _set_status(conn: AsyncConnection, sync_id: uuid.UUID, consumer_id: uuid.UUID) -> None:
     """A consumer is active in a sync while at least one of its flows is enabled."""
-    enabled = (await conn.execute(
-        select(func.count()).select_from(flow_consumers.join(flows))
-        .where(flows.c.sync_id == sync_id, flow_consumers.c.consumer_id == consumer_id,
-               flow_consumers.c.enabled.is_(True))
-    )).scalar_one()
-    await conn.execute(update(sync_consumers).where(
-        sync_consumers.c.sync_id == sync_id, sync_consumers.c.consumer_id == consumer_id
-    ).values(status="active" if enabled else "inactive"))
+    enabled = (
+        await conn.execute(
+            select(func.count())
+            .select_from(flow_consumers.join(flows))
+            .where(
+                flows.c.sync_id == sync_id,
+                flow_consumers.c.consumer_id == consumer_id,
+                flow_consumers.c.enabled.is_(True),
+            )
+        )
+    ).scalar_one()
+    await conn.execute(
+        update(sync_consumers)
+        .where(sync_consumers.c.sync_id == sync_id, sync_consumers.c.consumer_id == consumer_id)
+        .values(status="active" if enabled else "inactive")
+    )
 
 
-async def enable_flow(conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID,
-                      sync_id: uuid.UUID, flow_id: uuid.UUID, *, trigger_id: str | None,
-                      trigger_explicit: bool, cronschedule: str | None,
-                      data: dict[str, Any] | None, integrationids: list[str],
-                      now: datetime) -> ConsumerFlow:
+async def enable_flow(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    sync_id: uuid.UUID,
+    flow_id: uuid.UUID,
+    *,
+    trigger_id: str | None,
+    trigger_explicit: bool,
+    cronschedule: str | None,
+    data: dict[str, Any] | None,
+    integrationids: list[str],
+    now: datetime,
+) -> ConsumerFlow:
     """Enable (or re-configure) a flow for one consumer; emits only on disabled → enabled.
 
     The consumer joins the sync implicitly if it had not yet.
@@ -402,96 +553,174 @@ async def enable_flow(conn: AsyncConnection, account_id: uuid.UUID, consumer_id:
     trigger = _resolve_trigger(flow, trigger_id, trigger_explicit)
     if cronschedule is not None:
         cronschedule = cron.validate_schedules([cronschedule])[0]
-    config = {"triggerid": trigger["id"], "cronschedule": cronschedule, "data": data or {},
-              "integrationids": integrationids}
+    config = {
+        "triggerid": trigger["id"],
+        "cronschedule": cronschedule,
+        "data": data or {},
+        "integrationids": integrationids,
+    }
     if await _membership(conn, sync_id, consumer_id) is None:
         await join_sync(conn, account_id, consumer_id, sync_id, {}, now=now)
-    current = (await conn.execute(
-        select(flow_consumers).where(flow_consumers.c.flow_id == flow_id,
-                                     flow_consumers.c.consumer_id == consumer_id)
-        .with_for_update()
-    )).first()
+    current = (
+        await conn.execute(
+            select(flow_consumers)
+            .where(flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id)
+            .with_for_update()
+        )
+    ).first()
     was_enabled = bool(current is not None and current.enabled)
     enabled_at = current.enabled_at if was_enabled else now
     if current is None:
-        await conn.execute(insert(flow_consumers).values(
-            flow_id=flow_id, consumer_id=consumer_id, enabled=True, config=config,
-            enabled_at=now, created_at=now, updated_at=now))
+        await conn.execute(
+            insert(flow_consumers).values(
+                flow_id=flow_id,
+                consumer_id=consumer_id,
+                enabled=True,
+                config=config,
+                enabled_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     else:
-        await conn.execute(update(flow_consumers).where(
-            flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id
-        ).values(enabled=True, config=config, enabled_at=enabled_at, updated_at=now))
+        await conn.execute(
+            update(flow_consumers)
+            .where(flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id)
+            .values(enabled=True, config=config, enabled_at=enabled_at, updated_at=now)
+        )
     await _schedule_consumer(conn, flow, config, now)
     if not was_enabled:
         await _set_status(conn, sync_id, consumer_id)
-        await emit(conn, account_id=account_id, event="account.flow.enabled",
-                   consumer_id=consumer_id, fields={"flowid": flow_id, "syncid": sync_id},
-                   now=now)
+        await emit(
+            conn,
+            account_id=account_id,
+            event="account.flow.enabled",
+            consumer_id=consumer_id,
+            fields={"flowid": flow_id, "syncid": sync_id},
+            now=now,
+        )
     return ConsumerFlow(flow=flow, enabled=True, config=config, enabled_at=enabled_at)
 
 
-async def consumer_removed(conn: AsyncConnection, account_id: uuid.UUID,
-                           consumer_id: uuid.UUID, *, now: datetime) -> None:
+async def consumer_removed(
+    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID, *, now: datetime
+) -> None:
     """Close what subscribers know about a consumer that is being deleted: its running
     executions end as error (``account.flow.executed``) and each flow it had enabled is
     disabled (``account.flow.disabled``), as when a flow itself is deleted."""
-    running = (await conn.execute(
-        select(executions.c.id).where(executions.c.consumer_id == consumer_id,
-                                      executions.c.status == "running")
-        .order_by(executions.c.id)
-    )).scalars().all()
+    running = (
+        (
+            await conn.execute(
+                select(executions.c.id)
+                .where(executions.c.consumer_id == consumer_id, executions.c.status == "running")
+                .order_by(executions.c.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     for execution_id in running:
-        await finish_execution(conn, execution_id, status="error", now=now,
-                               message="The consumer was deleted",
-                               error_code="ERROR_CONSUMER_DELETED")
-    enabled = (await conn.execute(
-        select(flow_consumers.c.flow_id, flows.c.sync_id)
-        .join(flows, flows.c.id == flow_consumers.c.flow_id)
-        .where(flow_consumers.c.consumer_id == consumer_id,
-               flow_consumers.c.enabled.is_(True), flows.c.account_id == account_id)
-        .order_by(flows.c.sync_id, flow_consumers.c.flow_id)
-    )).all()
+        await finish_execution(
+            conn,
+            execution_id,
+            status="error",
+            now=now,
+            message="The consumer was deleted",
+            error_code="ERROR_CONSUMER_DELETED",
+        )
+    enabled = (
+        await conn.execute(
+            select(flow_consumers.c.flow_id, flows.c.sync_id)
+            .join(flows, flows.c.id == flow_consumers.c.flow_id)
+            .where(
+                flow_consumers.c.consumer_id == consumer_id,
+                flow_consumers.c.enabled.is_(True),
+                flows.c.account_id == account_id,
+            )
+            .order_by(flows.c.sync_id, flow_consumers.c.flow_id)
+        )
+    ).all()
     for row in enabled:
-        await emit(conn, account_id=account_id, event="account.flow.disabled",
-                   consumer_id=consumer_id, fields={"flowid": row.flow_id, "syncid": row.sync_id},
-                   now=now)
+        await emit(
+            conn,
+            account_id=account_id,
+            event="account.flow.disabled",
+            consumer_id=consumer_id,
+            fields={"flowid": row.flow_id, "syncid": row.sync_id},
+            now=now,
+        )
 
 
-async def disable_flow(conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID,
-                       sync_id: uuid.UUID, flow_id: uuid.UUID, *, now: datetime) -> bool:
+async def disable_flow(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    sync_id: uuid.UUID,
+    flow_id: uuid.UUID,
+    *,
+    now: datetime,
+) -> bool:
     """Disable a flow for one consumer; emits (and returns True) only if it was enabled."""
     await require_consumer(conn, account_id, consumer_id)
     await get_flow(conn, account_id, sync_id, flow_id)
-    result = await conn.execute(update(flow_consumers).where(and_(
-        flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id,
-        flow_consumers.c.enabled.is_(True),
-    )).values(enabled=False, enabled_at=None, updated_at=now))
+    result = await conn.execute(
+        update(flow_consumers)
+        .where(
+            and_(
+                flow_consumers.c.flow_id == flow_id,
+                flow_consumers.c.consumer_id == consumer_id,
+                flow_consumers.c.enabled.is_(True),
+            )
+        )
+        .values(enabled=False, enabled_at=None, updated_at=now)
+    )
     if result.rowcount != 1:
         return False
     await _set_status(conn, sync_id, consumer_id)
-    await emit(conn, account_id=account_id, event="account.flow.disabled",
-               consumer_id=consumer_id, fields={"flowid": flow_id, "syncid": sync_id}, now=now)
+    await emit(
+        conn,
+        account_id=account_id,
+        event="account.flow.disabled",
+        consumer_id=consumer_id,
+        fields={"flowid": flow_id, "syncid": sync_id},
+        now=now,
+    )
     return True
 
 
-async def update_flow_consumer(conn: AsyncConnection, account_id: uuid.UUID,
-                               consumer_id: uuid.UUID, sync_id: uuid.UUID, flow_id: uuid.UUID,
-                               *, trigger_id: str | None, trigger_explicit: bool,
-                               data: dict[str, Any] | None, now: datetime) -> None:
+async def update_flow_consumer(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    sync_id: uuid.UUID,
+    flow_id: uuid.UUID,
+    *,
+    trigger_id: str | None,
+    trigger_explicit: bool,
+    data: dict[str, Any] | None,
+    now: datetime,
+) -> None:
     """Change a consumer's trigger choice and values for a flow it has set up (no event)."""
     await require_consumer(conn, account_id, consumer_id)
     flow = await get_flow(conn, account_id, sync_id, flow_id)
-    current = (await conn.execute(
-        select(flow_consumers).where(flow_consumers.c.flow_id == flow_id,
-                                     flow_consumers.c.consumer_id == consumer_id)
-    )).first()
+    current = (
+        await conn.execute(
+            select(flow_consumers).where(
+                flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id
+            )
+        )
+    ).first()
     if current is None:
-        raise NotFound("The flow was never enabled for this consumer",
-                       error_code="ERROR_FLOW_CONSUMER_NOT_FOUND")
+        raise NotFound(
+            "The flow was never enabled for this consumer",
+            error_code="ERROR_FLOW_CONSUMER_NOT_FOUND",
+        )
     trigger = _resolve_trigger(flow, trigger_id, trigger_explicit)
     config = {**current.config, "triggerid": trigger["id"], "data": data or {}}
-    await conn.execute(update(flow_consumers).where(
-        flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id
-    ).values(config=config, updated_at=now))
+    await conn.execute(
+        update(flow_consumers)
+        .where(flow_consumers.c.flow_id == flow_id, flow_consumers.c.consumer_id == consumer_id)
+        .values(config=config, updated_at=now)
+    )
     if current.enabled:
         await _schedule_consumer(conn, flow, config, now)

@@ -136,7 +136,9 @@ class Database:
         return self._events[1]
 
     async def connect_ahead(
-        self, *, events: bool = False,
+        self,
+        *,
+        events: bool = False,
         warm: Callable[[AsyncConnection], Awaitable[object]] | None = None,
     ) -> None:
         """Open PostgreSQL's pooled connections before traffic comes (``events``: the
@@ -254,8 +256,7 @@ class _FifoLock:
         self._held = False
 
 
-async def sqlite_call(conn: AsyncConnection, statement: str, fn: Callable[..., T],
-                      *args: Any) -> T:
+async def sqlite_call(conn: AsyncConnection, statement: str, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(sqlite3_connection, *args)`` in ONE hand-off to aiosqlite's thread.
 
     Through SQLAlchemy every statement costs three or four hand-offs (cursor, execute, fetch,
@@ -300,7 +301,10 @@ def _create_engine(url: str, schema: str | None, pool_size: int) -> AsyncEngine:
     if schema:
         connect_args["server_settings"] = {"search_path": schema}
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False,
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
         connect_args=connect_args,
     )
     return engine
@@ -321,8 +325,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        statement = "BEGIN" if conn.get_execution_options().get("hookline_read") else (
-            "BEGIN IMMEDIATE")
+        statement = (
+            "BEGIN" if conn.get_execution_options().get("hookline_read") else ("BEGIN IMMEDIATE")
+        )
         # One hand-off to aiosqlite's thread instead of three (cursor, execute, close) through
         # exec_driver_sql: it happens once per transaction, and write transactions queue.
         driver = conn.connection.driver_connection  # aiosqlite.Connection

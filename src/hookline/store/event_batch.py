@@ -72,8 +72,7 @@ class SQLiteEventBatcher:
             async with self._db.writer_turn():
                 batch, self._pending = self._pending, []
                 try:
-                    results = await self._sqlite.transaction(_write_all,
-                                                             [row for row, _ in batch])
+                    results = await self._sqlite.transaction(_write_all, [row for row, _ in batch])
                 except Exception as error:  # the whole batch failed: nothing was written
                     for _, future in batch:
                         if not future.done():
@@ -113,14 +112,27 @@ def _write_one(db: sqlite3.Connection, row: EventRow) -> Written:
         found = db.execute(
             "SELECT id, payload, integration_id FROM events "
             "WHERE account_id = ? AND idempotency_key = ?",
-            (account, row.idempotency_key)).fetchone()
+            (account, row.idempotency_key),
+        ).fetchone()
         if found is not None:
-            (count,) = db.execute("SELECT count(*) FROM deliveries WHERE event_id = ?",
-                                  (found[0],)).fetchone()
-            return Written(existing=ExistingEvent(uuid.UUID(hex=found[0]), bytes(found[1]),
-                                                  found[2], count))
-    ids = write_sqlite_rows(db, (
-        row.event_id.hex, account, row.event, row.consumer_id.hex if row.consumer_id else None,
-        row.integration_id, row.payload, row.idempotency_key, sqlite_time(row.now),
-    ), row.pos)
+            (count,) = db.execute(
+                "SELECT count(*) FROM deliveries WHERE event_id = ?", (found[0],)
+            ).fetchone()
+            return Written(
+                existing=ExistingEvent(uuid.UUID(hex=found[0]), bytes(found[1]), found[2], count)
+            )
+    ids = write_sqlite_rows(
+        db,
+        (
+            row.event_id.hex,
+            account,
+            row.event,
+            row.consumer_id.hex if row.consumer_id else None,
+            row.integration_id,
+            row.payload,
+            row.idempotency_key,
+            sqlite_time(row.now),
+        ),
+        row.pos,
+    )
     return Written(delivery_ids=ids)

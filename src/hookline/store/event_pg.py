@@ -115,9 +115,14 @@ class PostgresEventWriter:
             async with self._opening:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=POOL_SIZE, max_size=POOL_SIZE, timeout=10,
-                        server_settings=self._settings, init=_plan_statements,
-                        reset=_no_session_state)
+                        self._dsn,
+                        min_size=POOL_SIZE,
+                        max_size=POOL_SIZE,
+                        timeout=10,
+                        server_settings=self._settings,
+                        init=_plan_statements,
+                        reset=_no_session_state,
+                    )
         return self._pool
 
     async def write(self, row: EventRow) -> Written:
@@ -132,8 +137,18 @@ class PostgresEventWriter:
         pool = await self._get_pool()
         try:
             record = await pool.fetchrow(
-                sql, row.event_id, row.account_id, row.event, row.consumer_id,
-                row.integration_id, row.payload, row.idempotency_key, row.now, ids, *extra)
+                sql,
+                row.event_id,
+                row.account_id,
+                row.event,
+                row.consumer_id,
+                row.integration_id,
+                row.payload,
+                row.idempotency_key,
+                row.now,
+                ids,
+                *extra,
+            )
         except asyncpg.NotNullViolationError as error:
             raise NeedsGeneralPath(str(error)) from error
         if record["inserted"]:
@@ -159,8 +174,7 @@ class PostgresEventWriter:
         while True:
             self._notify_again = False
             try:
-                await pool.execute("SELECT pg_notify($1, 'deliveries')",
-                                   self._db.notify_channel)
+                await pool.execute("SELECT pg_notify($1, 'deliveries')", self._db.notify_channel)
             except Exception:  # workers fall back to their poll; the next event notifies
                 log.warning("NOTIFY after an event failed", exc_info=True)
                 return

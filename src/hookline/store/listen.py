@@ -44,10 +44,10 @@ async def listen(
             await conn.add_listener(channel, lambda *args: on_notify(str(args[3])))
             on_notify("reconnected")  # anything sent while we were away is not replayed
             while not stop.is_set() and not lost.is_set():
-                waiters = [asyncio.ensure_future(stop.wait()),
-                           asyncio.ensure_future(lost.wait())]
-                await asyncio.wait(waiters, timeout=health_interval,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
+                await asyncio.wait(
+                    waiters, timeout=health_interval, return_when=asyncio.FIRST_COMPLETED
+                )
                 for waiter in waiters:
                     waiter.cancel()
                 if not stop.is_set() and not lost.is_set():

@@ -26,10 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hookline.ids import new_id
 from hookline.store.db import sqlite_call
 
-_EVENT_COLUMNS = ("id, account_id, event_type, consumer_id, integration_id, payload, "
-                  "idempotency_key, created_at")
-_DELIVERY_COLUMNS = ("id, event_id, webhook_id, account_id, status, attempts, created_at, "
-                     "updated_at")
+_EVENT_COLUMNS = (
+    "id, account_id, event_type, consumer_id, integration_id, payload, idempotency_key, created_at"
+)
+_DELIVERY_COLUMNS = "id, event_id, webhook_id, account_id, status, attempts, created_at, updated_at"
 _QUEUE_COLUMNS = "delivery_id, webhook_id, event_id, available_at, attempt"
 
 
@@ -40,49 +40,93 @@ def sqlite_time(value: datetime) -> str:
 
 def _webhooks_sql(pos: bool, integration_id: int | None, mark: str) -> str:
     """The active webhooks of an account for an event (POS: only its integration's)."""
-    sql = ("SELECT id FROM webhooks WHERE account_id = {0} AND event = {1} "
-           "AND status = 'active'")
+    sql = "SELECT id FROM webhooks WHERE account_id = {0} AND event = {1} AND status = 'active'"
     if pos:
-        sql += (" AND integration_id IS NULL" if integration_id is None
-                else " AND integration_id = {2}")
+        sql += (
+            " AND integration_id IS NULL" if integration_id is None else " AND integration_id = {2}"
+        )
     return sql.format(*(mark.format(i) for i in (1, 2, 3)))
 
 
 async def write_event(
-    conn: AsyncConnection, *, event_id: uuid.UUID, account_id: uuid.UUID, event: str,
-    consumer_id: uuid.UUID | None, integration_id: int | None, payload: bytes,
-    idempotency_key: str | None, now: datetime, pos: bool,
+    conn: AsyncConnection,
+    *,
+    event_id: uuid.UUID,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    integration_id: int | None,
+    payload: bytes,
+    idempotency_key: str | None,
+    now: datetime,
+    pos: bool,
 ) -> tuple[uuid.UUID, ...]:
     """Insert the event and fan it out in ``conn``'s transaction; returns the delivery ids."""
     if conn.dialect.name == "sqlite":
-        return await _write_sqlite(conn, event_id, account_id, event, consumer_id,
-                                   integration_id, payload, idempotency_key, now, pos)
-    return await _write_postgresql(conn, event_id, account_id, event, consumer_id,
-                                   integration_id, payload, idempotency_key, now, pos)
+        return await _write_sqlite(
+            conn,
+            event_id,
+            account_id,
+            event,
+            consumer_id,
+            integration_id,
+            payload,
+            idempotency_key,
+            now,
+            pos,
+        )
+    return await _write_postgresql(
+        conn,
+        event_id,
+        account_id,
+        event,
+        consumer_id,
+        integration_id,
+        payload,
+        idempotency_key,
+        now,
+        pos,
+    )
 
 
 async def _write_sqlite(
-    conn: AsyncConnection, event_id: uuid.UUID, account_id: uuid.UUID, event: str,
-    consumer_id: uuid.UUID | None, integration_id: int | None, payload: bytes,
-    idempotency_key: str | None, now: datetime, pos: bool,
+    conn: AsyncConnection,
+    event_id: uuid.UUID,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    integration_id: int | None,
+    payload: bytes,
+    idempotency_key: str | None,
+    now: datetime,
+    pos: bool,
 ) -> tuple[uuid.UUID, ...]:
-    row = (event_id.hex, account_id.hex, event, consumer_id.hex if consumer_id else None,
-           integration_id, payload, idempotency_key, sqlite_time(now))
+    row = (
+        event_id.hex,
+        account_id.hex,
+        event,
+        consumer_id.hex if consumer_id else None,
+        integration_id,
+        payload,
+        idempotency_key,
+        sqlite_time(now),
+    )
     return await sqlite_call(conn, "INSERT INTO events", write_sqlite_rows, row, pos)
 
 
-def write_sqlite_rows(db: sqlite3.Connection, event_row: tuple[Any, ...],
-                      pos: bool) -> tuple[uuid.UUID, ...]:
+def write_sqlite_rows(
+    db: sqlite3.Connection, event_row: tuple[Any, ...], pos: bool
+) -> tuple[uuid.UUID, ...]:
     """The event row (in column order, driver values), its deliveries and queue rows, on a
     plain sqlite3 connection inside the caller's transaction; returns the delivery ids."""
     event_hex, account, event, _, integration_id, _, _, stamp = event_row
-    db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-               event_row)
+    db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", event_row)
     params: tuple[Any, ...] = (account, event)
     if pos and integration_id is not None:
         params += (integration_id,)
-    hooks = [row[0] for row in
-             db.execute(_webhooks_sql(pos, integration_id, "?"), params).fetchall()]
+    hooks = [
+        row[0] for row in db.execute(_webhooks_sql(pos, integration_id, "?"), params).fetchall()
+    ]
     if not hooks:
         return ()
     ids = tuple(new_id() for _ in hooks)
@@ -99,21 +143,41 @@ def write_sqlite_rows(db: sqlite3.Connection, event_row: tuple[Any, ...],
 
 
 async def _write_postgresql(
-    conn: AsyncConnection, event_id: uuid.UUID, account_id: uuid.UUID, event: str,
-    consumer_id: uuid.UUID | None, integration_id: int | None, payload: bytes,
-    idempotency_key: str | None, now: datetime, pos: bool,
+    conn: AsyncConnection,
+    event_id: uuid.UUID,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    integration_id: int | None,
+    payload: bytes,
+    idempotency_key: str | None,
+    now: datetime,
+    pos: bool,
 ) -> tuple[uuid.UUID, ...]:
     select_params: tuple[Any, ...] = (account_id, event)
     if pos and integration_id is not None:
         select_params += (integration_id,)
-    hooks = [row[0] for row in (await conn.exec_driver_sql(
-        _webhooks_sql(pos, integration_id, "${0}"), select_params)).all()]
-    event_params = (event_id, account_id, event, consumer_id, integration_id, payload,
-                    idempotency_key, now)
+    hooks = [
+        row[0]
+        for row in (
+            await conn.exec_driver_sql(_webhooks_sql(pos, integration_id, "${0}"), select_params)
+        ).all()
+    ]
+    event_params = (
+        event_id,
+        account_id,
+        event,
+        consumer_id,
+        integration_id,
+        payload,
+        idempotency_key,
+        now,
+    )
     if not hooks:
         await conn.exec_driver_sql(
             f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            event_params)
+            event_params,
+        )
         return ()
     ids = tuple(new_id() for _ in hooks)
     await conn.exec_driver_sql(_FAN_OUT_POSTGRESQL, (*event_params, list(ids), hooks))

@@ -103,20 +103,26 @@ async def record(
     if finished:  # the common case costs one statement: delete what we still lease
         owned.update(await native.delete_leased(owner, finished))
     if retries:
-        mine_retrying = set((await conn.execute(
-            select(dq.c.delivery_id)
-            .where(dq.c.delivery_id.in_([item.delivery.delivery_id for item in retries]),
-                   dq.c.lease_owner == owner)
-            .with_for_update()
-        )).scalars())
+        mine_retrying = set(
+            (
+                await conn.execute(
+                    select(dq.c.delivery_id)
+                    .where(
+                        dq.c.delivery_id.in_([item.delivery.delivery_id for item in retries]),
+                        dq.c.lease_owner == owner,
+                    )
+                    .with_for_update()
+                )
+            ).scalars()
+        )
         retries = [item for item in retries if item.delivery.delivery_id in mine_retrying]
         owned.update(mine_retrying)
     if retries:
         await conn.execute(
-            update(dq).where(dq.c.delivery_id == bindparam("b_id"))
+            update(dq)
+            .where(dq.c.delivery_id == bindparam("b_id"))
             .values(available_at=bindparam("b_at"), lease_owner=None),
-            [{"b_id": item.delivery.delivery_id, "b_at": item.next_attempt_at}
-             for item in retries],
+            [{"b_id": item.delivery.delivery_id, "b_at": item.next_attempt_at} for item in retries],
         )
     mine = [item for item in records if item.delivery.delivery_id in owned]
     attempted = [item for item in mine if item.outcome != DROPPED]
@@ -124,21 +130,32 @@ async def record(
 
     if attempted:
         stamp = native.time(now)
-        await native.executemany(UPDATE_DELIVERIES_SQLITE, _UPDATE_DELIVERIES_PG, [
-            (_delivery_status(item.outcome), item.delivery.attempt, item.http_status, stamp,
-             native.uuid(item.delivery.delivery_id))
-            for item in attempted
-        ])
+        await native.executemany(
+            UPDATE_DELIVERIES_SQLITE,
+            _UPDATE_DELIVERIES_PG,
+            [
+                (
+                    _delivery_status(item.outcome),
+                    item.delivery.attempt,
+                    item.http_status,
+                    stamp,
+                    native.uuid(item.delivery.delivery_id),
+                )
+                for item in attempted
+            ],
+        )
     if dropped:
         await conn.execute(
-            update(deliveries).where(deliveries.c.id.in_(dropped))
+            update(deliveries)
+            .where(deliveries.c.id.in_(dropped))
             .values(status="failed", updated_at=now)
         )
     logged = [item for item in records if item.outcome != DROPPED]
     if logged:
         stamp = native.time(now)
-        await native.executemany(_INSERT_LOGS, _INSERT_LOGS_PG,
-                                 [_log_row(native, item, stamp) for item in logged])
+        await native.executemany(
+            _INSERT_LOGS, _INSERT_LOGS_PG, [_log_row(native, item, stamp) for item in logged]
+        )
     await _update_webhooks(conn, now, logged)
     return owned
 
@@ -167,9 +184,22 @@ UPDATE_DELIVERIES_SQLITE = (
     "last_http_status = ?3, updated_at = ?4 WHERE id = ?5"
 )
 LOG_COLUMNS = (
-    "id", "webhook_id", "delivery_id", "event_id", "account_id", "event", "url",
-    "integration_id", "http_status", "attempt", "duration_ms", "outcome", "error_class",
-    "response_excerpt", "next_attempt_at", "created_at",
+    "id",
+    "webhook_id",
+    "delivery_id",
+    "event_id",
+    "account_id",
+    "event",
+    "url",
+    "integration_id",
+    "http_status",
+    "attempt",
+    "duration_ms",
+    "outcome",
+    "error_class",
+    "response_excerpt",
+    "next_attempt_at",
+    "created_at",
 )
 _INSERT_LOGS = (
     f"INSERT INTO {webhook_logs.name} ({', '.join(LOG_COLUMNS)}) "
@@ -184,12 +214,27 @@ _UPDATE_DELIVERIES_PG = (
     "AS v(status, attempt, http_status, updated_at, id) WHERE d.id = v.id"
 )
 _LOG_TYPES = (
-    "uuid", "uuid", "uuid", "uuid", "uuid", "varchar", "varchar", "int", "int", "int",
-    "float8", "varchar", "varchar", "text", "timestamptz", "timestamptz",
+    "uuid",
+    "uuid",
+    "uuid",
+    "uuid",
+    "uuid",
+    "varchar",
+    "varchar",
+    "int",
+    "int",
+    "int",
+    "float8",
+    "varchar",
+    "varchar",
+    "text",
+    "timestamptz",
+    "timestamptz",
 )
 _INSERT_LOGS_PG = (
     f"INSERT INTO {webhook_logs.name} ({', '.join(LOG_COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_LOG_TYPES, 1)) + ")"
+    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_LOG_TYPES, 1))
+    + ")"
 )
 
 
@@ -212,14 +257,19 @@ class _Native:
         """Delete the queue rows of ``ids`` still leased by ``owner``; return their ids."""
         if self.sqlite:
             marks = ", ".join("?" for _ in ids)
-            sql = (f"DELETE FROM delivery_queue WHERE lease_owner = ? AND delivery_id IN ({marks}) "
-                   "RETURNING delivery_id")
-            rows = await sqlite_call(self.conn, sql, _fetchall, sql,
-                                     (owner, *(value.hex for value in ids)))
+            sql = (
+                f"DELETE FROM delivery_queue WHERE lease_owner = ? AND delivery_id IN ({marks}) "
+                "RETURNING delivery_id"
+            )
+            rows = await sqlite_call(
+                self.conn, sql, _fetchall, sql, (owner, *(value.hex for value in ids))
+            )
             return [uuid_from_hex(row[0]) for row in rows]
         result = await self.conn.exec_driver_sql(
             "DELETE FROM delivery_queue WHERE lease_owner = $1 AND delivery_id = ANY($2::uuid[]) "
-            "RETURNING delivery_id", (owner, ids))
+            "RETURNING delivery_id",
+            (owner, ids),
+        )
         return [row[0] for row in result.all()]
 
     async def executemany(self, sql: str, sql_arrays: str, rows: list[tuple[Any, ...]]) -> None:
@@ -243,11 +293,22 @@ def _log_row(native: _Native, item: AttemptRecord, stamp: Any) -> tuple[Any, ...
     delivery = item.delivery
     u = native.uuid
     return (
-        new_id_text(), u(delivery.webhook_id), u(delivery.delivery_id), u(delivery.event_id),
-        u(delivery.account_id), delivery.event_type, delivery.url or "",
-        delivery.integration_id, item.http_status or 0, delivery.attempt,
-        round(item.duration_ms, 3), item.outcome, item.error_class, item.response_excerpt,
-        None if item.next_attempt_at is None else native.time(item.next_attempt_at), stamp,
+        new_id_text(),
+        u(delivery.webhook_id),
+        u(delivery.delivery_id),
+        u(delivery.event_id),
+        u(delivery.account_id),
+        delivery.event_type,
+        delivery.url or "",
+        delivery.integration_id,
+        item.http_status or 0,
+        delivery.attempt,
+        round(item.duration_ms, 3),
+        item.outcome,
+        item.error_class,
+        item.response_excerpt,
+        None if item.next_attempt_at is None else native.time(item.next_attempt_at),
+        stamp,
     )
 
 
@@ -263,10 +324,16 @@ async def _update_webhooks(
             disables[item.delivery.webhook_id] = item.disable_reason or "disabled"
     # Skip statements that would change nothing, judged by the state seen at claim time (a
     # stale view heals itself: the next claim of that webhook sees the current value).
-    healthy = sorted(hook for hook, item in latest.items()
-                     if item.outcome == DELIVERED and item.delivery.failing_since is not None)
-    failing = sorted(hook for hook, item in latest.items()
-                     if item.outcome != DELIVERED and item.delivery.failing_since is None)
+    healthy = sorted(
+        hook
+        for hook, item in latest.items()
+        if item.outcome == DELIVERED and item.delivery.failing_since is not None
+    )
+    failing = sorted(
+        hook
+        for hook, item in latest.items()
+        if item.outcome != DELIVERED and item.delivery.failing_since is None
+    )
     if healthy:
         await conn.execute(
             update(webhooks)
@@ -288,7 +355,8 @@ async def disable_webhook(
 ) -> None:
     """Set a webhook inactive and drop its pending deliveries from the queue (marked failed)."""
     await conn.execute(
-        update(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.status == "active")
+        update(webhooks)
+        .where(webhooks.c.id == webhook_id, webhooks.c.status == "active")
         .values(status="inactive", disabled_reason=reason, updated_at=now)
     )
     await conn.execute(delete(dq).where(dq.c.webhook_id == webhook_id))
@@ -302,16 +370,19 @@ async def disable_webhook(
 _RENEW_CHUNK = 500
 
 
-async def renew_leases(conn: AsyncConnection, *, owner: str, delivery_ids: Sequence[uuid.UUID],
-                       until: datetime) -> int:
+async def renew_leases(
+    conn: AsyncConnection, *, owner: str, delivery_ids: Sequence[uuid.UUID], until: datetime
+) -> int:
     """Extend to ``until`` the leases ``owner`` still holds on ``delivery_ids``; returns how
     many it still held (a lease already taken over by another worker stays theirs)."""
     renewed = 0
     for start in range(0, len(delivery_ids), _RENEW_CHUNK):
-        chunk = list(delivery_ids[start:start + _RENEW_CHUNK])
+        chunk = list(delivery_ids[start : start + _RENEW_CHUNK])
         result = await conn.execute(
-            update(dq).where(dq.c.lease_owner == owner, dq.c.delivery_id.in_(chunk))
-            .values(available_at=until))
+            update(dq)
+            .where(dq.c.lease_owner == owner, dq.c.delivery_id.in_(chunk))
+            .values(available_at=until)
+        )
         renewed += result.rowcount
     return renewed
 

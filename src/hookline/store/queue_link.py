@@ -78,13 +78,15 @@ _CLAIMED_SQLITE = (
     "WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
 )
 
+
 # Successes: the queue rows this worker still leases leave the queue, their deliveries are
 # marked delivered, and every attempt is logged (the request was made whatever happened to the
 # lease).
 def _set_delivered(attempt: str, status: str, now: str) -> str:
-    return (f"status = 'delivered', {counted_attempts(attempt)}, "
-            f"last_http_status = {status}, updated_at = {now}")
-
+    return (
+        f"status = 'delivered', {counted_attempts(attempt)}, "
+        f"last_http_status = {status}, updated_at = {now}"
+    )
 
 
 _DELIVERED_POSTGRESQL = (
@@ -116,18 +118,21 @@ _DELETE_LEASED_SQLITE = "DELETE FROM delivery_queue WHERE delivery_id = ?5 AND l
 # because binding them for every row cost 1.6 % of the worker's instructions (callgrind).
 _LOG_SQLITE = (
     f"INSERT INTO webhook_logs ({', '.join(LOG_COLUMNS)}) VALUES ("
-    + ", ".join("?" * 11) + ", 'delivered', NULL, ?, NULL, ?)"
+    + ", ".join("?" * 11)
+    + ", 'delivered', NULL, ?, NULL, ?)"
 )
 
 
 class QueueLink(Protocol):
-    async def claim(self, *, owner: str, now: datetime, lease_until: datetime,
-                    limit: int) -> list[ClaimedDelivery]:
+    async def claim(
+        self, *, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries (oldest due first) with what sending needs."""
         ...
 
-    async def record_delivered(self, *, owner: str, now: datetime,
-                               records: Sequence[AttemptRecord]) -> None:
+    async def record_delivered(
+        self, *, owner: str, now: datetime, records: Sequence[AttemptRecord]
+    ) -> None:
         """Write a batch of successful attempts (outcome ``delivered``) as one unit."""
         ...
 
@@ -160,8 +165,9 @@ class PostgresQueueLink:
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self._dsn, timeout=10,
-                                               server_settings=self._settings)
+            self._conn = await asyncpg.connect(
+                self._dsn, timeout=10, server_settings=self._settings
+            )
         return self._conn
 
     async def _run(self, call: Callable[[asyncpg.Connection], Any]) -> Any:
@@ -172,24 +178,33 @@ class PostgresQueueLink:
             await self.close()  # the next call reconnects
             raise
 
-    async def claim(self, *, owner: str, now: datetime, lease_until: datetime,
-                    limit: int) -> list[ClaimedDelivery]:
+    async def claim(
+        self, *, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
         rows = await self._run(
-            lambda conn: conn.fetch(_CLAIM_POSTGRESQL, now, limit, lease_until, owner))
+            lambda conn: conn.fetch(_CLAIM_POSTGRESQL, now, limit, lease_until, owner)
+        )
         return [ClaimedDelivery(*row) for row in rows]
 
-    async def record_delivered(self, *, owner: str, now: datetime,
-                               records: Sequence[AttemptRecord]) -> None:
+    async def record_delivered(
+        self, *, owner: str, now: datetime, records: Sequence[AttemptRecord]
+    ) -> None:
         _check_delivered(records)
         if not records:
             return
         items = [item.delivery for item in records]
         params = (
-            owner, [d.delivery_id for d in items], [d.attempt for d in items],
-            [item.http_status for item in records], now,
-            [new_id_text() for _ in items], [d.webhook_id for d in items],
-            [d.event_id for d in items], [d.account_id for d in items],
-            [d.event_type for d in items], [d.url or "" for d in items],
+            owner,
+            [d.delivery_id for d in items],
+            [d.attempt for d in items],
+            [item.http_status for item in records],
+            now,
+            [new_id_text() for _ in items],
+            [d.webhook_id for d in items],
+            [d.event_id for d in items],
+            [d.account_id for d in items],
+            [d.event_type for d in items],
+            [d.url or "" for d in items],
             [d.integration_id for d in items],
             [round(item.duration_ms, 3) for item in records],
             [item.response_excerpt for item in records],
@@ -218,11 +233,13 @@ class SQLiteQueueLink:
         async with self._db.writer_turn(priority=True):
             return await self._sqlite.transaction(fn, *args)
 
-    async def claim(self, *, owner: str, now: datetime, lease_until: datetime,
-                    limit: int) -> list[ClaimedDelivery]:
+    async def claim(
+        self, *, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
         lease = sqlite_time(lease_until)
-        rows = await self._unit(_claim_sqlite_rows, (lease, owner, sqlite_time(now), limit),
-                                (owner, lease))
+        rows = await self._unit(
+            _claim_sqlite_rows, (lease, owner, sqlite_time(now), limit), (owner, lease)
+        )
         uid = uuid_from_hex
         shared: dict[str, uuid.UUID] = {}  # a batch has few distinct webhooks and accounts
 
@@ -233,14 +250,26 @@ class SQLiteQueueLink:
             return parsed
 
         return [
-            ClaimedDelivery(uid(r[0]), same(r[1]), uid(r[2]), r[3], same(r[4]), r[5],
-                            bytes(r[6]), r[7], r[8], r[9], r[10],
-                            None if r[11] is None else sqlite_datetime(r[11]))
+            ClaimedDelivery(
+                uid(r[0]),
+                same(r[1]),
+                uid(r[2]),
+                r[3],
+                same(r[4]),
+                r[5],
+                bytes(r[6]),
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                None if r[11] is None else sqlite_datetime(r[11]),
+            )
             for r in rows
         ]
 
-    async def record_delivered(self, *, owner: str, now: datetime,
-                               records: Sequence[AttemptRecord]) -> None:
+    async def record_delivered(
+        self, *, owner: str, now: datetime, records: Sequence[AttemptRecord]
+    ) -> None:
         _check_delivered(records)
         if not records:
             return
@@ -251,27 +280,40 @@ class SQLiteQueueLink:
             d = item.delivery
             delivery_id = d.delivery_id.hex
             marks.append((DELIVERED, d.attempt, item.http_status, stamp, delivery_id, owner))
-            logs.append((
-                new_id_text(), d.webhook_id.hex, delivery_id, d.event_id.hex,
-                d.account_id.hex, d.event_type, d.url or "", d.integration_id,
-                item.http_status or 0, d.attempt, round(item.duration_ms, 3),
-                item.response_excerpt, stamp,
-            ))
+            logs.append(
+                (
+                    new_id_text(),
+                    d.webhook_id.hex,
+                    delivery_id,
+                    d.event_id.hex,
+                    d.account_id.hex,
+                    d.event_type,
+                    d.url or "",
+                    d.integration_id,
+                    item.http_status or 0,
+                    d.attempt,
+                    round(item.duration_ms, 3),
+                    item.response_excerpt,
+                    stamp,
+                )
+            )
         await self._unit(_record_delivered_rows, marks, logs)
 
     async def close(self) -> None:
         self._sqlite.close()
 
 
-def _claim_sqlite_rows(db: sqlite3.Connection, claim_params: tuple[Any, ...],
-                       read_params: tuple[Any, ...]) -> list[Any]:
+def _claim_sqlite_rows(
+    db: sqlite3.Connection, claim_params: tuple[Any, ...], read_params: tuple[Any, ...]
+) -> list[Any]:
     if not db.execute(_CLAIM_SQLITE, claim_params).rowcount:
         return []
     return db.execute(_CLAIMED_SQLITE, read_params).fetchall()
 
 
-def _record_delivered_rows(db: sqlite3.Connection, marks: list[tuple[Any, ...]],
-                           logs: list[tuple[Any, ...]]) -> None:
+def _record_delivered_rows(
+    db: sqlite3.Connection, marks: list[tuple[Any, ...]], logs: list[tuple[Any, ...]]
+) -> None:
     # Deliveries first: the update reads which queue rows this worker still leases.
     db.executemany(_MARK_DELIVERED_SQLITE, marks)
     db.executemany(_DELETE_LEASED_SQLITE, marks)

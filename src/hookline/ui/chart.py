@@ -24,8 +24,7 @@ def attempts_chart(buckets: Sequence[Bucket], *, title: str = "Delivery attempts
         f"<title>{escape(title)}</title>",
         f'<line x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH}" y2="{PAD_TOP + plot_h}" '
         'class="axis"/>',
-        f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + 10}" text-anchor="end" class="tick">{peak}'
-        "</text>",
+        f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + 10}" text-anchor="end" class="tick">{peak}</text>',
         f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + plot_h}" text-anchor="end" class="tick">0</text>',
     ]
     for index, bucket in enumerate(buckets):

@@ -16,18 +16,35 @@ from hookline.ui.session import Session
 async def revoke(conn: AsyncConnection, session: Session, *, now: datetime) -> None:
     """Record ``session`` as signed out (and forget revocations whose cookies expired)."""
     await conn.execute(delete(ui_revoked_sessions).where(ui_revoked_sessions.c.expires_at < now))
-    already = (await conn.execute(select(ui_revoked_sessions.c.session_id).where(
-        ui_revoked_sessions.c.session_id == session.session_id))).first()
+    already = (
+        await conn.execute(
+            select(ui_revoked_sessions.c.session_id).where(
+                ui_revoked_sessions.c.session_id == session.session_id
+            )
+        )
+    ).first()
     if already is None:
-        await conn.execute(insert(ui_revoked_sessions).values(
-            session_id=session.session_id,
-            expires_at=datetime.fromtimestamp(session.expires, UTC)))
+        await conn.execute(
+            insert(ui_revoked_sessions).values(
+                session_id=session.session_id,
+                expires_at=datetime.fromtimestamp(session.expires, UTC),
+            )
+        )
 
 
 async def is_live(conn: AsyncConnection, session: Session) -> bool:
     """One query: the session was not signed out, and its API key was not revoked since."""
-    signed_out = select(ui_revoked_sessions.c.session_id).where(
-        ui_revoked_sessions.c.session_id == session.session_id).exists()
-    return (await conn.execute(select(api_keys.c.id).where(
-        api_keys.c.client_id == session.client_id, api_keys.c.account_id == session.account_id,
-        ~signed_out))).first() is not None
+    signed_out = (
+        select(ui_revoked_sessions.c.session_id)
+        .where(ui_revoked_sessions.c.session_id == session.session_id)
+        .exists()
+    )
+    return (
+        await conn.execute(
+            select(api_keys.c.id).where(
+                api_keys.c.client_id == session.client_id,
+                api_keys.c.account_id == session.account_id,
+                ~signed_out,
+            )
+        )
+    ).first() is not None

@@ -86,15 +86,17 @@ async def current_session(request: Request) -> Session:
     """The signed-in session; otherwise (no cookie, a forged or expired one, or one signed
     out) a redirect to the sign-in page."""
     runtime = _runtime(request)
-    session = decode_session(_secret(request), request.cookies.get(COOKIE_NAME),
-                             now=runtime.clock.now())
+    session = decode_session(
+        _secret(request), request.cookies.get(COOKIE_NAME), now=runtime.clock.now()
+    )
     if session is not None:
         async with runtime.db.read() as conn:
             if not await revocations.is_live(conn, session):
                 session = None
     if session is None:
-        raise HTTPException(status_code=303, detail="Sign in first",
-                            headers={"Location": "/ui/login"})
+        raise HTTPException(
+            status_code=303, detail="Sign in first", headers={"Location": "/ui/login"}
+        )
     return session
 
 
@@ -102,14 +104,20 @@ async def checked_form(request: Request, session: Session) -> dict[str, str]:
     """The POSTed form, after checking its CSRF token (403 when missing or wrong)."""
     form = await request.form()
     given = form.get("csrf")
-    if not csrf_matches(csrf_token(_secret(request), session.session_id),
-                        given if isinstance(given, str) else None):
+    if not csrf_matches(
+        csrf_token(_secret(request), session.session_id), given if isinstance(given, str) else None
+    ):
         raise HTTPException(status_code=403, detail="Invalid or missing CSRF token")
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
-def render(request: Request, template: str, session: Session | None = None,
-           status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(
+    request: Request,
+    template: str,
+    session: Session | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
     notice = NOTICES.get(request.query_params.get("notice", ""))
     if notice and "{count}" in notice:
         count = request.query_params.get("count", "")
@@ -121,9 +129,15 @@ def render(request: Request, template: str, session: Session | None = None,
         path=request.url.path,
         **context,
     )
-    return HTMLResponse(html, status_code=status_code,
-                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                 "Referrer-Policy": "same-origin"})
+    return HTMLResponse(
+        html,
+        status_code=status_code,
+        headers={
+            "Cache-Control": "no-store",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin",
+        },
+    )
 
 
 def redirect(url: str) -> RedirectResponse:
@@ -140,8 +154,9 @@ async def static_file(name: str) -> Response:
     kind = STATIC_TYPES.get(path.suffix)
     if kind is None or "/" in name or name.startswith(".") or not path.is_file():
         raise HTTPException(status_code=404, detail="Not Found")
-    return Response(path.read_bytes(), media_type=kind,
-                    headers={"Cache-Control": "public, max-age=3600"})
+    return Response(
+        path.read_bytes(), media_type=kind, headers={"Cache-Control": "public, max-age=3600"}
+    )
 
 
 # --- sign in / out ------------------------------------------------------------------------
@@ -171,20 +186,33 @@ async def login(request: Request) -> Response:
     client_id, client_secret = values.get("clientId", ""), values.get("clientSecret", "")
     if account_id and client_id and client_secret:
         async with runtime.db.read() as conn:
-            valid = await check_api_key(conn, account_id=account_id, client_id=client_id,
-                                        client_secret=client_secret)
+            valid = await check_api_key(
+                conn, account_id=account_id, client_id=client_id, client_secret=client_secret
+            )
     if not valid or account_id is None:
         token = secrets.token_urlsafe(18)
-        response = render(request, "ui_login.html", status_code=401, login_csrf=token,
-                          error="Invalid credentials.", account_id=values.get("accountId", ""),
-                          client_id=client_id)
+        response = render(
+            request,
+            "ui_login.html",
+            status_code=401,
+            login_csrf=token,
+            error="Invalid credentials.",
+            account_id=values.get("accountId", ""),
+            client_id=client_id,
+        )
         _set_login_cookie(request, response, token)
         return response
     session = new_session(account_id, client_id, now=runtime.clock.now())
     response = redirect("/ui/")
-    response.set_cookie(COOKIE_NAME, encode_session(_secret(request), session),
-                        max_age=SESSION_TTL_SECONDS, path="/ui", httponly=True, samesite="lax",
-                        secure=_secure(request))
+    response.set_cookie(
+        COOKIE_NAME,
+        encode_session(_secret(request), session),
+        max_age=SESSION_TTL_SECONDS,
+        path="/ui",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
     response.delete_cookie(LOGIN_COOKIE_NAME, path="/ui")
     return response
 
@@ -202,8 +230,15 @@ async def logout(request: Request) -> Response:
 
 
 def _set_login_cookie(request: Request, response: Response, token: str) -> None:
-    response.set_cookie(LOGIN_COOKIE_NAME, token, max_age=3600, path="/ui", httponly=True,
-                        samesite="lax", secure=_secure(request))
+    response.set_cookie(
+        LOGIN_COOKIE_NAME,
+        token,
+        max_age=3600,
+        path="/ui",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
 
 
 # --- overview and catalog -----------------------------------------------------------------
@@ -227,18 +262,30 @@ async def overview(request: Request) -> Response:
         "retry": sum(b.retry for b in buckets),
         "failed": sum(b.failed for b in buckets),
     }
-    return render(request, "ui_overview.html", session, chart=attempts_chart(buckets),
-                  totals=totals, webhook_count=len(hooks),
-                  inactive_count=sum(1 for hook in hooks if hook.status != "active"),
-                  open_issues=open_issues)
+    return render(
+        request,
+        "ui_overview.html",
+        session,
+        chart=attempts_chart(buckets),
+        totals=totals,
+        webhook_count=len(hooks),
+        inactive_count=sum(1 for hook in hooks if hook.status != "active"),
+        open_issues=open_issues,
+    )
 
 
 @router.get("/events")
 async def catalog_page(request: Request) -> Response:
     session = await current_session(request)
     event_types = [
-        {"name": t.name, "api": t.api, "description": t.description, "schema": schema_for(t),
-         "example": catalog_example(t), "fields": t.fields}
+        {
+            "name": t.name,
+            "api": t.api,
+            "description": t.description,
+            "schema": schema_for(t),
+            "example": catalog_example(t),
+            "fields": t.fields,
+        }
         for t in EVENT_TYPES
     ]
     return render(request, "ui_events.html", session, event_types=event_types)
@@ -256,23 +303,42 @@ def _parse_id(value: str) -> uuid.UUID:
 
 def _failure(request: Request, session: Session, error: HooklineError) -> HTMLResponse:
     """A domain error as a page: the use case's own message, with its status code."""
-    return render(request, "ui_error.html", session, status_code=error.status_code,
-                  error=error.message, detail=error.detail)
+    return render(
+        request,
+        "ui_error.html",
+        session,
+        status_code=error.status_code,
+        error=error.message,
+        detail=error.detail,
+    )
 
 
 async def _pos_integrations(conn: Any) -> list[Any]:
     return [i for i in await list_integrations(conn) if i.is_pos]
 
 
-async def _webhooks_page(request: Request, session: Session, *, error: str | None = None,
-                         form: dict[str, str] | None = None,
-                         status_code: int = 200) -> HTMLResponse:
+async def _webhooks_page(
+    request: Request,
+    session: Session,
+    *,
+    error: str | None = None,
+    form: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     async with _runtime(request).db.read() as conn:
         found = await webhook_cases.list_webhooks(conn, account_id=session.account_id)
         pos = await _pos_integrations(conn)
-    return render(request, "ui_webhooks.html", session, status_code=status_code,
-                  webhooks=found, event_types=EVENT_TYPES, pos_integrations=pos, error=error,
-                  form=form or {})
+    return render(
+        request,
+        "ui_webhooks.html",
+        session,
+        status_code=status_code,
+        webhooks=found,
+        event_types=EVENT_TYPES,
+        pos_integrations=pos,
+        error=error,
+        form=form or {},
+    )
 
 
 @router.get("/webhooks")
@@ -291,22 +357,29 @@ async def webhook_create(request: Request) -> Response:
     try:
         integration_id = int(raw_integration) if raw_integration else None
     except ValueError:
-        return await _webhooks_page(request, session, error="The integration must be a number.",
-                                    form=form, status_code=400)
+        return await _webhooks_page(
+            request, session, error="The integration must be a number.", form=form, status_code=400
+        )
     if integration_id is not None and event in BY_NAME and BY_NAME[event].api != "POS":
         integration_id = None  # the form offers one integration field for every event type
     try:
         async with runtime.db.transaction() as conn:
             integration = await integration_ref(conn, integration_id)
             webhook = await webhook_cases.create_webhook(
-                conn, runtime.secret_box, account_id=session.account_id, event=event,
-                url=form.get("url", ""), signing_secret=form.get("signingsecret") or None,
-                integration_id=integration_id, integration=integration,
+                conn,
+                runtime.secret_box,
+                account_id=session.account_id,
+                event=event,
+                url=form.get("url", ""),
+                signing_secret=form.get("signingsecret") or None,
+                integration_id=integration_id,
+                integration=integration,
                 now=runtime.clock.now(),
             )
     except HooklineError as error:
-        return await _webhooks_page(request, session, error=error.message, form=form,
-                                    status_code=error.status_code)
+        return await _webhooks_page(
+            request, session, error=error.message, form=form, status_code=error.status_code
+        )
     return redirect(f"/ui/webhooks/{webhook.id}?notice=created")
 
 
@@ -319,21 +392,34 @@ async def webhook_page(request: Request, webhook_id: str) -> Response:
     cursor = request.query_params.get("cursor") or None
     try:
         async with runtime.db.read() as conn:
-            webhook = await webhook_cases.get_webhook(conn, account_id=session.account_id,
-                                                      webhook_id=webhook_uuid)
-            page = await log_cases.list_logs(
-                conn, account_id=session.account_id, webhook_id=webhook_uuid, limit=50,
-                status=outcome, cursor=_parse_id(cursor) if cursor else None,
+            webhook = await webhook_cases.get_webhook(
+                conn, account_id=session.account_id, webhook_id=webhook_uuid
             )
-            buckets = await attempts_over_time(conn, session.account_id,
-                                               now=runtime.clock.now(), webhook_id=webhook_uuid)
+            page = await log_cases.list_logs(
+                conn,
+                account_id=session.account_id,
+                webhook_id=webhook_uuid,
+                limit=50,
+                status=outcome,
+                cursor=_parse_id(cursor) if cursor else None,
+            )
+            buckets = await attempts_over_time(
+                conn, session.account_id, now=runtime.clock.now(), webhook_id=webhook_uuid
+            )
     except HooklineError as error:
         return _failure(request, session, error)
     since_default = (runtime.clock.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
-    return render(request, "ui_webhook.html", session, webhook=webhook, logs=page.items,
-                  next_cursor=page.next_cursor, status_filter=outcome or "",
-                  chart=attempts_chart(buckets, title="Attempts of this webhook, last 24 hours"),
-                  since_default=since_default)
+    return render(
+        request,
+        "ui_webhook.html",
+        session,
+        webhook=webhook,
+        logs=page.items,
+        next_cursor=page.next_cursor,
+        status_filter=outcome or "",
+        chart=attempts_chart(buckets, title="Attempts of this webhook, last 24 hours"),
+        since_default=since_default,
+    )
 
 
 @router.post("/webhooks/{webhook_id}/edit")
@@ -350,9 +436,14 @@ async def webhook_edit(request: Request, webhook_id: str) -> Response:
     try:
         async with runtime.db.transaction() as conn:
             await webhook_cases.update_webhook(
-                conn, runtime.secret_box, account_id=session.account_id,
-                webhook_id=webhook_uuid, status=form.get("status") or None,
-                url=form.get("url") or None, signing_secret=secret, now=runtime.clock.now(),
+                conn,
+                runtime.secret_box,
+                account_id=session.account_id,
+                webhook_id=webhook_uuid,
+                status=form.get("status") or None,
+                url=form.get("url") or None,
+                signing_secret=secret,
+                now=runtime.clock.now(),
             )
     except HooklineError as error:
         return _failure(request, session, error)
@@ -367,8 +458,9 @@ async def webhook_delete(request: Request, webhook_id: str) -> Response:
     runtime = _runtime(request)
     try:
         async with runtime.db.transaction() as conn:
-            await webhook_cases.delete_webhook(conn, account_id=session.account_id,
-                                               webhook_id=webhook_uuid)
+            await webhook_cases.delete_webhook(
+                conn, account_id=session.account_id, webhook_id=webhook_uuid
+            )
     except HooklineError as error:
         return _failure(request, session, error)
     return redirect("/ui/webhooks?notice=deleted")
@@ -383,7 +475,10 @@ async def log_redeliver(request: Request, webhook_id: str, log_id: str) -> Respo
     try:
         async with runtime.db.transaction() as conn:
             await redeliver_cases.redeliver_log(
-                conn, account_id=session.account_id, webhook_id=webhook_uuid, log_id=log_uuid,
+                conn,
+                account_id=session.account_id,
+                webhook_id=webhook_uuid,
+                log_id=log_uuid,
                 now=runtime.clock.now(),
             )
     except HooklineError as error:
@@ -400,12 +495,18 @@ async def webhook_recover(request: Request, webhook_id: str) -> Response:
     try:
         since = datetime.fromisoformat(form.get("since", "")).replace(tzinfo=UTC)
     except ValueError:
-        return _failure(request, session,
-                        InvalidRequest("Give the time to recover from as YYYY-MM-DDTHH:MM (UTC)"))
+        return _failure(
+            request,
+            session,
+            InvalidRequest("Give the time to recover from as YYYY-MM-DDTHH:MM (UTC)"),
+        )
     try:
         async with runtime.db.transaction() as conn:
             count = await redeliver_cases.recover_failed(
-                conn, account_id=session.account_id, webhook_id=webhook_uuid, since=since,
+                conn,
+                account_id=session.account_id,
+                webhook_id=webhook_uuid,
+                since=since,
                 now=runtime.clock.now(),
             )
     except HooklineError as error:
@@ -422,10 +523,19 @@ async def consumers_page(request: Request) -> Response:
     search = (request.query_params.get("q") or "").strip()[:200]
     async with _runtime(request).db.read() as conn:
         found = await list_consumers(conn, session.account_id, search=search or None)
-        rows = [(consumer, await list_connections(conn, session.account_id, consumer.id))
-                for consumer in found[:CONSUMERS_PER_PAGE]]
-    return render(request, "ui_consumers.html", session, rows=rows, search=search,
-                  total=len(found), shown=len(rows))
+        rows = [
+            (consumer, await list_connections(conn, session.account_id, consumer.id))
+            for consumer in found[:CONSUMERS_PER_PAGE]
+        ]
+    return render(
+        request,
+        "ui_consumers.html",
+        session,
+        rows=rows,
+        search=search,
+        total=len(found),
+        shown=len(rows),
+    )
 
 
 @router.get("/issues")
@@ -433,6 +543,8 @@ async def issues_page(request: Request) -> Response:
     session = await current_session(request)
     async with _runtime(request).db.read() as conn:
         found = await list_issues(conn, session.account_id, IssueFilter(status="open"))
-        names = {consumer.id: consumer.name
-                 for consumer in await list_consumers(conn, session.account_id)}
+        names = {
+            consumer.id: consumer.name
+            for consumer in await list_consumers(conn, session.account_id)
+        }
     return render(request, "ui_issues.html", session, issues=found, consumer_names=names)

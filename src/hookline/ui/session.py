@@ -43,17 +43,26 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def new_session(account_id: uuid.UUID, client_id: str, *, now: datetime,
-                ttl_seconds: int = SESSION_TTL_SECONDS) -> Session:
-    return Session(account_id, client_id, secrets.token_urlsafe(18),
-                   int(now.timestamp()) + ttl_seconds)
+def new_session(
+    account_id: uuid.UUID, client_id: str, *, now: datetime, ttl_seconds: int = SESSION_TTL_SECONDS
+) -> Session:
+    return Session(
+        account_id, client_id, secrets.token_urlsafe(18), int(now.timestamp()) + ttl_seconds
+    )
 
 
 def encode_session(secret: str, session: Session) -> str:
-    payload = _b64(json.dumps(
-        {"a": str(session.account_id), "c": session.client_id, "s": session.session_id,
-         "e": session.expires}, separators=(",", ":"),
-    ).encode())
+    payload = _b64(
+        json.dumps(
+            {
+                "a": str(session.account_id),
+                "c": session.client_id,
+                "s": session.session_id,
+                "e": session.expires,
+            },
+            separators=(",", ":"),
+        ).encode()
+    )
     signature = _b64(hmac.new(_key(secret, "session"), payload.encode(), hashlib.sha256).digest())
     return f"{payload}.{signature}"
 

@@ -38,7 +38,7 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",  # the token must not leak to linked sites
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
 
 
@@ -60,9 +60,16 @@ def _error_page(error: HooklineError) -> HTMLResponse:
     return _page("activation_error.html", error.status_code, message=error.message)
 
 
-async def _form_page(runtime: Runtime, token: str, *, chosen: int | None, status: int = 200,
-                     error: str | None = None, name: str | None = None,
-                     values: dict[str, str] | None = None) -> HTMLResponse:
+async def _form_page(
+    runtime: Runtime,
+    token: str,
+    *,
+    chosen: int | None,
+    status: int = 200,
+    error: str | None = None,
+    name: str | None = None,
+    values: dict[str, str] | None = None,
+) -> HTMLResponse:
     async with runtime.db.read() as conn:
         try:
             link = await open_activation_link(conn, token, now=runtime.clock.now())
@@ -73,16 +80,29 @@ async def _form_page(runtime: Runtime, token: str, *, chosen: int | None, status
         if isinstance(integration, str):
             error, integration = error or integration, None
         choices = [] if integration else await list_integrations(conn, status="active")
-    fields = [item for item in (integration.credentials if integration else ())
-              if item.visibility in ("consumer", "both")]
-    return _page("activation.html", status, consumer=consumer, integration=integration,
-                 choices=choices, fields=fields, error=error, name=name or link.name,
-                 values=values or {}, expires_at=link.expires_at,
-                 updating=link.connection_id is not None)
+    fields = [
+        item
+        for item in (integration.credentials if integration else ())
+        if item.visibility in ("consumer", "both")
+    ]
+    return _page(
+        "activation.html",
+        status,
+        consumer=consumer,
+        integration=integration,
+        choices=choices,
+        fields=fields,
+        error=error,
+        name=name or link.name,
+        values=values or {},
+        expires_at=link.expires_at,
+        updating=link.connection_id is not None,
+    )
 
 
-async def _integration_for(conn: Any, link: ActivationLink,
-                           chosen: int | None) -> Integration | str | None:
+async def _integration_for(
+    conn: Any, link: ActivationLink, chosen: int | None
+) -> Integration | str | None:
     """The link's integration, else the one picked on the page (an error text if bad)."""
     if link.integration_id is not None:
         return await find_integration(conn, link.integration_id)
@@ -112,8 +132,11 @@ async def submit_activation(token: str, request: Request, runtime: RuntimeDep) -
     form = await request.form()
     chosen = _int_or_none(form.get("integrationid"))
     name = str(form.get("name") or "").strip() or None
-    credentials = {key.removeprefix(CREDENTIAL_PREFIX): str(value)
-                   for key, value in form.multi_items() if key.startswith(CREDENTIAL_PREFIX)}
+    credentials = {
+        key.removeprefix(CREDENTIAL_PREFIX): str(value)
+        for key, value in form.multi_items()
+        if key.startswith(CREDENTIAL_PREFIX)
+    }
     now = runtime.clock.now()
     try:
         async with runtime.db.read() as conn:
@@ -122,17 +145,27 @@ async def submit_activation(token: str, request: Request, runtime: RuntimeDep) -
             credentials = {key: value for key, value in credentials.items() if value.strip()}
         async with runtime.db.transaction() as conn:
             created = await complete_activation(
-                conn, runtime.secret_box, token=token, now=now, integration_id=chosen,
-                name=name, credentials=credentials,
+                conn,
+                runtime.secret_box,
+                token=token,
+                now=now,
+                integration_id=chosen,
+                name=name,
+                credentials=credentials,
             )
             consumer = await get_consumer(conn, link.account_id, link.consumer_id)
             connection = await find_connection(conn, link.account_id, created.connection.id)
     except InvalidRequest as error:
         message = error.message + (f" ({error.detail})" if error.detail else "")
-        return await _form_page(runtime, token, chosen=chosen, status=400, error=message,
-                                name=name, values=credentials)
+        return await _form_page(
+            runtime, token, chosen=chosen, status=400, error=message, name=name, values=credentials
+        )
     except HooklineError as error:
         return _error_page(error)
-    return _page("activation_done.html", connection=connection,
-                 agent_token=created.agent_token, redirect_url=consumer.redirect_url,
-                 updating=link.connection_id is not None)
+    return _page(
+        "activation_done.html",
+        connection=connection,
+        agent_token=created.agent_token,
+        redirect_url=consumer.redirect_url,
+        updating=link.connection_id is not None,
+    )

@@ -48,5 +48,10 @@ async def heartbeat(
     token = _agent_token(authorization, x_agent_token)
     async with runtime.db.transaction() as conn:
         beat = await agent_heartbeat(conn, token, now=runtime.clock.now())
-    return HeartbeatResponse(connectionid=beat.connection_id, consumerid=beat.consumer_id,
-                             status="up", came_up=beat.came_up, last_seen=beat.last_seen)
+    return HeartbeatResponse(
+        connectionid=beat.connection_id,
+        consumerid=beat.consumer_id,
+        status="up",
+        came_up=beat.came_up,
+        last_seen=beat.last_seen,
+    )

@@ -18,8 +18,12 @@ class WebhookItem(BaseModel):
     api: str | None = None
 
 
-@router.get("/webhooks/list", response_model=list[WebhookItem], tags=["Webhooks"],
-            operation_id="webhooks_get_webhook_types")
+@router.get(
+    "/webhooks/list",
+    response_model=list[WebhookItem],
+    tags=["Webhooks"],
+    operation_id="webhooks_get_webhook_types",
+)
 async def webhook_types(account_id: AccountId) -> list[WebhookItem]:
     return [WebhookItem(event=event_type.name, api=event_type.api) for event_type in EVENT_TYPES]
 

@@ -73,15 +73,22 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
 
 
 @router.post(
-    "/events", status_code=202, response_model=EventAccepted,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": EventPostItem.model_json_schema()}}}},
-    responses={400: {"description": "Invalid body or unknown event (ChiftError)"},
-               409: {"description": "Idempotency key reused for another event"},
-               413: {"description": "Body larger than max_event_bytes"}},
+    "/events",
+    status_code=202,
+    response_model=EventAccepted,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": EventPostItem.model_json_schema()}},
+        }
+    },
+    responses={
+        400: {"description": "Invalid body or unknown event (ChiftError)"},
+        409: {"description": "Idempotency key reused for another event"},
+        413: {"description": "Body larger than max_event_bytes"},
+    },
 )
-async def post_event(request: Request, account_id: AccountId,
-                     runtime: RuntimeDep) -> JSONResponse:
+async def post_event(request: Request, account_id: AccountId, runtime: RuntimeDep) -> JSONResponse:
     """Emit one event to the account's matching active webhooks.
 
     Send ``x-chift-client-requestid`` to make retries safe: a repeat answers the first
@@ -91,20 +98,27 @@ async def post_event(request: Request, account_id: AccountId,
     try:
         data = json.loads(raw)
     except ValueError as error:
-        raise InvalidRequest("The body is not valid JSON", detail=str(error),
-                             error_code="ERROR_INVALID_BODY") from None
+        raise InvalidRequest(
+            "The body is not valid JSON", detail=str(error), error_code="ERROR_INVALID_BODY"
+        ) from None
     integration_id = data.pop("integrationid", None) if isinstance(data, dict) else None
     if integration_id is not None and (
         not isinstance(integration_id, int) or isinstance(integration_id, bool)
     ):
-        raise InvalidRequest("integrationid must be an integer",
-                             detail="integrationid: not an integer",
-                             error_code="ERROR_INVALID_BODY")
+        raise InvalidRequest(
+            "integrationid must be an integer",
+            detail="integrationid: not an integer",
+            error_code="ERROR_INVALID_BODY",
+        )
     event, consumer_id, fields = split_request(data)
     key = request.headers.get(IDEMPOTENCY_HEADER)
     request_fields: dict[str, Any] = {
-        "account_id": account_id, "event": event, "consumer_id": consumer_id, "fields": fields,
-        "integration_id": integration_id, "idempotency_key": key,
+        "account_id": account_id,
+        "event": event,
+        "consumer_id": consumer_id,
+        "fields": fields,
+        "integration_id": integration_id,
+        "idempotency_key": key,
     }
     writer = runtime.db.event_writer()  # None only where a test forces the general path
     result = None
@@ -116,8 +130,7 @@ async def post_event(request: Request, account_id: AccountId,
                     await _check_integration(conn, event, integration_id)
             checked = True
             with contextlib.suppress(NeedsGeneralPath):
-                result = await ingest_event_fast(writer, now=runtime.clock.now(),
-                                                 **request_fields)
+                result = await ingest_event_fast(writer, now=runtime.clock.now(), **request_fields)
         if result is None:  # the general path: one transaction through the pool
             async with runtime.db.transaction() as conn:
                 if not checked:
@@ -150,13 +163,15 @@ async def _check_integration(conn: Any, event: str, integration_id: int | None) 
         if is_pos_event:
             raise InvalidRequest(
                 f"{event} events need the integrationid of the Point of Sale integration "
-                "they come from", error_code="ERROR_INTEGRATION_REQUIRED",
+                "they come from",
+                error_code="ERROR_INTEGRATION_REQUIRED",
             )
         return
     integration = await find_integration(conn, integration_id)
     if integration is None:
-        raise InvalidRequest(f"Unknown integrationid {integration_id}",
-                             error_code="ERROR_UNKNOWN_INTEGRATION")
+        raise InvalidRequest(
+            f"Unknown integrationid {integration_id}", error_code="ERROR_UNKNOWN_INTEGRATION"
+        )
     if is_pos_event and not integration.is_pos:
         raise InvalidRequest(
             f"The integration {integration_id} is not a Point of Sale integration",

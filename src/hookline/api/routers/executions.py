@@ -57,9 +57,13 @@ class ChainExecutionItem(BaseModel):
 
     @classmethod
     def of(cls, view: ExecutionView) -> ChainExecutionItem:
-        return cls(id=str(view.id),
-                   parentexecutionid=str(view.parent_id) if view.parent_id else None,
-                   start=view.started_at, end=view.ended_at, status=view.status)
+        return cls(
+            id=str(view.id),
+            parentexecutionid=str(view.parent_id) if view.parent_id else None,
+            start=view.started_at,
+            end=view.ended_at,
+            status=view.status,
+        )
 
 
 class SyncExecutionItem(ChainExecutionItem):
@@ -68,8 +72,11 @@ class SyncExecutionItem(ChainExecutionItem):
 
     @classmethod
     def of(cls, view: ExecutionView) -> SyncExecutionItem:
-        return cls(**ChainExecutionItem.of(view).model_dump(), consumer_id=str(view.consumer_id),
-                   flow_id=str(view.flow_id))
+        return cls(
+            **ChainExecutionItem.of(view).model_dump(),
+            consumer_id=str(view.consumer_id),
+            flow_id=str(view.flow_id),
+        )
 
 
 class ChiftPageSyncExecutionItem(BaseModel):
@@ -92,78 +99,142 @@ class ExecutionResultItem(ChainExecutionItem):
 
 
 @router.post("/syncs/{syncid}/flows/{flowid}/event", response_model=TriggerResponse)
-async def trigger_flow(syncid: str, flowid: str, body: PostSyncFlowEvent, account_id: AccountId,
-                       runtime: RuntimeDep) -> TriggerResponse:
+async def trigger_flow(
+    syncid: str, flowid: str, body: PostSyncFlowEvent, account_id: AccountId, runtime: RuntimeDep
+) -> TriggerResponse:
     """A parent execution plus one execution per target consumer; runs start after commit."""
     sync_id, flow_id = parse_id(syncid, "Sync"), parse_id(flowid, "Flow")
     consumer_ids = [parse_id(value, f"Consumer {value}") for value in body.consumers]
     async with runtime.db.transaction() as conn:
         triggered = await cases.trigger_flow(
-            conn, account_id=account_id, sync_id=sync_id, flow_id=flow_id,
-            consumer_ids=consumer_ids or None, data=body.data.model_dump(mode="json"),
-            trigger="event", now=runtime.clock.now(),
+            conn,
+            account_id=account_id,
+            sync_id=sync_id,
+            flow_id=flow_id,
+            consumer_ids=consumer_ids or None,
+            data=body.data.model_dump(mode="json"),
+            trigger="event",
+            now=runtime.clock.now(),
             timeout_seconds=runtime.settings.execution_timeout_seconds,
-            run_lease_seconds=runtime.settings.run_lease_seconds)
+            run_lease_seconds=runtime.settings.run_lease_seconds,
+        )
     assert triggered is not None  # event triggers raise instead
     runners.dispatch(runtime, triggered.jobs)
-    return TriggerResponse(status="success", message="The flow was triggered", data={
-        "executionid": str(triggered.parent_id),
-        "executions": [{"consumerid": str(job.consumer_id), "executionid": str(job.execution_id)}
-                       for job in triggered.jobs],
-        "skipped_consumers": [str(cid) for cid in triggered.skipped],
-    })
+    return TriggerResponse(
+        status="success",
+        message="The flow was triggered",
+        data={
+            "executionid": str(triggered.parent_id),
+            "executions": [
+                {"consumerid": str(job.consumer_id), "executionid": str(job.execution_id)}
+                for job in triggered.jobs
+            ],
+            "skipped_consumers": [str(cid) for cid in triggered.skipped],
+        },
+    )
 
 
 @router.get("/syncs/{syncid}/executions", response_model=ChiftPageSyncExecutionItem)
 async def get_sync_executions(
-    syncid: uuid.UUID, account_id: AccountId, conn: ReadConn,
+    syncid: uuid.UUID,
+    account_id: AccountId,
+    conn: ReadConn,
     flowid: uuid.UUID | None = None,
     page: Annotated[int, Query(ge=1)] = 1,
     size: Annotated[int, Query(ge=1, le=500)] = 50,
-    date_to: datetime | None = None, date_from: datetime | None = None,
+    date_to: datetime | None = None,
+    date_from: datetime | None = None,
 ) -> ChiftPageSyncExecutionItem:
     items, total = await cases.list_sync_executions(
-        conn, account_id, syncid, flow_id=flowid, page=page, size=size,
-        date_from=_utc(date_from), date_to=_utc(date_to))
-    return ChiftPageSyncExecutionItem(items=[SyncExecutionItem.of(item) for item in items],
-                                      total=total, page=page, size=size)
+        conn,
+        account_id,
+        syncid,
+        flow_id=flowid,
+        page=page,
+        size=size,
+        date_from=_utc(date_from),
+        date_to=_utc(date_to),
+    )
+    return ChiftPageSyncExecutionItem(
+        items=[SyncExecutionItem.of(item) for item in items], total=total, page=page, size=size
+    )
 
 
-@router.get("/syncs/{syncid}/flows/{flowid}/executions/{executionid}",
-            response_model=ChainExecutionItem)
-async def get_chain_execution(syncid: str, flowid: str, executionid: str,
-                              account_id: AccountId, conn: ReadConn,
-                              consumerid: str | None = None) -> ChainExecutionItem:
+@router.get(
+    "/syncs/{syncid}/flows/{flowid}/executions/{executionid}", response_model=ChainExecutionItem
+)
+async def get_chain_execution(
+    syncid: str,
+    flowid: str,
+    executionid: str,
+    account_id: AccountId,
+    conn: ReadConn,
+    consumerid: str | None = None,
+) -> ChainExecutionItem:
     view = await cases.get_chain_execution(
-        conn, account_id, parse_id(syncid, "Sync"), parse_id(flowid, "Flow"),
+        conn,
+        account_id,
+        parse_id(syncid, "Sync"),
+        parse_id(flowid, "Flow"),
         parse_id(executionid, "Execution"),
-        parse_id(consumerid, "Execution") if consumerid else None)
+        parse_id(consumerid, "Execution") if consumerid else None,
+    )
     return ChainExecutionItem.of(view)
 
 
-@router.post("/syncs/{syncid}/flows/{flowid}/executions/{executionid}/result",
-             response_model=ExecutionResultItem)
-async def report_execution_result(syncid: str, flowid: str, executionid: str,
-                                  body: ExecutionResult, account_id: AccountId,
-                                  runtime: RuntimeDep) -> ExecutionResultItem:
+@router.post(
+    "/syncs/{syncid}/flows/{flowid}/executions/{executionid}/result",
+    response_model=ExecutionResultItem,
+)
+async def report_execution_result(
+    syncid: str,
+    flowid: str,
+    executionid: str,
+    body: ExecutionResult,
+    account_id: AccountId,
+    runtime: RuntimeDep,
+) -> ExecutionResultItem:
     """An external runner ends a consumer's execution (409 if it already ended)."""
     async with runtime.db.transaction() as conn:
         view = await cases.report_result(
-            conn, account_id=account_id, sync_id=parse_id(syncid, "Sync"),
-            flow_id=parse_id(flowid, "Flow"), execution_id=parse_id(executionid, "Execution"),
-            status=body.status, message=body.message, error_code=body.error_code,
-            now=runtime.clock.now())
-    return ExecutionResultItem(**ChainExecutionItem.of(view).model_dump(),
-                               consumer_id=str(view.consumer_id), message=view.message,
-                               error_code=view.error_code)
+            conn,
+            account_id=account_id,
+            sync_id=parse_id(syncid, "Sync"),
+            flow_id=parse_id(flowid, "Flow"),
+            execution_id=parse_id(executionid, "Execution"),
+            status=body.status,
+            message=body.message,
+            error_code=body.error_code,
+            now=runtime.clock.now(),
+        )
+    return ExecutionResultItem(
+        **ChainExecutionItem.of(view).model_dump(),
+        consumer_id=str(view.consumer_id),
+        message=view.message,
+        error_code=view.error_code,
+    )
 
 
-@router.get("/consumers/{consumer_id}/syncs/{syncid}/flows/{flowid}/executions",
-            response_model=list[ChainExecutionItem])
-async def get_consumer_executions(consumer_id: uuid.UUID, syncid: uuid.UUID, flowid: uuid.UUID,
-                                  account_id: AccountId, conn: ReadConn,
-                                  date_to: datetime | None = None,
-                                  date_from: datetime | None = None) -> list[ChainExecutionItem]:
-    views = await cases.list_consumer_executions(conn, account_id, consumer_id, syncid, flowid,
-                                                 date_from=_utc(date_from), date_to=_utc(date_to))
+@router.get(
+    "/consumers/{consumer_id}/syncs/{syncid}/flows/{flowid}/executions",
+    response_model=list[ChainExecutionItem],
+)
+async def get_consumer_executions(
+    consumer_id: uuid.UUID,
+    syncid: uuid.UUID,
+    flowid: uuid.UUID,
+    account_id: AccountId,
+    conn: ReadConn,
+    date_to: datetime | None = None,
+    date_from: datetime | None = None,
+) -> list[ChainExecutionItem]:
+    views = await cases.list_consumer_executions(
+        conn,
+        account_id,
+        consumer_id,
+        syncid,
+        flowid,
+        date_from=_utc(date_from),
+        date_to=_utc(date_to),
+    )
     return [ChainExecutionItem.of(view) for view in views]

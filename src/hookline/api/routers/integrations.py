@@ -35,23 +35,37 @@ class IntegrationItem(BaseModel):
     @classmethod
     def of(cls, integration: Integration, *, coverage: bool) -> IntegrationItem:
         return cls(
-            integrationid=integration.id, name=integration.name, status=integration.status,
-            api=integration.api, logo_url=integration.logo_url, icon_url=integration.icon_url,
+            integrationid=integration.id,
+            name=integration.name,
+            status=integration.status,
+            api=integration.api,
+            logo_url=integration.logo_url,
+            icon_url=integration.icon_url,
             post_connections=list(integration.post_connections),
             operations_coverage=list(integration.operations_coverage) if coverage else [],
-            credentials=[IntegrationsCredentialItem(name=item.name, optional=item.optional,
-                                                    visibility=item.visibility)
-                         for item in integration.credentials],
-            supported_countries=(list(integration.supported_countries)
-                                 if integration.supported_countries is not None else None),
+            credentials=[
+                IntegrationsCredentialItem(
+                    name=item.name, optional=item.optional, visibility=item.visibility
+                )
+                for item in integration.credentials
+            ],
+            supported_countries=(
+                list(integration.supported_countries)
+                if integration.supported_countries is not None
+                else None
+            ),
             local_agent=integration.local_agent,
         )
 
 
-@router.get("/integrations", response_model=list[IntegrationItem],
-            operation_id="integrations_get_integrations")
+@router.get(
+    "/integrations",
+    response_model=list[IntegrationItem],
+    operation_id="integrations_get_integrations",
+)
 async def get_integrations(
-    account_id: AccountId, conn: ReadConn,
+    account_id: AccountId,
+    conn: ReadConn,
     status: Literal["active", "inactive"] | None = None,
     include_coverage: Literal["true", "false"] | None = "false",
 ) -> list[IntegrationItem]:

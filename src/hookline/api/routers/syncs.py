@@ -74,8 +74,9 @@ class ReadFlowExecution(BaseModel):
 
     @classmethod
     def of(cls, execution: dict[str, Any]) -> ReadFlowExecution:
-        fields = {key: execution.get(key) for key in
-                  ("type", "data", "runner", "url", "timeout_seconds")}
+        fields = {
+            key: execution.get(key) for key in ("type", "data", "runner", "url", "timeout_seconds")
+        }
         return cls.model_validate({**fields, "signed": SECRET_KEY in execution})
 
 
@@ -103,9 +104,15 @@ class ReadFlowItem(BaseModel):
 
     @classmethod
     def of(cls, flow: Flow) -> ReadFlowItem:
-        return cls.model_validate({"name": flow.name, "id": str(flow.id),
-                                   "execution": ReadFlowExecution.of(flow.execution),
-                                   "config": flow.config, "triggers": flow.triggers})
+        return cls.model_validate(
+            {
+                "name": flow.name,
+                "id": str(flow.id),
+                "execution": ReadFlowExecution.of(flow.execution),
+                "config": flow.config,
+                "triggers": flow.triggers,
+            }
+        )
 
 
 class ReadSyncItem(BaseModel):
@@ -119,13 +126,17 @@ class ReadSyncItem(BaseModel):
 
     @classmethod
     def of(cls, sync: Sync) -> ReadSyncItem:
-        return cls.model_validate({
-            "name": sync.name, "config": sync.definition.get("config"),
-            "connections": sync.definition.get("connections", []),
-            "mappings": sync.definition.get("mappings", []), "syncid": sync.id,
-            "consumers": [str(cid) for cid in sync.consumers],
-            "flows": [ReadFlowItem.of(flow) for flow in sync.flows],
-        })
+        return cls.model_validate(
+            {
+                "name": sync.name,
+                "config": sync.definition.get("config"),
+                "connections": sync.definition.get("connections", []),
+                "mappings": sync.definition.get("mappings", []),
+                "syncid": sync.id,
+                "consumers": [str(cid) for cid in sync.consumers],
+                "flows": [ReadFlowItem.of(flow) for flow in sync.flows],
+            }
+        )
 
 
 class CreateConsumerSyncItem(BaseModel):
@@ -156,13 +167,20 @@ class ReadFlowConsumerItem(BaseModel):
     @classmethod
     def of(cls, item: ConsumerFlow) -> ReadFlowConsumerItem:
         trigger = item.flow.trigger(item.config.get("triggerid")) or {
-            "id": item.config.get("triggerid") or cases.DEFAULT_TRIGGER_ID, "type": "event"}
+            "id": item.config.get("triggerid") or cases.DEFAULT_TRIGGER_ID,
+            "type": "event",
+        }
         schedule = item.config.get("cronschedule") or next(
-            iter(trigger.get("cronschedules") or []), None)
-        return cls(name=item.flow.name, id=str(item.flow.id), config=item.flow.config,
-                   values=item.config.get("data") or {}, enabled_on=item.enabled_at,
-                   trigger=ReadFlowTrigger(id=trigger["id"], type=trigger["type"],
-                                           cronschedule=schedule))
+            iter(trigger.get("cronschedules") or []), None
+        )
+        return cls(
+            name=item.flow.name,
+            id=str(item.flow.id),
+            config=item.flow.config,
+            values=item.config.get("data") or {},
+            enabled_on=item.enabled_at,
+            trigger=ReadFlowTrigger(id=trigger["id"], type=trigger["type"], cronschedule=schedule),
+        )
 
 
 class SyncConsumerItem(BaseModel):
@@ -182,9 +200,12 @@ class SyncConsumerItem(BaseModel):
     def of(cls, item: ConsumerSync) -> SyncConsumerItem:
         enabled = [flow for flow in item.flows if flow.enabled]
         return cls(
-            syncid=item.sync.id, sync_name=item.sync.name, status=item.status,  # type: ignore[arg-type]
+            syncid=item.sync.id,
+            sync_name=item.sync.name,
+            status=item.status,  # type: ignore[arg-type]
             status_details=None if enabled else "No flow is enabled for this consumer",
-            enabled=bool(enabled), link_createdon=item.created_at,
+            enabled=bool(enabled),
+            link_createdon=item.created_at,
             link_mappings=item.data.get("link_mappings"),
             link_metadata=item.data.get("link_metadata"),
             enabled_flows=[ReadFlowConsumerItem.of(flow) for flow in enabled],
@@ -229,14 +250,20 @@ async def get_syncs(account_id: AccountId, conn: ReadConn) -> list[ReadSyncItem]
 
 
 @router.post("/syncs", response_model=ReadSyncItem)
-async def create_sync(body: CreateSyncItem, account_id: AccountId,
-                      runtime: RuntimeDep) -> ReadSyncItem:
+async def create_sync(
+    body: CreateSyncItem, account_id: AccountId, runtime: RuntimeDep
+) -> ReadSyncItem:
     definition = body.model_dump(mode="json", include={"config", "connections", "mappings"})
     async with runtime.db.transaction() as conn:
         sync = await cases.create_sync(
-            conn, account_id, name=body.name, definition=definition,
-            flow_items=[_flow_item(flow) for flow in body.flows], now=runtime.clock.now(),
-            box=runtime.secret_box)
+            conn,
+            account_id,
+            name=body.name,
+            definition=definition,
+            flow_items=[_flow_item(flow) for flow in body.flows],
+            now=runtime.clock.now(),
+            box=runtime.secret_box,
+        )
     return ReadSyncItem.of(sync)
 
 
@@ -255,22 +282,35 @@ def _flow_item(flow: CreateFlowItem) -> dict[str, Any]:
 
 
 @router.post("/syncs/{syncid}/flows", response_model=ReadFlowItem)
-async def create_flow(syncid: str, body: CreateFlowItem, account_id: AccountId,
-                      runtime: RuntimeDep) -> ReadFlowItem:
+async def create_flow(
+    syncid: str, body: CreateFlowItem, account_id: AccountId, runtime: RuntimeDep
+) -> ReadFlowItem:
     """Create a flow, or update the sync's flow of the same name (its id is kept)."""
     sync_id = parse_id(syncid, "Sync")
     async with runtime.db.transaction() as conn:
-        flow = await cases.upsert_flow(conn, account_id, sync_id, _flow_item(body),
-                                       now=runtime.clock.now(), box=runtime.secret_box)
+        flow = await cases.upsert_flow(
+            conn,
+            account_id,
+            sync_id,
+            _flow_item(body),
+            now=runtime.clock.now(),
+            box=runtime.secret_box,
+        )
     return ReadFlowItem.of(flow)
 
 
 @router.delete("/syncs/{syncid}/flows/{flowid}", status_code=204)
-async def delete_flow(syncid: str, flowid: str, account_id: AccountId,
-                      runtime: RuntimeDep) -> Response:
+async def delete_flow(
+    syncid: str, flowid: str, account_id: AccountId, runtime: RuntimeDep
+) -> Response:
     async with runtime.db.transaction() as conn:
-        await cases.delete_flow(conn, account_id, parse_id(syncid, "Sync"),
-                                parse_id(flowid, "Flow"), now=runtime.clock.now())
+        await cases.delete_flow(
+            conn,
+            account_id,
+            parse_id(syncid, "Sync"),
+            parse_id(flowid, "Flow"),
+            now=runtime.clock.now(),
+        )
     return Response(status_code=204)
 
 
@@ -278,67 +318,112 @@ async def delete_flow(syncid: str, flowid: str, account_id: AccountId,
 
 
 @router.post("/consumers/{consumer_id}/syncs", response_model=LinkSyncItem)
-async def join_sync(consumer_id: uuid.UUID, body: CreateConsumerSyncItem, request: Request,
-                    account_id: AccountId, runtime: RuntimeDep) -> LinkSyncItem:
+async def join_sync(
+    consumer_id: uuid.UUID,
+    body: CreateConsumerSyncItem,
+    request: Request,
+    account_id: AccountId,
+    runtime: RuntimeDep,
+) -> LinkSyncItem:
     data = body.model_dump(mode="json", exclude={"syncid"}, exclude_unset=True)
     async with runtime.db.transaction() as conn:
-        await cases.join_sync(conn, account_id, consumer_id, body.syncid, data,
-                              now=runtime.clock.now())
+        await cases.join_sync(
+            conn, account_id, consumer_id, body.syncid, data, now=runtime.clock.now()
+        )
     base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
     return LinkSyncItem(url=f"{base}/consumers/{consumer_id}/syncs/{body.syncid}")
 
 
 @router.get("/consumers/{consumer_id}/syncs/{syncid}", response_model=SyncConsumerItem)
-async def get_consumer_sync(consumer_id: uuid.UUID, syncid: uuid.UUID, account_id: AccountId,
-                            conn: ReadConn,
-                            preview_executionid: uuid.UUID | None = None) -> SyncConsumerItem:
-    return SyncConsumerItem.of(await cases.get_consumer_sync(conn, account_id, consumer_id,
-                                                             syncid))
+async def get_consumer_sync(
+    consumer_id: uuid.UUID,
+    syncid: uuid.UUID,
+    account_id: AccountId,
+    conn: ReadConn,
+    preview_executionid: uuid.UUID | None = None,
+) -> SyncConsumerItem:
+    return SyncConsumerItem.of(await cases.get_consumer_sync(conn, account_id, consumer_id, syncid))
 
 
 @router.patch("/consumers/{consumer_id}/syncs/{syncid}", status_code=204)
-async def update_consumer_sync(consumer_id: uuid.UUID, syncid: uuid.UUID,
-                               body: list[ReadSyncMappingItem], account_id: AccountId,
-                               runtime: RuntimeDep) -> Response:
+async def update_consumer_sync(
+    consumer_id: uuid.UUID,
+    syncid: uuid.UUID,
+    body: list[ReadSyncMappingItem],
+    account_id: AccountId,
+    runtime: RuntimeDep,
+) -> Response:
     async with runtime.db.transaction() as conn:
         await cases.update_consumer_mappings(
-            conn, account_id, consumer_id, syncid,
-            [item.model_dump(mode="json") for item in body])
+            conn, account_id, consumer_id, syncid, [item.model_dump(mode="json") for item in body]
+        )
     return Response(status_code=204)
 
 
-@router.post("/consumers/{consumer_id}/syncs/{syncid}/flows/{flowid}/enable",
-             response_model=ReadFlowConsumerItem)
-async def enable_flow(consumer_id: uuid.UUID, syncid: uuid.UUID, flowid: uuid.UUID,
-                      body: EnableFlowConsumer, account_id: AccountId,
-                      runtime: RuntimeDep) -> ReadFlowConsumerItem:
+@router.post(
+    "/consumers/{consumer_id}/syncs/{syncid}/flows/{flowid}/enable",
+    response_model=ReadFlowConsumerItem,
+)
+async def enable_flow(
+    consumer_id: uuid.UUID,
+    syncid: uuid.UUID,
+    flowid: uuid.UUID,
+    body: EnableFlowConsumer,
+    account_id: AccountId,
+    runtime: RuntimeDep,
+) -> ReadFlowConsumerItem:
     """Enable a flow for a consumer; ``account.flow.enabled`` only if it was not enabled."""
     async with runtime.db.transaction() as conn:
         item = await cases.enable_flow(
-            conn, account_id, consumer_id, syncid, flowid, trigger_id=body.triggerid,
+            conn,
+            account_id,
+            consumer_id,
+            syncid,
+            flowid,
+            trigger_id=body.triggerid,
             trigger_explicit="triggerid" in body.model_fields_set,
-            cronschedule=body.cronschedule, data=body.data,
-            integrationids=body.integrationids, now=runtime.clock.now())
+            cronschedule=body.cronschedule,
+            data=body.data,
+            integrationids=body.integrationids,
+            now=runtime.clock.now(),
+        )
     return ReadFlowConsumerItem.of(item)
 
 
-@router.post("/consumers/{consumer_id}/syncs/{syncid}/flows/{flowid}/disable",
-             status_code=204)
-async def disable_flow(consumer_id: uuid.UUID, syncid: uuid.UUID, flowid: uuid.UUID,
-                       account_id: AccountId, runtime: RuntimeDep) -> Response:
+@router.post("/consumers/{consumer_id}/syncs/{syncid}/flows/{flowid}/disable", status_code=204)
+async def disable_flow(
+    consumer_id: uuid.UUID,
+    syncid: uuid.UUID,
+    flowid: uuid.UUID,
+    account_id: AccountId,
+    runtime: RuntimeDep,
+) -> Response:
     async with runtime.db.transaction() as conn:
-        await cases.disable_flow(conn, account_id, consumer_id, syncid, flowid,
-                                 now=runtime.clock.now())
+        await cases.disable_flow(
+            conn, account_id, consumer_id, syncid, flowid, now=runtime.clock.now()
+        )
     return Response(status_code=204)
 
 
 @router.patch("/consumers/{consumer_id}/syncs/{syncid}/flows/{flowid}", status_code=204)
-async def update_flow_consumer(consumer_id: uuid.UUID, syncid: uuid.UUID, flowid: uuid.UUID,
-                               body: UpdateFlowConsumer, account_id: AccountId,
-                               runtime: RuntimeDep) -> Response:
+async def update_flow_consumer(
+    consumer_id: uuid.UUID,
+    syncid: uuid.UUID,
+    flowid: uuid.UUID,
+    body: UpdateFlowConsumer,
+    account_id: AccountId,
+    runtime: RuntimeDep,
+) -> Response:
     async with runtime.db.transaction() as conn:
         await cases.update_flow_consumer(
-            conn, account_id, consumer_id, syncid, flowid, trigger_id=body.triggerid,
-            trigger_explicit="triggerid" in body.model_fields_set, data=body.data,
-            now=runtime.clock.now())
+            conn,
+            account_id,
+            consumer_id,
+            syncid,
+            flowid,
+            trigger_id=body.triggerid,
+            trigger_explicit="triggerid" in body.model_fields_set,
+            data=body.data,
+            now=runtime.clock.now(),
+        )
     return Response(status_code=204)

@@ -35,14 +35,23 @@ class Token(BaseModel):
 async def generate_access_token(item: AuthItem, runtime: RuntimeDep) -> Token:
     async with runtime.db.read() as conn:
         valid = await check_api_key(
-            conn, account_id=item.accountId, client_id=item.clientId,
+            conn,
+            account_id=item.accountId,
+            client_id=item.clientId,
             client_secret=item.clientSecret,
         )
     if not valid:
         raise Unauthorized("Invalid credentials", error_code="ERROR_INVALID_CREDENTIALS")
     token = issue_token(
-        runtime.settings.jwt_key(), account_id=item.accountId, client_id=item.clientId,
-        now=runtime.clock.now(), ttl_seconds=runtime.settings.token_ttl_seconds,
+        runtime.settings.jwt_key(),
+        account_id=item.accountId,
+        client_id=item.clientId,
+        now=runtime.clock.now(),
+        ttl_seconds=runtime.settings.token_ttl_seconds,
     )
-    return Token(access_token=token.access_token, token_type="bearer",
-                 expires_in=token.expires_in, expires_on=token.expires_on)
+    return Token(
+        access_token=token.access_token,
+        token_type="bearer",
+        expires_in=token.expires_in,
+        expires_on=token.expires_on,
+    )

@@ -31,8 +31,9 @@ class PosConnector(Protocol):
 
     async def fetch_locations(self, connection_id: uuid.UUID) -> list[POSLocationItem]: ...
 
-    async def fetch_orders(self, connection_id: uuid.UUID, *, since: datetime | None,
-                           now: datetime) -> list[PushedOrder]: ...
+    async def fetch_orders(
+        self, connection_id: uuid.UUID, *, since: datetime | None, now: datetime
+    ) -> list[PushedOrder]: ...
 
 
 _REGISTRY: dict[int, PosConnector] = {}
@@ -61,20 +62,25 @@ class PollResult:
     completed: int
 
 
-async def poll_connection(runtime: Runtime, connection_id: uuid.UUID, *,
-                          since: datetime | None = None) -> PollResult:
+async def poll_connection(
+    runtime: Runtime, connection_id: uuid.UUID, *, since: datetime | None = None
+) -> PollResult:
     """One poll of one POS connection through the connector registered for its integration."""
     async with runtime.db.read() as conn:
         connection = await orders.pos_connection_by_id(conn, connection_id)
     connector = connector_for(connection.integration_id)
     if connector is None:
-        raise LookupError(f"No connector registered for integration "
-                          f"{connection.integration_id}")
+        raise LookupError(f"No connector registered for integration {connection.integration_id}")
     return await poll_with(runtime, connector, connection_id, since=since)
 
 
-async def poll_with(runtime: Runtime, connector: PosConnector, connection_id: uuid.UUID, *,
-                    since: datetime | None = None) -> PollResult:
+async def poll_with(
+    runtime: Runtime,
+    connector: PosConnector,
+    connection_id: uuid.UUID,
+    *,
+    since: datetime | None = None,
+) -> PollResult:
     """One poll of one POS connection through ``connector`` (no registry involved)."""
     async with runtime.db.read() as conn:
         connection = await orders.pos_connection_by_id(conn, connection_id)
@@ -84,12 +90,15 @@ async def poll_with(runtime: Runtime, connector: PosConnector, connection_id: uu
     async with runtime.db.transaction() as conn:
         await orders.upsert_locations(conn, connection, locations, now=now)
         results = await orders.upsert_orders(conn, connection, fetched, now=now)
-    return PollResult(connection_id, len(fetched), sum(r.changed for r in results),
-                      sum(r.completed for r in results))
+    return PollResult(
+        connection_id,
+        len(fetched),
+        sum(r.changed for r in results),
+        sum(r.completed for r in results),
+    )
 
 
-async def run_pos_pollers(runtime: Runtime, stop: asyncio.Event, *,
-                          ticked: Ticked = None) -> None:
+async def run_pos_pollers(runtime: Runtime, stop: asyncio.Event, *, ticked: Ticked = None) -> None:
     """Poll every POS connection whose integration has a registered connector, every
     ``scheduler_interval_seconds``. Nothing is registered by default, so this idles unless a
     deployment registers connectors. Several processes may poll the same connection: upserts
@@ -101,11 +110,14 @@ async def run_pos_pollers(runtime: Runtime, stop: asyncio.Event, *,
         if not _REGISTRY:
             return
         async with runtime.db.read() as conn:
-            rows = (await conn.execute(
-                select(connections.c.id).where(
-                    connections.c.integration_id.in_(list(_REGISTRY)),
-                    connections.c.status == "active")
-            )).all()
+            rows = (
+                await conn.execute(
+                    select(connections.c.id).where(
+                        connections.c.integration_id.in_(list(_REGISTRY)),
+                        connections.c.status == "active",
+                    )
+                )
+            ).all()
         for row in rows:
             started = runtime.clock.now()
             try:
@@ -114,5 +126,10 @@ async def run_pos_pollers(runtime: Runtime, stop: asyncio.Event, *,
             except Exception:
                 log.exception("polling POS connection %s failed", row.id)
 
-    await every(max(runtime.settings.scheduler_interval_seconds, 0.05), stop, tick,
-                what="POS polling", ticked=ticked)
+    await every(
+        max(runtime.settings.scheduler_interval_seconds, 0.05),
+        stop,
+        tick,
+        what="POS polling",
+        ticked=ticked,
+    )

@@ -34,12 +34,22 @@ MENU: tuple[tuple[str, str, float, float], ...] = (
     ("p-water", "Sparkling water", 3.20, 21.0),
 )
 LOCATIONS: tuple[POSLocationItem, ...] = (
-    POSLocationItem(id="loc-grand-place", name="Grand-Place", timezone="Europe/Brussels",
-                    address=AddressItem(street="Grand-Place", number="12", city="Brussels",
-                                        postal_code="1000", country="BE")),
-    POSLocationItem(id="loc-sablon", name="Sablon", timezone="Europe/Brussels",
-                    address=AddressItem(street="Rue des Minimes", number="3", city="Brussels",
-                                        postal_code="1000", country="BE")),
+    POSLocationItem(
+        id="loc-grand-place",
+        name="Grand-Place",
+        timezone="Europe/Brussels",
+        address=AddressItem(
+            street="Grand-Place", number="12", city="Brussels", postal_code="1000", country="BE"
+        ),
+    ),
+    POSLocationItem(
+        id="loc-sablon",
+        name="Sablon",
+        timezone="Europe/Brussels",
+        address=AddressItem(
+            street="Rue des Minimes", number="3", city="Brussels", postal_code="1000", country="BE"
+        ),
+    ),
 )
 PAYMENT_METHODS = (("pm-card", "Card"), ("pm-cash", "Cash"), ("pm-mobile", "Mobile"))
 
@@ -53,8 +63,13 @@ class _Till:
 class SimulatedPos:
     """Implements :class:`hookline.platform.connectors.PosConnector`."""
 
-    def __init__(self, seed: int = 42, *, new_per_poll: tuple[int, int] = (1, 3),
-                 close_probability: float = 0.6) -> None:
+    def __init__(
+        self,
+        seed: int = 42,
+        *,
+        new_per_poll: tuple[int, int] = (1, 3),
+        close_probability: float = 0.6,
+    ) -> None:
         self.random = random.Random(seed)
         self.new_per_poll = new_per_poll
         self.close_probability = close_probability
@@ -63,8 +78,9 @@ class SimulatedPos:
     async def fetch_locations(self, connection_id: uuid.UUID) -> list[POSLocationItem]:
         return list(LOCATIONS)
 
-    async def fetch_orders(self, connection_id: uuid.UUID, *, since: datetime | None,
-                           now: datetime) -> list[PushedOrder]:
+    async def fetch_orders(
+        self, connection_id: uuid.UUID, *, since: datetime | None, now: datetime
+    ) -> list[PushedOrder]:
         till = self._tills.setdefault(connection_id, _Till())
         changed: list[PushedOrder] = []
         for order_id, order in list(till.open_orders.items()):
@@ -83,8 +99,9 @@ class SimulatedPos:
 
     # Building blocks, public so tests and the demo can script a precise story.
 
-    def new_order(self, connection_id: uuid.UUID, till: _Till | None = None,
-                  now: datetime | None = None) -> PushedOrder:
+    def new_order(
+        self, connection_id: uuid.UUID, till: _Till | None = None, now: datetime | None = None
+    ) -> PushedOrder:
         till = till or self._tills.setdefault(connection_id, _Till())
         till.counter += 1
         now = now or datetime.now().astimezone()
@@ -92,13 +109,22 @@ class SimulatedPos:
         location = self.random.choice(LOCATIONS)
         number = f"{till.counter:05d}"
         order = PushedOrder(
-            id=f"ord-{str(connection_id)[:8]}-{number}", order_number=number,
+            id=f"ord-{str(connection_id)[:8]}-{number}",
+            order_number=number,
             creation_date=now - timedelta(minutes=self.random.randint(1, 40)),
-            device_id=f"till-{self.random.randint(1, 3)}", total=0, tax_amount=0,
-            mode=self.random.choice(["EAT_IN", "TAKEAWAY"]), source="POS", currency="EUR",
-            country="BE", guests=self.random.randint(1, 6),
+            device_id=f"till-{self.random.randint(1, 3)}",
+            total=0,
+            tax_amount=0,
+            mode=self.random.choice(["EAT_IN", "TAKEAWAY"]),
+            source="POS",
+            currency="EUR",
+            country="BE",
+            guests=self.random.randint(1, 6),
             customer_id=self.random.choice([None, None, f"cust-{self.random.randint(1, 99)}"]),
-            location_id=location.id, payments=[], items=lines, status="open",
+            location_id=location.id,
+            payments=[],
+            items=lines,
+            status="open",
         )
         return _with_totals(order)
 
@@ -110,23 +136,41 @@ class SimulatedPos:
         method_id, method_name = self.random.choice(PAYMENT_METHODS)
         tip = round(self.random.choice([0, 0, 1.0, 2.5]), 2)
         payment = POSPaymentItem(
-            id=f"pay-{order.id}", payment_method_id=method_id,
-            payment_method_name=method_name, total=order.total, tip=tip,
-            status="Completed", currency="EUR", date=now, order_id=order.id,
+            id=f"pay-{order.id}",
+            payment_method_id=method_id,
+            payment_method_name=method_name,
+            total=order.total,
+            tip=tip,
+            status="Completed",
+            currency="EUR",
+            date=now,
+            order_id=order.id,
         )
-        return order.model_copy(update={
-            "status": "completed", "closing_date": now, "payments": [payment],
-            "total_tip": tip,
-        })
+        return order.model_copy(
+            update={
+                "status": "completed",
+                "closing_date": now,
+                "payments": [payment],
+                "total_tip": tip,
+            }
+        )
 
     def _line(self, index: int) -> POSItem:
         product_id, _name, price, rate = self.random.choice(MENU)
         quantity = float(self.random.randint(1, 3))
         total = round(price * quantity, 2)
         tax = round(total - total / (1 + rate / 100), 2)
-        return POSItem(id=f"line-{index + 1}", type="product", quantity=quantity,
-                       unit_price=price, total=total, tax_amount=tax, tax_rate=rate,
-                       tax_id=f"vat-{rate:g}", product_id=product_id)
+        return POSItem(
+            id=f"line-{index + 1}",
+            type="product",
+            quantity=quantity,
+            unit_price=price,
+            total=total,
+            tax_amount=tax,
+            tax_rate=rate,
+            tax_id=f"vat-{rate:g}",
+            product_id=product_id,
+        )
 
 
 def _with_totals(order: PushedOrder) -> PushedOrder:
@@ -136,10 +180,16 @@ def _with_totals(order: PushedOrder) -> PushedOrder:
         rate = line.tax_rate or 0.0
         total, tax = by_rate.get(rate, (0.0, 0.0))
         by_rate[rate] = (total + line.total, tax + line.tax_amount)
-    taxes = [TotalTaxItem(tax_id=f"vat-{rate:g}", tax_rate=rate, tax_amount=round(tax, 2),
-                          total=round(total, 2)) for rate, (total, tax) in sorted(by_rate.items())]
-    return order.model_copy(update={
-        "total": round(sum(line.total for line in order.items), 2),
-        "tax_amount": round(sum(line.tax_amount for line in order.items), 2),
-        "taxes": taxes,
-    })
+    taxes = [
+        TotalTaxItem(
+            tax_id=f"vat-{rate:g}", tax_rate=rate, tax_amount=round(tax, 2), total=round(total, 2)
+        )
+        for rate, (total, tax) in sorted(by_rate.items())
+    ]
+    return order.model_copy(
+        update={
+            "total": round(sum(line.total for line in order.items), 2),
+            "tax_amount": round(sum(line.tax_amount for line in order.items), 2),
+            "taxes": taxes,
+        }
+    )

@@ -63,8 +63,10 @@ def get_runner(name: str) -> Runner:
     try:
         return _RUNNERS[name]
     except KeyError:
-        raise InvalidRequest(f"Unknown runner {name!r}; known: {', '.join(runner_names())}",
-                             error_code="ERROR_INVALID_RUNNER") from None
+        raise InvalidRequest(
+            f"Unknown runner {name!r}; known: {', '.join(runner_names())}",
+            error_code="ERROR_INVALID_RUNNER",
+        ) from None
 
 
 def is_resumable(name: str) -> bool:
@@ -76,8 +78,9 @@ def validate_execution(execution: dict[str, Any]) -> None:
     get_runner(runner_name(execution)).validate(execution)
     timeout = execution.get("timeout_seconds")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise InvalidRequest("execution.timeout_seconds must be a positive number",
-                             error_code="ERROR_INVALID_RUNNER")
+        raise InvalidRequest(
+            "execution.timeout_seconds must be a positive number", error_code="ERROR_INVALID_RUNNER"
+        )
 
 
 def dispatch(runtime: Runtime, jobs: list[RunJob]) -> None:
@@ -94,12 +97,15 @@ async def _run(runtime: Runtime, job: RunJob) -> None:
         if runner is None:
             from hookline.platform.executions import finish_now
 
-            await finish_now(runtime, job.execution_id, status="error",
-                             message=f"Runner {job.runner!r} is not available",
-                             error_code="ERROR_RUNNER_UNAVAILABLE")
+            await finish_now(
+                runtime,
+                job.execution_id,
+                status="error",
+                message=f"Runner {job.runner!r} is not available",
+                error_code="ERROR_RUNNER_UNAVAILABLE",
+            )
             return
-        lease = (asyncio.create_task(_keep_lease(runtime, job))
-                 if is_resumable(job.runner) else None)
+        lease = asyncio.create_task(_keep_lease(runtime, job)) if is_resumable(job.runner) else None
         try:
             await runner.run(runtime, job)
         finally:
@@ -120,8 +126,7 @@ async def _keep_lease(runtime: Runtime, job: RunJob) -> None:
         try:
             await renew_run_lease(runtime, job.execution_id)
         except Exception:  # the next round tries again, still within the lease
-            log.warning("renewing the run lease of %s failed", job.execution_id,
-                        exc_info=True)
+            log.warning("renewing the run lease of %s failed", job.execution_id, exc_info=True)
 
 
 async def drain() -> None:
@@ -140,5 +145,15 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["SECRET_KEY", "RunJob", "Runner", "dispatch", "drain", "get_runner", "is_resumable",
-           "register_runner", "runner_name", "validate_execution"]
+__all__ = [
+    "SECRET_KEY",
+    "RunJob",
+    "Runner",
+    "dispatch",
+    "drain",
+    "get_runner",
+    "is_resumable",
+    "register_runner",
+    "runner_name",
+    "validate_execution",
+]

@@ -42,11 +42,17 @@ class HttpRunner:
     def validate(self, execution: dict[str, Any]) -> None:
         url = execution.get("url")
         parts = urlsplit(url) if isinstance(url, str) else None
-        if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
-                or len(url) > MAX_URL_LENGTH):
-            raise InvalidRequest("The http runner needs execution.url: an http(s) URL of at "
-                                 f"most {MAX_URL_LENGTH} characters",
-                                 error_code="ERROR_INVALID_RUNNER")
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or len(url) > MAX_URL_LENGTH
+        ):
+            raise InvalidRequest(
+                "The http runner needs execution.url: an http(s) URL of at "
+                f"most {MAX_URL_LENGTH} characters",
+                error_code="ERROR_INVALID_RUNNER",
+            )
 
     async def run(self, runtime: Runtime, job: RunJob) -> None:
         from hookline.platform.executions import finish_now, hand_off
@@ -56,33 +62,49 @@ class HttpRunner:
             await hand_off(runtime, job.execution_id)
             return
         status, message, error_code = outcome
-        await finish_now(runtime, job.execution_id, status=status, message=message,
-                         error_code=error_code)
+        await finish_now(
+            runtime, job.execution_id, status=status, message=message, error_code=error_code
+        )
 
     async def call(self, runtime: Runtime, job: RunJob) -> Outcome | None:
         """(status, message, error_code), or None when the service will report later."""
         remaining = (job.deadline_at - runtime.clock.now()).total_seconds()
         if remaining <= 0:
-            return "error", "The execution deadline passed before it started", \
-                "ERROR_EXECUTION_TIMEOUT"
+            return (
+                "error",
+                "The execution deadline passed before it started",
+                "ERROR_EXECUTION_TIMEOUT",
+            )
         settings = runtime.settings
-        timeout = aiohttp.ClientTimeout(total=remaining,
-                                        connect=min(settings.delivery_connect_timeout, remaining))
-        connector = guarded_connector(OutboundGuard(settings.outbound_allowlist),
-                                      ssl=outbound_ssl(settings.outbound_ca_file))
+        timeout = aiohttp.ClientTimeout(
+            total=remaining, connect=min(settings.delivery_connect_timeout, remaining)
+        )
+        connector = guarded_connector(
+            OutboundGuard(settings.outbound_allowlist), ssl=outbound_ssl(settings.outbound_ca_file)
+        )
         body = encode_body(job.context())
         sealed = job.execution.get(SECRET_KEY)
         key = SigningKey.from_secret(runtime.secret_box.decrypt(sealed)) if sealed else None
-        headers = delivery_headers(message_id=str(job.execution_id), body=body, key=key,
-                                   timestamp=int(runtime.clock.now().timestamp()))
-        headers.update({"User-Agent": f"hookline/{__version__}",
-                        "X-Hookline-Execution-Id": str(job.execution_id)})
+        headers = delivery_headers(
+            message_id=str(job.execution_id),
+            body=body,
+            key=key,
+            timestamp=int(runtime.clock.now().timestamp()),
+        )
+        headers.update(
+            {
+                "User-Agent": f"hookline/{__version__}",
+                "X-Hookline-Execution-Id": str(job.execution_id),
+            }
+        )
         try:
             async with (
-                aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                      cookie_jar=aiohttp.DummyCookieJar()) as session,
-                session.post(job.execution["url"], data=body, headers=headers,
-                             allow_redirects=False) as response,
+                aiohttp.ClientSession(
+                    connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
+                ) as session,
+                session.post(
+                    job.execution["url"], data=body, headers=headers, allow_redirects=False
+                ) as response,
             ):
                 body = await response.content.read(MAX_ANSWER_BYTES)
                 return _outcome(response.status, body)
@@ -91,23 +113,28 @@ class HttpRunner:
         except BlockedAddress as error:
             return "error", str(error), "ERROR_RUNNER_BLOCKED_ADDRESS"
         except (aiohttp.ClientError, OSError) as error:
-            return "error", f"{type(error).__name__}: {error}"[:MAX_MESSAGE_CHARS], \
-                "ERROR_RUNNER_NETWORK"
+            return (
+                "error",
+                f"{type(error).__name__}: {error}"[:MAX_MESSAGE_CHARS],
+                "ERROR_RUNNER_NETWORK",
+            )
 
 
 def _outcome(http_status: int, body: bytes) -> Outcome | None:
     if http_status == 202:
         return None
     if not 200 <= http_status < 300:
-        return "error", f"Runner endpoint answered HTTP {http_status}", \
-            "ERROR_RUNNER_HTTP_STATUS"
+        return "error", f"Runner endpoint answered HTTP {http_status}", "ERROR_RUNNER_HTTP_STATUS"
     try:
         answer = json.loads(body)
     except ValueError:
         answer = None
     if not isinstance(answer, dict) or answer.get("status") not in ("success", "error"):
-        return "error", "Runner endpoint answered without a JSON {status: success|error}", \
-            "ERROR_RUNNER_INVALID_ANSWER"
+        return (
+            "error",
+            "Runner endpoint answered without a JSON {status: success|error}",
+            "ERROR_RUNNER_INVALID_ANSWER",
+        )
     message = answer.get("message")
     error_code = answer.get("error_code")
     return (
