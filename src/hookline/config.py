@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     delivery_poll_seconds: float = 5.0
     response_excerpt_bytes: int = 2048
     max_event_bytes: int = 256 * 1024
+    # OpenTelemetry: OTLP/HTTP base URL (``/v1/traces`` is appended); the standard OTEL_*
+    # variables work too. Unset: no tracing.
+    otel_exporter_otlp_endpoint: str | None = None
     workers: int = 1
     run_worker: bool = True
     # `hookline worker` serves /metrics, /healthz and /readyz here when a port is set.

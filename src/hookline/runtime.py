@@ -9,6 +9,7 @@ from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.config import Settings
 from hookline.security import SecretBox
 from hookline.store.db import Database
+from hookline.tracing import Tracing
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Runtime:
     db: Database
     clock: Clock = field(default=SYSTEM_CLOCK)
     box: SecretBox | None = None
+    tracing: Tracing | None = None  # None when tracing is off: hot paths skip it
 
     @classmethod
     def create(
@@ -26,7 +28,11 @@ class Runtime:
         if db.is_sqlite:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(
-            settings=settings, db=db, clock=clock, box=SecretBox(settings.encryption_key_bytes())
+            settings=settings,
+            db=db,
+            clock=clock,
+            box=SecretBox(settings.encryption_key_bytes()),
+            tracing=Tracing.from_settings(settings),
         )
 
     @property

@@ -47,6 +47,8 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
         finally:
             await services.stop()
             await runtime.db.dispose()
+            if runtime.tracing is not None:
+                runtime.tracing.shutdown()
 
     app = FastAPI(
         title="hookline",

@@ -157,6 +157,8 @@ def worker(
             await endpoint.cleanup()
         await services.stop()
         await runtime.db.dispose()
+        if runtime.tracing is not None:
+            runtime.tracing.shutdown()
 
     uvloop.run(run())
 

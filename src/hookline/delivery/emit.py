@@ -21,6 +21,7 @@ from hookline.ids import new_id
 from hookline.store.db import request_wake
 from hookline.store.outbox import write_event
 from hookline.store.tables import accounts, webhooks
+from hookline.tracing import write_traceparent
 
 DELIVERY_TOPIC = "deliveries"
 REHEARSED_EVENT = "account.connection.deleted"
@@ -116,6 +117,7 @@ async def emit(
         idempotency_key=idempotency_key,
         now=now,
         pos=get_event_type(event).api == "POS",
+        traceparent=write_traceparent(),
     )
     if delivery_ids:
         await request_wake(conn, DELIVERY_TOPIC)

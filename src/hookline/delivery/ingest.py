@@ -26,6 +26,7 @@ from hookline.errors import Conflict, InvalidRequest
 from hookline.ids import new_id
 from hookline.store.event_batch import EventRow, Written
 from hookline.store.tables import deliveries, events
+from hookline.tracing import write_traceparent
 
 MAX_IDEMPOTENCY_KEY = 200
 SERVER_FIELDS = ("accountid", "created")
@@ -155,6 +156,7 @@ async def ingest_event_fast(
             idempotency_key,
             now,
             get_event_type(event).api == "POS",
+            write_traceparent(),
         )
     )
     if written.existing is not None:

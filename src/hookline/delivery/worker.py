@@ -39,6 +39,8 @@ from hookline.runtime import Runtime
 from hookline.store import queue
 from hookline.store.queue import AttemptRecord, ClaimedDelivery
 from hookline.store.queue_link import QueueLink, open_queue_link
+from hookline.store.traces import event_traceparents
+from hookline.tracing import TRACEPARENT, end_attempt, traceparent_of
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class DeliveryWorker:
         self._lanes: dict[str, int] = {}
         self._keys: dict[str, SigningKey] = {}  # by encrypted secret (a random nonce each)
         self._rng = random.Random()
+        self._tracing = runtime.tracing
+        self._traceparents: dict[uuid.UUID, str] = {}  # by event id, while tracing is on
         self._outcomes: collections.Counter[str] = collections.Counter()
         self._recorded = asyncio.Condition()
         self.recorded_count = 0
@@ -172,6 +176,8 @@ class DeliveryWorker:
                 log.exception("claiming deliveries failed; retrying")
                 await _first(stop.wait(), timeout=1.0)
                 continue
+            if self._tracing is not None and items:
+                await self._load_traceparents(items)
             self._inflight += len(items)
             leased_at = asyncio.get_running_loop().time()
             held = self._held
@@ -227,6 +233,17 @@ class DeliveryWorker:
             if kept < len(due):  # recorded meanwhile, or taken over after a stall
                 log.debug("renewed %d of %d delivery leases", kept, len(due))
 
+    async def _load_traceparents(self, items: list[ClaimedDelivery]) -> None:
+        """Tracing only: the stored trace context of the claimed deliveries' events."""
+        if len(self._traceparents) > 10_000:
+            self._traceparents.clear()
+        wanted = {item.event_id for item in items} - self._traceparents.keys()
+        try:
+            async with self.runtime.db.read() as conn:
+                self._traceparents.update(await event_traceparents(conn, wanted))
+        except Exception:  # a trace must never hold up a delivery
+            log.warning("reading the trace context of %d events failed", len(wanted))
+
     # -- sending ------------------------------------------------------------------------------
 
     def _dispatch(self, item: ClaimedDelivery) -> None:
@@ -274,6 +291,8 @@ class DeliveryWorker:
                 body=item.payload,
                 key=key,
             )
+            if self._tracing is not None:
+                return await self._traced_send(item, headers)
             result = await self._sender.send(item.url, item.payload, headers)
             status = result.status
             if status is not None and 200 <= status < 300:  # the common case needs no policy
@@ -292,6 +311,41 @@ class DeliveryWorker:
         except Exception as error:  # a bug must not lose the delivery: retry it
             log.exception("delivery %s failed unexpectedly", item.delivery_id)
             return self._decide(item, SendResult(None, 0.0, error_class=type(error).__name__))
+
+    async def _traced_send(self, item: ClaimedDelivery, headers: dict[str, str]) -> AttemptRecord:
+        """Send inside an attempt span, a child of the event's stored context; the request
+        carries the span's ``traceparent`` so the receiver can join the trace."""
+        assert self._tracing is not None and item.url is not None
+        span = self._tracing.attempt(
+            self._traceparents.get(item.event_id),
+            delivery_id=item.delivery_id,
+            event_id=item.event_id,
+            webhook_id=item.webhook_id,
+            attempt=item.attempt,
+        )
+        headers[TRACEPARENT] = traceparent_of(span)
+        record = AttemptRecord(item, policy.RETRY)
+        try:
+            result = await self._sender.send(item.url, item.payload, headers)
+            status = result.status
+            if status is not None and 200 <= status < 300:
+                record = AttemptRecord(
+                    item,
+                    policy.DELIVERED,
+                    http_status=status,
+                    duration_ms=result.duration_ms,
+                    response_excerpt=result.excerpt,
+                )
+            else:
+                record = self._decide(item, result)
+            return record
+        finally:
+            end_attempt(
+                span,
+                outcome=record.outcome,
+                http_status=record.http_status,
+                error_class=record.error_class,
+            )
 
     def _finish(self, record: AttemptRecord) -> None:
         self._outcomes[record.outcome] += 1

@@ -33,6 +33,7 @@ class EventRow:
     idempotency_key: str | None
     now: datetime
     pos: bool
+    traceparent: str | None = None  # hookline.tracing: the write's span, when tracing is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,7 @@ def _write_one(db: sqlite3.Connection, row: EventRow) -> Written:
             row.payload,
             row.idempotency_key,
             sqlite_time(row.now),
+            row.traceparent,
         ),
         row.pos,
     )

@@ -48,13 +48,14 @@ class NeedsGeneralPath(Exception):
 
 _EVENT = (
     "WITH e AS (INSERT INTO events (id, account_id, event_type, consumer_id, integration_id, "
-    "payload, idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+    "payload, idempotency_key, created_at, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+    "$9) "
     "ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id), "
     "w AS (SELECT id AS webhook_id, row_number() OVER (ORDER BY id) AS n FROM webhooks "
     "WHERE account_id = $2 AND event = $3 AND status = 'active' {pos} "
     "AND EXISTS (SELECT 1 FROM e)), "
     "d AS (INSERT INTO deliveries (id, event_id, webhook_id, account_id, status, attempts, "
-    "created_at, updated_at) SELECT ($9::uuid[])[w.n], $1, w.webhook_id, $2, 'pending', 0, "
+    "created_at, updated_at) SELECT ($10::uuid[])[w.n], $1, w.webhook_id, $2, 'pending', 0, "
     "$8, $8 FROM w RETURNING id, webhook_id), "
     "q AS (INSERT INTO delivery_queue (delivery_id, webhook_id, event_id, available_at, "
     "attempt) SELECT d.id, d.webhook_id, $1, $8, 0 FROM d RETURNING delivery_id) "
@@ -62,7 +63,7 @@ _EVENT = (
     "array(SELECT delivery_id FROM q ORDER BY delivery_id) AS ids"
 )
 _POS_ANY = "AND integration_id IS NULL"
-_POS_ONE = "AND integration_id = $10"
+_POS_ONE = "AND integration_id = $11"
 _EXISTING = (
     "SELECT e.id, e.payload, e.integration_id, "
     "(SELECT count(*) FROM deliveries d WHERE d.event_id = e.id) "
@@ -146,6 +147,7 @@ class PostgresEventWriter:
                 row.payload,
                 row.idempotency_key,
                 row.now,
+                row.traceparent,
                 ids,
                 *extra,
             )

@@ -27,7 +27,8 @@ from hookline.ids import new_id
 from hookline.store.db import sqlite_call
 
 _EVENT_COLUMNS = (
-    "id, account_id, event_type, consumer_id, integration_id, payload, idempotency_key, created_at"
+    "id, account_id, event_type, consumer_id, integration_id, payload, idempotency_key, "
+    "created_at, traceparent"
 )
 _DELIVERY_COLUMNS = "id, event_id, webhook_id, account_id, status, attempts, created_at, updated_at"
 _QUEUE_COLUMNS = "delivery_id, webhook_id, event_id, available_at, attempt"
@@ -60,6 +61,7 @@ async def write_event(
     idempotency_key: str | None,
     now: datetime,
     pos: bool,
+    traceparent: str | None = None,
 ) -> tuple[uuid.UUID, ...]:
     """Insert the event and fan it out in ``conn``'s transaction; returns the delivery ids."""
     if conn.dialect.name == "sqlite":
@@ -74,6 +76,7 @@ async def write_event(
             idempotency_key,
             now,
             pos,
+            traceparent,
         )
     return await _write_postgresql(
         conn,
@@ -86,6 +89,7 @@ async def write_event(
         idempotency_key,
         now,
         pos,
+        traceparent,
     )
 
 
@@ -100,6 +104,7 @@ async def _write_sqlite(
     idempotency_key: str | None,
     now: datetime,
     pos: bool,
+    traceparent: str | None,
 ) -> tuple[uuid.UUID, ...]:
     row = (
         event_id.hex,
@@ -110,6 +115,7 @@ async def _write_sqlite(
         payload,
         idempotency_key,
         sqlite_time(now),
+        traceparent,
     )
     return await sqlite_call(conn, "INSERT INTO events", write_sqlite_rows, row, pos)
 
@@ -119,8 +125,8 @@ def write_sqlite_rows(
 ) -> tuple[uuid.UUID, ...]:
     """The event row (in column order, driver values), its deliveries and queue rows, on a
     plain sqlite3 connection inside the caller's transaction; returns the delivery ids."""
-    event_hex, account, event, _, integration_id, _, _, stamp = event_row
-    db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", event_row)
+    event_hex, account, event, _, integration_id, _, _, stamp, _ = event_row
+    db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 9)})", event_row)
     params: tuple[Any, ...] = (account, event)
     if pos and integration_id is not None:
         params += (integration_id,)
@@ -153,6 +159,7 @@ async def _write_postgresql(
     idempotency_key: str | None,
     now: datetime,
     pos: bool,
+    traceparent: str | None,
 ) -> tuple[uuid.UUID, ...]:
     select_params: tuple[Any, ...] = (account_id, event)
     if pos and integration_id is not None:
@@ -172,10 +179,11 @@ async def _write_postgresql(
         payload,
         idempotency_key,
         now,
+        traceparent,
     )
     if not hooks:
         await conn.exec_driver_sql(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             event_params,
         )
         return ()
@@ -186,8 +194,8 @@ async def _write_postgresql(
 
 _FAN_OUT_POSTGRESQL = (
     f"WITH e AS (INSERT INTO events ({_EVENT_COLUMNS}) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id), "
-    "t AS (SELECT * FROM unnest($9::uuid[], $10::uuid[]) AS t(delivery_id, webhook_id)), "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id), "
+    "t AS (SELECT * FROM unnest($10::uuid[], $11::uuid[]) AS t(delivery_id, webhook_id)), "
     f"d AS (INSERT INTO deliveries ({_DELIVERY_COLUMNS}) "
     "SELECT t.delivery_id, e.id, t.webhook_id, $2, 'pending', 0, $8, $8 FROM t, e "
     "RETURNING id) "

@@ -101,6 +101,8 @@ events = Table(
     Column("integration_id", Integer, nullable=True),
     Column("payload", LargeBinary, nullable=False),
     Column("idempotency_key", String(200), nullable=True),
+    # W3C trace context of the write's span, when tracing is on (hookline.tracing).
+    Column("traceparent", String(55), nullable=True),
     _created(),
     UniqueConstraint("account_id", "idempotency_key"),
     Index("ix_events_account_created", "account_id", "created_at"),

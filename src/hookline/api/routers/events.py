@@ -92,8 +92,17 @@ async def post_event(request: Request, account_id: AccountId, runtime: RuntimeDe
     """Emit one event to the account's matching active webhooks.
 
     Send ``x-chift-client-requestid`` to make retries safe: a repeat answers the first
-    result (with ``X-Idempotent-Replayed: true``) and delivers nothing twice.
+    result (with ``X-Idempotent-Replayed: true``) and delivers nothing twice. A W3C
+    ``traceparent`` header continues into the delivery attempts when tracing is on.
     """
+    tracing = runtime.tracing
+    if tracing is None:
+        return await _accept_event(request, account_id, runtime)
+    with tracing.ingest("POST /events", request.headers), tracing.fanout(1):
+        return await _accept_event(request, account_id, runtime)
+
+
+async def _accept_event(request: Request, account_id: uuid.UUID, runtime: Any) -> JSONResponse:
     raw = await read_limited_body(request, runtime.settings.max_event_bytes)
     try:
         data = json.loads(raw)
