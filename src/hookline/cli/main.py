@@ -18,6 +18,7 @@ from hookline.cli import integrations as integrations_cli
 from hookline.cli.common import DatabaseOption, runtime_for
 from hookline.config import Settings
 from hookline.runtime import Runtime, freeze_startup_objects
+from hookline.store.capabilities import serves_several_processes
 
 app = typer.Typer(
     help="hookline: events and webhooks for integration hubs.",
@@ -113,7 +114,7 @@ def worker(
     settings = Settings(**overrides)
     _setup_logging(settings.log_level)
     runtime = Runtime.create(settings)
-    if runtime.db.is_sqlite:
+    if not serves_several_processes(runtime.db):
         console.print(
             "[yellow]note:[/yellow] on SQLite, `hookline serve` already runs the "
             "worker; run separate workers only against PostgreSQL."

@@ -6,23 +6,22 @@ opens it (``account.issue.created``); further occurrences while it is open count
 ``issue_autoclose_days`` without occurrence (``account.issue.closed``). A later occurrence
 opens a new issue.
 
-Concurrency: two transactions raising the same key at once must not open two issues. On
-PostgreSQL each raise first takes a transaction-scoped advisory lock derived from the key
-(``pg_advisory_xact_lock``), so the second waits for the first to commit and then finds the
-open issue; SQLite serialises write transactions (``BEGIN IMMEDIATE``) already.
+Concurrency: two transactions raising the same key at once must not open two issues. Each
+raise first locks its key until its transaction ends (:func:`lock_issue_key`: an advisory
+lock on PostgreSQL; SQLite serialises write transactions already), so the second waits for
+the first to commit and then finds the open issue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
@@ -30,6 +29,7 @@ from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.periodic import Ticked, every
 from hookline.runtime import Runtime
+from hookline.store.issues_sql import lock_issue_key, stale_open_issues
 from hookline.store.tables import (
     connections,
     consumer_issues,
@@ -116,7 +116,7 @@ async def raise_issue(
         raise InvalidRequest(f"level must be one of {LEVELS}")
     if not error_code:
         raise InvalidRequest("error_code cannot be empty")
-    await _lock_key(conn, consumer_id, connection_id, sync_id, error_code)
+    await lock_issue_key(conn, f"{consumer_id}|{connection_id}|{sync_id}|{error_code}")
     sync_match = (
         consumer_issues.c.sync_id == sync_id
         if sync_id is not None
@@ -244,15 +244,7 @@ async def close_stale_issues(
 ) -> list[Issue]:
     """Auto-close open issues (all accounts) without an occurrence for ``days`` days."""
     cutoff = now - timedelta(days=days)
-    query = (
-        select(consumer_issues)
-        .where(consumer_issues.c.status == OPEN, consumer_issues.c.last_seen <= cutoff)
-        .order_by(consumer_issues.c.last_seen)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = (await conn.execute(query)).all()
+    rows = await stale_open_issues(conn, open_status=OPEN, cutoff=cutoff, limit=limit)
     return [await _close(conn, row, now) for row in rows]
 
 
@@ -279,20 +271,6 @@ async def _close(conn: AsyncConnection, row: Any, now: datetime) -> Issue:
             },
         )
     return issue
-
-
-async def _lock_key(
-    conn: AsyncConnection,
-    consumer_id: uuid.UUID,
-    connection_id: uuid.UUID,
-    sync_id: uuid.UUID | None,
-    error_code: str,
-) -> None:
-    if conn.dialect.name != "postgresql":
-        return  # SQLite: the write transaction already holds the database's single write lock
-    material = f"issue|{consumer_id}|{connection_id}|{sync_id}|{error_code}".encode()
-    key = int.from_bytes(hashlib.sha256(material).digest()[:8], "big", signed=True)
-    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 # --- hooks for the platform's own transitions ----------------------------------------------
