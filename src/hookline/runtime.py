@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.config import Settings
 from hookline.security import SecretBox
+from hookline.store.capabilities import keeps_data_in_files
 from hookline.store.db import Database
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -17,13 +21,14 @@ class Runtime:
     db: Database
     clock: Clock = field(default=SYSTEM_CLOCK)
     box: SecretBox | None = None
+    _components: dict[type[Any], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(
         cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK, schema: str | None = None
     ) -> Runtime:
         db = Database(settings.resolved_database_url, schema=schema or settings.database_schema)
-        if db.is_sqlite:
+        if keeps_data_in_files(db):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(
             settings=settings, db=db, clock=clock, box=SecretBox(settings.encryption_key_bytes())
@@ -33,6 +38,15 @@ class Runtime:
     def secret_box(self) -> SecretBox:
         assert self.box is not None
         return self.box
+
+    def component(self, kind: type[T]) -> T:
+        """This runtime's one ``kind()`` (made on first use): what a layer above keeps per
+        process, such as the platform's runner registry, without this module knowing it. Each
+        runtime (so each test) has its own; nothing is filled at import time."""
+        found = self._components.get(kind)
+        if found is None:
+            found = self._components[kind] = kind()
+        return cast(T, found)
 
 
 def freeze_startup_objects() -> None:

@@ -27,7 +27,7 @@ from hookline.delivery.emit import emit
 from hookline.errors import HooklineError, InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import issues
-from hookline.platform.consumers import get_consumer
+from hookline.platform.consumer_records import get_consumer
 from hookline.platform.integrations import Integration, find_integration
 from hookline.security import SecretBox, fingerprint, new_token
 from hookline.store.tables import activation_links, connections, consumers, integrations

@@ -1,4 +1,5 @@
-"""Consumers: an account's end customers, the owners of connections, syncs and issues.
+"""A consumer's own row: create, read, update. Connections and syncs build on it; the use
+cases that span them (deleting a consumer) live in :mod:`hookline.platform.consumers`.
 
 Every function is scoped to one account: another account's consumer is reported as missing
 (:class:`NotFound`), never as forbidden, so ids cannot be probed across accounts.
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.errors import InvalidRequest, NotFound
@@ -174,22 +175,6 @@ async def update_consumer(
     if values:
         await conn.execute(update(consumers).where(consumers.c.id == current.id).values(values))
     return await get_consumer(conn, account_id, consumer_id)
-
-
-async def delete_consumer(
-    conn: AsyncConnection, account_id: uuid.UUID, consumer_id: uuid.UUID, *, now: datetime
-) -> None:
-    """Delete the consumer; its flows are disabled and each of its connections deleted first,
-    so that every one of them fires its ``disabled`` / ``deleted`` event in this same
-    transaction."""
-    # Imported here: both modules import this one for get_consumer.
-    from hookline.platform.connections import delete_connections_of_consumer
-    from hookline.platform.syncs import consumer_removed
-
-    consumer = await get_consumer(conn, account_id, consumer_id)
-    await consumer_removed(conn, account_id, consumer.id, now=now)
-    await delete_connections_of_consumer(conn, account_id, consumer.id, now=now)
-    await conn.execute(delete(consumers).where(consumers.c.id == consumer.id))
 
 
 def _escape_like(value: str) -> str:

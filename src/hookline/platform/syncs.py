@@ -19,9 +19,10 @@ from hookline.delivery.emit import emit
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import cron
-from hookline.platform.consumers import get_consumer
+from hookline.platform.consumer_records import get_consumer
 from hookline.platform.executions import finish_execution, flow_row, running_children
-from hookline.platform.runners import SECRET_KEY, validate_execution
+from hookline.platform.runners.registry import RunnerRegistry
+from hookline.platform.runners.types import SECRET_KEY
 from hookline.security import SecretBox
 from hookline.store.tables import executions, flow_consumers, flows, sync_consumers, syncs
 
@@ -181,8 +182,10 @@ async def create_sync(
     flow_items: list[dict[str, Any]],
     now: datetime,
     box: SecretBox | None = None,
+    runners: RunnerRegistry | None = None,
 ) -> Sync:
-    """A sync with its flows; ``definition`` keeps config, connections and mappings as given."""
+    """A sync with its flows; ``definition`` keeps config, connections and mappings as given.
+    ``runners``: as for :func:`upsert_flow`."""
     sync_id = new_id()
     await conn.execute(
         insert(syncs).values(
@@ -195,7 +198,7 @@ async def create_sync(
             "Flow names must be unique within a sync", error_code="ERROR_DUPLICATE_FLOW"
         )
     for item in flow_items:
-        await upsert_flow(conn, account_id, sync_id, item, now=now, box=box)
+        await upsert_flow(conn, account_id, sync_id, item, now=now, box=box, runners=runners)
     return await get_sync(conn, account_id, sync_id)
 
 
@@ -281,8 +284,12 @@ async def upsert_flow(
     *,
     now: datetime,
     box: SecretBox | None = None,
+    runners: RunnerRegistry | None = None,
 ) -> Flow:
     """Create a flow, or update the flow of that name in the sync (keeping its id).
+
+    The execution definition must suit a runner of ``runners`` (the caller's runtime's
+    registry, ``runners_of(runtime)``; without it, the built-in runners).
 
     ``execution.signingsecret`` is stored encrypted (``box``) and never read back; a repost
     without it keeps the stored one, an empty string removes it.
@@ -293,7 +300,7 @@ async def upsert_flow(
     await _sync_row(conn, account_id, sync_id)
     execution = dict(item["execution"])
     secret = execution.pop("signingsecret", None)
-    validate_execution(execution)
+    (RunnerRegistry() if runners is None else runners).validate(execution)
     triggers = item["triggers"]
     schedules = _schedules(triggers)
     spec = cron.join(schedules)
