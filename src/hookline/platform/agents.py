@@ -23,6 +23,7 @@ from hookline.delivery.emit import emit
 from hookline.errors import Unauthorized
 from hookline.periodic import Ticked, every
 from hookline.platform import issues
+from hookline.platform.statuses import AgentStatus
 from hookline.runtime import Runtime
 from hookline.security import fingerprint
 from hookline.store.agents_sql import mark_silent_agents_down
@@ -69,9 +70,12 @@ async def agent_heartbeat(conn: AsyncConnection, token: str, *, now: datetime) -
             update(connections)
             .where(
                 connections.c.id == row.id,
-                or_(connections.c.agent_status.is_(None), connections.c.agent_status == "down"),
+                or_(
+                    connections.c.agent_status.is_(None),
+                    connections.c.agent_status == AgentStatus.DOWN,
+                ),
             )
-            .values(agent_status="up", agent_last_seen=now, updated_at=now)
+            .values(agent_status=AgentStatus.UP, agent_last_seen=now, updated_at=now)
         )
         if came_up.rowcount == 1:
             await emit(
@@ -88,13 +92,13 @@ async def agent_heartbeat(conn: AsyncConnection, token: str, *, now: datetime) -
                 account_id=row.account_id,
                 consumer_id=row.consumer_id,
                 connection_id=row.id,
-                agent_status="up",
+                agent_status=AgentStatus.UP,
                 now=now,
             )
             return Heartbeat(row.id, row.consumer_id, row.account_id, True, now)
         still_up = await conn.execute(
             update(connections)
-            .where(connections.c.id == row.id, connections.c.agent_status == "up")
+            .where(connections.c.id == row.id, connections.c.agent_status == AgentStatus.UP)
             .values(agent_last_seen=now)
         )
         if still_up.rowcount == 1:
@@ -119,8 +123,8 @@ async def mark_down_stale_agents(
     """
     rows = await mark_silent_agents_down(
         conn,
-        up="up",
-        down="down",
+        up=AgentStatus.UP,
+        down=AgentStatus.DOWN,
         cutoff=now - timedelta(seconds=down_after_seconds),
         now=now,
         limit=limit,
@@ -142,7 +146,7 @@ async def mark_down_stale_agents(
             account_id=down.account_id,
             consumer_id=down.consumer_id,
             connection_id=down.connection_id,
-            agent_status="down",
+            agent_status=AgentStatus.DOWN,
             now=now,
         )
     return downs

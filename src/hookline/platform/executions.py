@@ -21,7 +21,8 @@ from hookline.errors import Conflict, InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import issues
 from hookline.platform.runners.registry import RunnerRegistry, runner_name
-from hookline.platform.runners.types import ExecutionStatus, Finished, HandedOff, RunJob, RunOutcome
+from hookline.platform.runners.types import Finished, HandedOff, RunJob, RunOutcome
+from hookline.platform.statuses import ExecutionStatus
 from hookline.store.tables import consumers, executions, flow_consumers, flows, syncs
 
 if TYPE_CHECKING:

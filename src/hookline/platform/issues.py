@@ -28,6 +28,13 @@ from hookline.delivery.emit import emit
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.periodic import Ticked, every
+from hookline.platform.statuses import (
+    AgentStatus,
+    ConnectionStatus,
+    ExecutionStatus,
+    IssueLevel,
+    IssueStatus,
+)
 from hookline.runtime import Runtime
 from hookline.store.issues_sql import lock_issue_key, stale_open_issues
 from hookline.store.tables import (
@@ -41,9 +48,8 @@ from hookline.store.tables import (
 
 log = logging.getLogger(__name__)
 
-OPEN = "open"
-AUTO_CLOSED = "auto_closed"
-LEVELS = ("error", "warning")
+OPEN, AUTO_CLOSED = IssueStatus.OPEN, IssueStatus.AUTO_CLOSED
+LEVELS = tuple(IssueLevel)
 CONNECTION_INACTIVE = "CONNECTION_INACTIVE"
 AGENT_DOWN = "AGENT_DOWN"
 EXECUTION_FAILED = "EXECUTION_FAILED"  # when a runner reports an error without a code
@@ -59,8 +65,8 @@ class Issue:
     sync_id: uuid.UUID | None
     flow_id: uuid.UUID | None
     error_code: str
-    level: str
-    status: str
+    level: IssueLevel
+    status: IssueStatus
     message: str
     context: Any
     occurrences: int
@@ -292,7 +298,7 @@ async def execution_finished(
     """Called when one consumer's execution ends: an error raises, a success clears the flow's
     issues for that consumer. Without any connection the consumer can have no issue (every
     issue names its connection), so an error is then only logged."""
-    if status == "success":
+    if status == ExecutionStatus.SUCCESS:
         await close_issues(conn, consumer_id=consumer_id, sync_id=sync_id, flow_id=flow_id, now=now)
         return
     connection_id = await _main_connection(conn, consumer_id)
@@ -335,7 +341,7 @@ async def connection_status_changed(
         consumer_id=consumer_id,
         connection_id=connection_id,
         error_code=CONNECTION_INACTIVE,
-        cleared=status == "active",
+        cleared=status == ConnectionStatus.ACTIVE,
         now=now,
         message=message or "The connection is inactive: its credentials must be renewed",
         context={"status": status},
@@ -359,11 +365,11 @@ async def agent_status_changed(
         consumer_id=consumer_id,
         connection_id=connection_id,
         error_code=AGENT_DOWN,
-        cleared=agent_status == "up",
+        cleared=agent_status == AgentStatus.UP,
         now=now,
         message="The local agent stopped sending heartbeats",
         context={
-            "agent_status": "down",
+            "agent_status": AgentStatus.DOWN,
             "agent_last_seen": last_seen.isoformat() if last_seen else None,
         },
     )
@@ -409,7 +415,9 @@ async def _main_connection(conn: AsyncConnection, consumer_id: uuid.UUID) -> uui
         await conn.execute(
             select(connections.c.id)
             .where(connections.c.consumer_id == consumer_id)
-            .order_by((connections.c.status == "active").desc(), connections.c.created_at)
+            .order_by(
+                (connections.c.status == ConnectionStatus.ACTIVE).desc(), connections.c.created_at
+            )
             .limit(1)
         )
     ).first()
@@ -577,8 +585,8 @@ def _issue(row: Any) -> Issue:
         sync_id=row.sync_id,
         flow_id=row.flow_id,
         error_code=row.error_code,
-        level=row.level,
-        status=row.status,
+        level=IssueLevel(row.level),
+        status=IssueStatus(row.status),
         message=row.message,
         context=row.context,
         occurrences=row.occurrences,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from hookline.platform import executions
 from hookline.platform.runners.registry import runners_of
-from hookline.platform.runners.types import ExecutionStatus, Finished, RunJob, RunOutcome
+from hookline.platform.runners.types import Finished, RunJob, RunOutcome
+from hookline.platform.statuses import ExecutionStatus
 
 if TYPE_CHECKING:
     from hookline.runtime import Runtime

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from hookline.platform.runners.registry import RunnerRegistry, runner_name, runners_of
 from hookline.platform.runners.types import (
     SECRET_KEY,
-    ExecutionStatus,
     Finished,
     HandedOff,
     RunJob,
     Runner,
     RunOutcome,
 )
+from hookline.platform.statuses import ExecutionStatus
 
 if TYPE_CHECKING:
     from hookline.platform.runs import dispatch, drain

@@ -22,13 +22,8 @@ from hookline.delivery.signing import SigningKey, delivery_headers
 from hookline.delivery.ssrf import BlockedAddress, OutboundGuard, guarded_connector
 from hookline.delivery.tls import outbound_ssl
 from hookline.errors import InvalidRequest
-from hookline.platform.runners.types import (
-    SECRET_KEY,
-    ExecutionStatus,
-    Finished,
-    HandedOff,
-    RunJob,
-)
+from hookline.platform.runners.types import SECRET_KEY, Finished, HandedOff, RunJob
+from hookline.platform.statuses import ExecutionStatus
 
 if TYPE_CHECKING:
     from hookline.runtime import Runtime

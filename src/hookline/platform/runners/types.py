@@ -5,22 +5,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
+
+from hookline.platform.statuses import ExecutionStatus
 
 if TYPE_CHECKING:
     from hookline.runtime import Runtime
 
 #: Where a flow's encrypted signing secret lives inside its stored execution definition.
 SECRET_KEY = "signingsecret_encrypted"
-
-
-class ExecutionStatus(StrEnum):
-    """An execution's ``status`` on the wire and in the database."""
-
-    RUNNING = "running"
-    SUCCESS = "success"
-    ERROR = "error"
 
 
 @dataclass(frozen=True)
