@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvloop
@@ -71,7 +71,8 @@ def serve(
 
     from hookline.api.app import create_app
 
-    settings = Settings(**({"database_url": database_url} if database_url else {}))
+    overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
+    settings = Settings(**overrides)
     _setup_logging(settings.log_level)
     runtime = Runtime.create(settings)
     uvloop.run(_migrate_and_release(runtime))
@@ -108,7 +109,7 @@ def worker(
     from hookline.delivery.emit import rehearse_emit
     from hookline.delivery.metrics_http import start_metrics_server
 
-    overrides: dict[str, object] = {"database_url": database_url} if database_url else {}
+    overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
     if metrics_port is not None:
         overrides["worker_metrics_port"] = metrics_port
     settings = Settings(**overrides)
