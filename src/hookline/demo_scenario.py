@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -190,6 +191,7 @@ async def _story(
     from hookline.platform.accounts import create_account
     from hookline.platform.connectors import poll_with
     from hookline.platform.connectors.simulated import SimulatedPos
+    from hookline.platform.statuses import ConnectionStatus, ExecutionStatus
 
     db, box = runtime.db, runtime.secret_box
 
@@ -213,9 +215,9 @@ async def _story(
     for name in ALL_EVENTS:
         pos = name.startswith("pos.")
         await tx(
-            lambda c, name=name, pos=pos: create_webhook(
-                c,
-                box,
+            partial(
+                create_webhook,
+                box=box,
                 account_id=account,
                 event=name,
                 url=f"{receiver.url}/{name}",
@@ -273,16 +275,16 @@ async def _story(
     await tx(lambda c: agents.agent_heartbeat(c, agent.agent_token, now=now()))
 
     await step("the accounting credentials expire, then are renewed")
-    for status in ("inactive", "active"):
+    for status in (ConnectionStatus.INACTIVE, ConnectionStatus.ACTIVE):
         await tx(
-            lambda c, status=status: connections.set_connection_status(
-                c,
+            partial(
+                connections.set_connection_status,
                 account_id=account,
                 connection_id=accounting.connection.id,
                 status=status,
                 now=now(),
-                error_code="ERROR_AUTH" if status == "inactive" else None,
-                message="Invalid credentials" if status == "inactive" else None,
+                error_code="ERROR_AUTH" if status == ConnectionStatus.INACTIVE else None,
+                message="Invalid credentials" if status == ConnectionStatus.INACTIVE else None,
             )
         )
 
@@ -311,12 +313,12 @@ async def _story(
     )
     for flow in sync.flows:
         await tx(
-            lambda c, flow=flow: syncs.enable_flow(
-                c,
-                account,
-                consumer.id,
-                sync.id,
-                flow.id,
+            partial(
+                syncs.enable_flow,
+                account_id=account,
+                consumer_id=consumer.id,
+                sync_id=sync.id,
+                flow_id=flow.id,
                 trigger_id=None,
                 trigger_explicit=False,
                 cronschedule=None,
@@ -328,7 +330,7 @@ async def _story(
     daily = sync.flows[0]
 
     await step("running 'Daily sales': error, error again, then success")
-    for status in ("error", "error", "success"):
+    for outcome in (ExecutionStatus.ERROR, ExecutionStatus.ERROR, ExecutionStatus.SUCCESS):
         triggered = await tx(
             lambda c: executions.trigger_flow(
                 c,
@@ -345,13 +347,15 @@ async def _story(
         )
         for job in triggered.jobs:
             await tx(
-                lambda c, job=job, status=status: executions.finish_execution(
-                    c,
-                    job.execution_id,
-                    status=status,
+                partial(
+                    executions.finish_execution,
+                    execution_id=job.execution_id,
+                    status=outcome,
                     now=now(),
-                    error_code="ERROR_ACCOUNTING_API" if status == "error" else None,
-                    message="The accounting API answered 503" if status == "error" else None,
+                    error_code="ERROR_ACCOUNTING_API" if outcome == ExecutionStatus.ERROR else None,
+                    message="The accounting API answered 503"
+                    if outcome == ExecutionStatus.ERROR
+                    else None,
                 )
             )
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from hookline.clock import SYSTEM_CLOCK, Clock
 from hookline.config import Settings
 from hookline.security import SecretBox
+from hookline.store.capabilities import keeps_data_in_files
 from hookline.store.db import Database
 from hookline.tracing import Tracing
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -19,13 +23,14 @@ class Runtime:
     clock: Clock = field(default=SYSTEM_CLOCK)
     box: SecretBox | None = None
     tracing: Tracing | None = None  # None when tracing is off: hot paths skip it
+    _components: dict[type[Any], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(
         cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK, schema: str | None = None
     ) -> Runtime:
         db = Database(settings.resolved_database_url, schema=schema or settings.database_schema)
-        if db.is_sqlite:
+        if keeps_data_in_files(db):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(
             settings=settings,
@@ -39,6 +44,15 @@ class Runtime:
     def secret_box(self) -> SecretBox:
         assert self.box is not None
         return self.box
+
+    def component(self, kind: type[T]) -> T:
+        """This runtime's one ``kind()`` (made on first use): what a layer above keeps per
+        process, such as the platform's runner registry, without this module knowing it. Each
+        runtime (so each test) has its own; nothing is filled at import time."""
+        found = self._components.get(kind)
+        if found is None:
+            found = self._components[kind] = kind()
+        return cast(T, found)
 
 
 def freeze_startup_objects() -> None:

@@ -19,7 +19,7 @@ from hookline.bootstrap import prepare_database
 from hookline.catalog import validate_body
 from hookline.clock import FrozenClock
 from hookline.platform.accounts import create_account
-from hookline.platform.runners import drain
+from hookline.platform.runs import drain
 from hookline.runtime import Runtime
 from hookline.store.tables import events
 from tests.support import ApiClient

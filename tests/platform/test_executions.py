@@ -12,7 +12,7 @@ from typing import Any
 
 from hookline.errors import Conflict
 from hookline.platform.executions import trigger_flow
-from hookline.platform.runners import drain
+from hookline.platform.runs import drain
 from hookline.runtime import Runtime
 from tests.platform.syncs_support import (
     START,

@@ -94,7 +94,10 @@ def _compiled_check(name: str) -> Callable[[Any], Any]:
     # 2020-12 read alike: type, properties, required, additionalProperties, const, enum,
     # format, minLength, minimum.
     schema = {**schema_for(BY_NAME[name]), "$schema": "http://json-schema.org/draft-07/schema#"}
-    return fastjsonschema.compile(schema, formats={"uuid": _CANONICAL_UUID.pattern})
+    check: Callable[[Any], Any] = fastjsonschema.compile(
+        schema, formats={"uuid": _CANONICAL_UUID.pattern}
+    )
+    return check
 
 
 def is_valid_fast(name: str, body: Any) -> bool:

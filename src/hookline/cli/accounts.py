@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -40,7 +40,7 @@ def list_(database_url: DatabaseOption = None) -> None:
     """List accounts."""
     from hookline.platform.accounts import list_accounts
 
-    async def work(runtime: Runtime) -> list:
+    async def work(runtime: Runtime) -> list[Any]:
         async with runtime.db.read() as conn:
             return await list_accounts(conn)
 
@@ -82,7 +82,7 @@ def keys(account_id: str, database_url: DatabaseOption = None) -> None:
 
     account = _account_id(account_id)
 
-    async def work(runtime: Runtime) -> list:
+    async def work(runtime: Runtime) -> list[Any]:
         async with runtime.db.read() as conn:
             return await list_api_keys(conn, account)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -23,7 +23,8 @@ def runtime_for(database_url: str | None = None) -> Runtime:
     from hookline.config import Settings
     from hookline.runtime import Runtime
 
-    return Runtime.create(Settings(**({"database_url": database_url} if database_url else {})))
+    overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
+    return Runtime.create(Settings(**overrides))
 
 
 def on_database(

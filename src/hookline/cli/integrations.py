@@ -82,7 +82,7 @@ def list_(
 
     runtime = runtime_for(database_url)
 
-    async def run() -> list:
+    async def run() -> list[Any]:
         try:
             await prepare_database(runtime)
             async with runtime.db.read() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvloop
@@ -18,6 +18,7 @@ from hookline.cli import integrations as integrations_cli
 from hookline.cli.common import DatabaseOption, runtime_for
 from hookline.config import Settings
 from hookline.runtime import Runtime, freeze_startup_objects
+from hookline.store.capabilities import serves_several_processes
 
 app = typer.Typer(
     help="hookline: events and webhooks for integration hubs.",
@@ -70,7 +71,8 @@ def serve(
 
     from hookline.api.app import create_app
 
-    settings = Settings(**({"database_url": database_url} if database_url else {}))
+    overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
+    settings = Settings(**overrides)
     _setup_logging(settings.log_level)
     runtime = Runtime.create(settings)
     uvloop.run(_migrate_and_release(runtime))
@@ -107,13 +109,13 @@ def worker(
     from hookline.delivery.emit import rehearse_emit
     from hookline.delivery.metrics_http import start_metrics_server
 
-    overrides: dict[str, object] = {"database_url": database_url} if database_url else {}
+    overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
     if metrics_port is not None:
         overrides["worker_metrics_port"] = metrics_port
     settings = Settings(**overrides)
     _setup_logging(settings.log_level)
     runtime = Runtime.create(settings)
-    if runtime.db.is_sqlite:
+    if not serves_several_processes(runtime.db):
         console.print(
             "[yellow]note:[/yellow] on SQLite, `hookline serve` already runs the "
             "worker; run separate workers only against PostgreSQL."

@@ -23,8 +23,10 @@ from hookline.delivery.emit import emit
 from hookline.errors import Unauthorized
 from hookline.periodic import Ticked, every
 from hookline.platform import issues
+from hookline.platform.statuses import AgentStatus
 from hookline.runtime import Runtime
 from hookline.security import fingerprint
+from hookline.store.agents_sql import mark_silent_agents_down
 from hookline.store.tables import connections
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,12 @@ async def agent_heartbeat(conn: AsyncConnection, token: str, *, now: datetime) -
             update(connections)
             .where(
                 connections.c.id == row.id,
-                or_(connections.c.agent_status.is_(None), connections.c.agent_status == "down"),
+                or_(
+                    connections.c.agent_status.is_(None),
+                    connections.c.agent_status == AgentStatus.DOWN,
+                ),
             )
-            .values(agent_status="up", agent_last_seen=now, updated_at=now)
+            .values(agent_status=AgentStatus.UP, agent_last_seen=now, updated_at=now)
         )
         if came_up.rowcount == 1:
             await emit(
@@ -87,13 +92,13 @@ async def agent_heartbeat(conn: AsyncConnection, token: str, *, now: datetime) -
                 account_id=row.account_id,
                 consumer_id=row.consumer_id,
                 connection_id=row.id,
-                agent_status="up",
+                agent_status=AgentStatus.UP,
                 now=now,
             )
             return Heartbeat(row.id, row.consumer_id, row.account_id, True, now)
         still_up = await conn.execute(
             update(connections)
-            .where(connections.c.id == row.id, connections.c.agent_status == "up")
+            .where(connections.c.id == row.id, connections.c.agent_status == AgentStatus.UP)
             .values(agent_last_seen=now)
         )
         if still_up.rowcount == 1:
@@ -112,40 +117,20 @@ async def mark_down_stale_agents(
     """Mark agents silent for ``down_after_seconds`` as down and fire one ``down`` each
     (only ``account_id``'s when given: the demo's short threshold must not reach others).
 
-    On PostgreSQL, racing watchdogs skip the rows another one has locked (no waiting, no
-    deadlock), and the UPDATE re-checks ``agent_status = 'up'`` on the row version it
-    changes, so a row already marked down by a committed competitor is left alone: each
-    outage produces exactly one event. (SQLite serialises writers; FOR UPDATE is a no-op.)
+    Racing watchdogs split the rows and re-check the status on the row they change
+    (:func:`~hookline.store.agents_sql.mark_silent_agents_down`): each outage produces
+    exactly one event.
     """
-    cutoff = now - timedelta(seconds=down_after_seconds)
-    scope = [] if account_id is None else [connections.c.account_id == account_id]
-    stale = (
-        select(connections.c.id)
-        .where(connections.c.agent_status == "up", connections.c.agent_last_seen < cutoff, *scope)
-        .order_by(connections.c.agent_last_seen)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL: racing watchdogs split the rows
-        .scalar_subquery()
+    rows = await mark_silent_agents_down(
+        conn,
+        up=AgentStatus.UP,
+        down=AgentStatus.DOWN,
+        cutoff=now - timedelta(seconds=down_after_seconds),
+        now=now,
+        limit=limit,
+        account_id=account_id,
     )
-    result = await conn.execute(
-        update(connections)
-        .where(
-            connections.c.id.in_(stale),
-            connections.c.agent_status == "up",
-            connections.c.agent_last_seen < cutoff,
-        )
-        .values(agent_status="down", updated_at=now)
-        .returning(
-            connections.c.id,
-            connections.c.consumer_id,
-            connections.c.account_id,
-            connections.c.integration_id,
-        )
-    )
-    downs = [
-        AgentDown(row.id, row.consumer_id, row.account_id, row.integration_id)
-        for row in result.all()
-    ]
+    downs = [AgentDown(row.id, row.consumer_id, row.account_id, row.integration_id) for row in rows]
     for down in downs:
         await emit(
             conn,
@@ -161,7 +146,7 @@ async def mark_down_stale_agents(
             account_id=down.account_id,
             consumer_id=down.consumer_id,
             connection_id=down.connection_id,
-            agent_status="down",
+            agent_status=AgentStatus.DOWN,
             now=now,
         )
     return downs

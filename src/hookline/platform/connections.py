@@ -27,13 +27,14 @@ from hookline.delivery.emit import emit
 from hookline.errors import HooklineError, InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import issues
-from hookline.platform.consumers import get_consumer
+from hookline.platform.consumer_records import get_consumer
 from hookline.platform.integrations import Integration, find_integration
+from hookline.platform.statuses import AgentStatus, ConnectionStatus, IntegrationStatus
 from hookline.security import SecretBox, fingerprint, new_token
 from hookline.store.tables import activation_links, connections, consumers, integrations
 
 NAME_MAX = 80
-STATUSES = ("active", "inactive")
+STATUSES = tuple(ConnectionStatus)
 AGENT_TOKEN_PREFIX = "hlagent_"
 
 
@@ -54,8 +55,8 @@ class Connection:
     api: str
     local_agent: bool
     name: str
-    status: str
-    agent_status: str | None  # None until the local agent's first heartbeat
+    status: ConnectionStatus
+    agent_status: AgentStatus | None  # None until the local agent's first heartbeat
     agent_last_seen: datetime | None
     status_error_code: str | None
     status_message: str | None
@@ -63,11 +64,11 @@ class Connection:
     updated_at: datetime
 
     @property
-    def agent(self) -> str | None:
+    def agent(self) -> AgentStatus | None:
         """``up``/``down`` for local-agent connections (never pinged counts as down)."""
         if not self.local_agent:
             return None
-        return self.agent_status or "down"
+        return self.agent_status or AgentStatus.DOWN
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,8 @@ def _from_row(row: Any) -> Connection:
         api=row.api,
         local_agent=bool(row.local_agent),
         name=row.name,
-        status=row.status,
-        agent_status=row.agent_status,
+        status=ConnectionStatus(row.status),
+        agent_status=AgentStatus(row.agent_status) if row.agent_status else None,
         agent_last_seen=row.agent_last_seen,
         status_error_code=row.status_error_code,
         status_message=row.status_message,
@@ -173,7 +174,8 @@ def read_credentials(box: SecretBox, connection_row_value: str | None) -> dict[s
     """Decrypt stored credentials (for connectors running inside hookline)."""
     if not connection_row_value:
         return {}
-    return json.loads(box.decrypt(connection_row_value))
+    credentials: dict[str, str] = json.loads(box.decrypt(connection_row_value))
+    return credentials
 
 
 async def get_credentials(
@@ -253,7 +255,7 @@ async def usable_integration(conn: AsyncConnection, integration_id: int) -> Inte
         raise InvalidRequest(
             f"Integration {integration_id} does not exist", error_code="ERROR_INVALID_INTEGRATION"
         )
-    if integration.status != "active":
+    if integration.status != IntegrationStatus.ACTIVE:
         raise InvalidRequest(
             f"Integration {integration_id} is not active", error_code="ERROR_INVALID_INTEGRATION"
         )
@@ -278,7 +280,7 @@ async def _ensure_no_other_active(
     query = select(connections.c.id).where(
         connections.c.consumer_id == consumer_id,
         connections.c.integration_id == integration.id,
-        connections.c.status == "active",
+        connections.c.status == ConnectionStatus.ACTIVE,
     )
     if except_id is not None:
         query = query.where(connections.c.id != except_id)
@@ -334,7 +336,7 @@ async def create_connection(
             consumer_id=consumer_id,
             integration_id=integration.id,
             name=cleaned_name,
-            status="active",
+            status=ConnectionStatus.ACTIVE,
             credentials_encrypted=box.encrypt(json.dumps(cleaned)),
             agent_token_hash=fingerprint(agent_token) if agent_token else None,
             agent_status=None,
@@ -404,6 +406,7 @@ async def set_connection_status(
     error code and message are kept for display either way (cleared when active)."""
     if status not in STATUSES:
         raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
+    status = ConnectionStatus(status)
     current = await find_connection(conn, account_id, connection_id)
     if current is None or (consumer_id is not None and current.consumer_id != consumer_id):
         raise NotFound(
@@ -411,7 +414,7 @@ async def set_connection_status(
         )
     detail = (
         {"status_error_code": error_code, "status_message": message}
-        if status == "inactive"
+        if status == ConnectionStatus.INACTIVE
         else {"status_error_code": None, "status_message": None}
     )
     if status == current.status:
@@ -420,7 +423,7 @@ async def set_connection_status(
                 update(connections).where(connections.c.id == current.id).values(**detail)
             )
         return Change(await _reload(conn, current), False)
-    if status == "active":
+    if status == ConnectionStatus.ACTIVE:
         integration = await find_integration(conn, current.integration_id)
         assert integration is not None
         await _lock_consumer(conn, current.consumer_id)

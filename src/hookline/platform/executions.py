@@ -2,7 +2,8 @@
 
 A child runs on the flow's runner and ends once, through :func:`finish_execution`, which
 emits ``account.flow.executed`` in the same transaction; the parent ends when its last child
-does (error if any child failed). At most one running child per (flow, consumer).
+does (error if any child failed). At most one running child per (flow, consumer). A runner
+only says what its run came to; :func:`apply_outcome` records it.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from hookline.delivery.emit import emit
 from hookline.errors import Conflict, InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import issues
-from hookline.platform.runners import is_resumable, runner_name
-from hookline.platform.runners.types import RunJob
+from hookline.platform.runners.registry import RunnerRegistry, runner_name
+from hookline.platform.runners.types import Finished, HandedOff, RunJob, RunOutcome
+from hookline.platform.statuses import ExecutionStatus
 from hookline.store.tables import consumers, executions, flow_consumers, flows, syncs
 
 if TYPE_CHECKING:
     from hookline.runtime import Runtime
 
-RUNNING, SUCCESS, ERROR = "running", "success", "error"
+RUNNING, SUCCESS, ERROR = ExecutionStatus.RUNNING, ExecutionStatus.SUCCESS, ExecutionStatus.ERROR
 TIMEOUT_ERROR_CODE = "ERROR_EXECUTION_TIMEOUT"
 CONSUMER_LIST_LIMIT = 500
 
@@ -45,7 +47,7 @@ class ExecutionView:
     consumer_id: uuid.UUID | None
     flow_id: uuid.UUID
     sync_id: uuid.UUID
-    status: str
+    status: ExecutionStatus
     started_at: datetime
     ended_at: datetime | None
     message: str | None
@@ -59,7 +61,7 @@ def _view(row: Any) -> ExecutionView:
         consumer_id=row.consumer_id,
         flow_id=row.flow_id,
         sync_id=row.sync_id,
-        status=row.status,
+        status=ExecutionStatus(row.status),
         started_at=row.started_at,
         ended_at=row.ended_at,
         message=row.message,
@@ -143,14 +145,17 @@ async def trigger_flow(
     now: datetime,
     timeout_seconds: float,
     run_lease_seconds: float,
+    runners: RunnerRegistry | None = None,
 ) -> Triggered | None:
     """Create the parent and child executions; dispatch ``jobs`` after the commit.
 
     Targets are the given consumers (each must have the flow enabled) or every consumer
     with it enabled. A consumer whose previous execution is still running is skipped; when
     that leaves nobody, 409. With no consumer enabled at all, 400 for an event trigger and
-    ``None`` for a timer (nothing to run this time).
+    ``None`` for a timer (nothing to run this time). ``runners``: the caller's runtime's
+    registry (``runners_of(runtime)``); without it, the built-in runners.
     """
+    registry = RunnerRegistry() if runners is None else runners
     flow = await flow_row(conn, account_id, sync_id, flow_id, key_share=True)
     targets = await _targets(conn, account_id, flow_id, consumer_ids)
     if not targets:
@@ -221,7 +226,8 @@ async def trigger_flow(
     ]
     # A run this process carries out is leased from the start: if the process dies before
     # (or while) running it, the lease runs out and the scheduler starts it elsewhere.
-    lease = now + timedelta(seconds=run_lease_seconds) if is_resumable(jobs[0].runner) else None
+    resumable = registry.is_resumable(jobs[0].runner)
+    lease = now + timedelta(seconds=run_lease_seconds) if resumable else None
     await conn.execute(
         insert(executions),
         [
@@ -246,7 +252,7 @@ async def finish_execution(
     conn: AsyncConnection,
     execution_id: uuid.UUID,
     *,
-    status: str,
+    status: ExecutionStatus,
     message: str | None = None,
     error_code: str | None = None,
     now: datetime,
@@ -259,6 +265,7 @@ async def finish_execution(
     """
     if status not in (SUCCESS, ERROR):
         raise InvalidRequest("status must be 'success' or 'error'")
+    status = ExecutionStatus(status)
     row = (await conn.execute(select(executions).where(executions.c.id == execution_id))).first()
     if row is None or row.parent_id is None:
         return None
@@ -314,15 +321,12 @@ async def finish_execution(
 
 
 async def _end_parent_if_done(conn: AsyncConnection, parent_id: uuid.UUID, now: datetime) -> None:
-    counts = dict(
-        (
-            await conn.execute(
-                select(executions.c.status, func.count())
-                .where(executions.c.parent_id == parent_id)
-                .group_by(executions.c.status)
-            )
-        ).all()
+    rows = await conn.execute(
+        select(executions.c.status, func.count())
+        .where(executions.c.parent_id == parent_id)
+        .group_by(executions.c.status)
     )
+    counts: dict[str, int] = {status: count for status, count in rows}
     if counts.get(RUNNING):
         return
     await conn.execute(
@@ -332,15 +336,30 @@ async def _end_parent_if_done(conn: AsyncConnection, parent_id: uuid.UUID, now: 
     )
 
 
+async def apply_outcome(runtime: Runtime, execution_id: uuid.UUID, outcome: RunOutcome) -> None:
+    """Record what a run came to, in its own transaction: end the execution, or drop its lease
+    when it goes on elsewhere; ``None`` records nothing."""
+    if isinstance(outcome, Finished):
+        await finish_now(
+            runtime,
+            execution_id,
+            status=outcome.status,
+            message=outcome.message,
+            error_code=outcome.error_code,
+        )
+    elif isinstance(outcome, HandedOff):
+        await hand_off(runtime, execution_id)
+
+
 async def finish_now(
     runtime: Runtime,
     execution_id: uuid.UUID,
     *,
-    status: str,
+    status: ExecutionStatus,
     message: str | None = None,
     error_code: str | None = None,
 ) -> ExecutionView | None:
-    """finish_execution in its own transaction, for runners working outside a request."""
+    """finish_execution in its own transaction, for runs carried out outside a request."""
     async with runtime.db.transaction() as conn:
         return await finish_execution(
             conn,
@@ -466,7 +485,10 @@ async def report_result(
     error_code: str | None,
     now: datetime,
 ) -> ExecutionView:
-    """An external runner's report: 404 unknown, 400 for a parent, 409 once finished."""
+    """An external runner's report (``status``: the wire's ``success`` or ``error``): 404
+    unknown, 400 for a parent, 409 once finished."""
+    if status not in (SUCCESS, ERROR):
+        raise InvalidRequest("status must be 'success' or 'error'")
     row = await _execution_row(conn, account_id, sync_id, flow_id, execution_id)
     if row is None:
         raise NotFound("Execution not found", error_code="ERROR_EXECUTION_NOT_FOUND")
@@ -477,7 +499,12 @@ async def report_result(
             error_code="ERROR_PARENT_EXECUTION",
         )
     finished = await finish_execution(
-        conn, execution_id, status=status, message=message, error_code=error_code, now=now
+        conn,
+        execution_id,
+        status=ExecutionStatus(status),
+        message=message,
+        error_code=error_code,
+        now=now,
     )
     if finished is None:
         raise Conflict("The execution has already finished", error_code="ERROR_EXECUTION_FINISHED")

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.webhooks import IntegrationRef
 from hookline.errors import InvalidRequest, NotFound
+from hookline.platform.statuses import IntegrationStatus
 from hookline.store.tables import integrations
 
 POS_API = "Point of Sale"
@@ -56,7 +57,7 @@ class Integration:
     name: str
     api: str
     local_agent: bool = False
-    status: str = "active"
+    status: IntegrationStatus = IntegrationStatus.ACTIVE
     credentials: tuple[Credential, ...] = field(default_factory=tuple)
     logo_url: str = ""
     icon_url: str = ""
@@ -120,6 +121,12 @@ BUILTIN: tuple[Integration, ...] = (
 )
 
 
+def _parse_status(value: object) -> IntegrationStatus:
+    if value not in tuple(IntegrationStatus):
+        raise InvalidRequest("status must be active or inactive")
+    return IntegrationStatus(str(value))
+
+
 def integration_from_row(row: Any) -> Integration:
     details = row.details or {}
     countries = details.get("supported_countries")
@@ -128,7 +135,7 @@ def integration_from_row(row: Any) -> Integration:
         name=row.name,
         api=row.api,
         local_agent=bool(row.local_agent),
-        status=row.status,
+        status=IntegrationStatus(row.status),
         logo_url=row.logo_url or "",
         icon_url=row.icon_url or "",
         credentials=tuple(Credential(**item) for item in row.credentials),
@@ -184,7 +191,7 @@ def parse_integration(data: dict[str, Any]) -> Integration:
             name=str(data["name"]).strip(),
             api=str(data["api"]),
             local_agent=bool(data.get("local_agent", False)),
-            status=str(data.get("status", "active")),
+            status=_parse_status(data.get("status", IntegrationStatus.ACTIVE)),
             logo_url=str(data.get("logo_url") or ""),
             icon_url=str(data.get("icon_url") or ""),
             credentials=tuple(_parse_credential(item) for item in data.get("credentials") or []),
@@ -204,8 +211,6 @@ def parse_integration(data: dict[str, Any]) -> Integration:
         raise InvalidRequest(f"Invalid integration definition: {error!r}") from None
     if integration.api not in APIS:
         raise InvalidRequest(f"Unknown api {integration.api!r}; expected one of {APIS}")
-    if integration.status not in ("active", "inactive"):
-        raise InvalidRequest("status must be active or inactive")
     if not integration.name:
         raise InvalidRequest("name cannot be empty")
     if integration.id <= 0:

@@ -6,30 +6,37 @@ opens it (``account.issue.created``); further occurrences while it is open count
 ``issue_autoclose_days`` without occurrence (``account.issue.closed``). A later occurrence
 opens a new issue.
 
-Concurrency: two transactions raising the same key at once must not open two issues. On
-PostgreSQL each raise first takes a transaction-scoped advisory lock derived from the key
-(``pg_advisory_xact_lock``), so the second waits for the first to commit and then finds the
-open issue; SQLite serialises write transactions (``BEGIN IMMEDIATE``) already.
+Concurrency: two transactions raising the same key at once must not open two issues. Each
+raise first locks its key until its transaction ends (:func:`lock_issue_key`: an advisory
+lock on PostgreSQL; SQLite serialises write transactions already), so the second waits for
+the first to commit and then finds the open issue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.periodic import Ticked, every
+from hookline.platform.statuses import (
+    AgentStatus,
+    ConnectionStatus,
+    ExecutionStatus,
+    IssueLevel,
+    IssueStatus,
+)
 from hookline.runtime import Runtime
+from hookline.store.issues_sql import lock_issue_key, stale_open_issues
 from hookline.store.tables import (
     connections,
     consumer_issues,
@@ -41,9 +48,8 @@ from hookline.store.tables import (
 
 log = logging.getLogger(__name__)
 
-OPEN = "open"
-AUTO_CLOSED = "auto_closed"
-LEVELS = ("error", "warning")
+OPEN, AUTO_CLOSED = IssueStatus.OPEN, IssueStatus.AUTO_CLOSED
+LEVELS = tuple(IssueLevel)
 CONNECTION_INACTIVE = "CONNECTION_INACTIVE"
 AGENT_DOWN = "AGENT_DOWN"
 EXECUTION_FAILED = "EXECUTION_FAILED"  # when a runner reports an error without a code
@@ -59,8 +65,8 @@ class Issue:
     sync_id: uuid.UUID | None
     flow_id: uuid.UUID | None
     error_code: str
-    level: str
-    status: str
+    level: IssueLevel
+    status: IssueStatus
     message: str
     context: Any
     occurrences: int
@@ -116,7 +122,7 @@ async def raise_issue(
         raise InvalidRequest(f"level must be one of {LEVELS}")
     if not error_code:
         raise InvalidRequest("error_code cannot be empty")
-    await _lock_key(conn, consumer_id, connection_id, sync_id, error_code)
+    await lock_issue_key(conn, f"{consumer_id}|{connection_id}|{sync_id}|{error_code}")
     sync_match = (
         consumer_issues.c.sync_id == sync_id
         if sync_id is not None
@@ -244,15 +250,7 @@ async def close_stale_issues(
 ) -> list[Issue]:
     """Auto-close open issues (all accounts) without an occurrence for ``days`` days."""
     cutoff = now - timedelta(days=days)
-    query = (
-        select(consumer_issues)
-        .where(consumer_issues.c.status == OPEN, consumer_issues.c.last_seen <= cutoff)
-        .order_by(consumer_issues.c.last_seen)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = (await conn.execute(query)).all()
+    rows = await stale_open_issues(conn, open_status=OPEN, cutoff=cutoff, limit=limit)
     return [await _close(conn, row, now) for row in rows]
 
 
@@ -281,20 +279,6 @@ async def _close(conn: AsyncConnection, row: Any, now: datetime) -> Issue:
     return issue
 
 
-async def _lock_key(
-    conn: AsyncConnection,
-    consumer_id: uuid.UUID,
-    connection_id: uuid.UUID,
-    sync_id: uuid.UUID | None,
-    error_code: str,
-) -> None:
-    if conn.dialect.name != "postgresql":
-        return  # SQLite: the write transaction already holds the database's single write lock
-    material = f"issue|{consumer_id}|{connection_id}|{sync_id}|{error_code}".encode()
-    key = int.from_bytes(hashlib.sha256(material).digest()[:8], "big", signed=True)
-    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-
-
 # --- hooks for the platform's own transitions ----------------------------------------------
 
 
@@ -314,7 +298,7 @@ async def execution_finished(
     """Called when one consumer's execution ends: an error raises, a success clears the flow's
     issues for that consumer. Without any connection the consumer can have no issue (every
     issue names its connection), so an error is then only logged."""
-    if status == "success":
+    if status == ExecutionStatus.SUCCESS:
         await close_issues(conn, consumer_id=consumer_id, sync_id=sync_id, flow_id=flow_id, now=now)
         return
     connection_id = await _main_connection(conn, consumer_id)
@@ -357,7 +341,7 @@ async def connection_status_changed(
         consumer_id=consumer_id,
         connection_id=connection_id,
         error_code=CONNECTION_INACTIVE,
-        cleared=status == "active",
+        cleared=status == ConnectionStatus.ACTIVE,
         now=now,
         message=message or "The connection is inactive: its credentials must be renewed",
         context={"status": status},
@@ -381,11 +365,11 @@ async def agent_status_changed(
         consumer_id=consumer_id,
         connection_id=connection_id,
         error_code=AGENT_DOWN,
-        cleared=agent_status == "up",
+        cleared=agent_status == AgentStatus.UP,
         now=now,
         message="The local agent stopped sending heartbeats",
         context={
-            "agent_status": "down",
+            "agent_status": AgentStatus.DOWN,
             "agent_last_seen": last_seen.isoformat() if last_seen else None,
         },
     )
@@ -431,7 +415,9 @@ async def _main_connection(conn: AsyncConnection, consumer_id: uuid.UUID) -> uui
         await conn.execute(
             select(connections.c.id)
             .where(connections.c.consumer_id == consumer_id)
-            .order_by((connections.c.status == "active").desc(), connections.c.created_at)
+            .order_by(
+                (connections.c.status == ConnectionStatus.ACTIVE).desc(), connections.c.created_at
+            )
             .limit(1)
         )
     ).first()
@@ -599,8 +585,8 @@ def _issue(row: Any) -> Issue:
         sync_id=row.sync_id,
         flow_id=row.flow_id,
         error_code=row.error_code,
-        level=row.level,
-        status=row.status,
+        level=IssueLevel(row.level),
+        status=IssueStatus(row.status),
         message=row.message,
         context=row.context,
         occurrences=row.occurrences,

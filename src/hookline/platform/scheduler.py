@@ -23,13 +23,16 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.periodic import Ticked, every
-from hookline.platform import cron, runners
+from hookline.platform import cron
 from hookline.platform.executions import (
     abandoned_runs,
     expire_overdue,
     take_over_runs,
     trigger_flow,
 )
+from hookline.platform.runners.registry import runners_of
+from hookline.platform.runners.types import RunJob
+from hookline.platform.runs import dispatch
 from hookline.platform.syncs import timer_consumers, wake_schedules
 from hookline.runtime import Runtime
 from hookline.store.tables import flows
@@ -73,7 +76,7 @@ async def run_due_flows(runtime: Runtime, now: datetime | None = None) -> list[u
         ).all()
     parents: list[uuid.UUID] = []
     for flow in due:
-        jobs: list[runners.RunJob] = []
+        jobs: list[RunJob] = []
         async with runtime.db.transaction() as conn:
             consumers = await timer_consumers(conn, flow.id, flow.triggers)
             next_at = cron.next_due(wake_schedules(cron.split(flow.cron), consumers), now)
@@ -97,11 +100,12 @@ async def run_due_flows(runtime: Runtime, now: datetime | None = None) -> list[u
                 now=now,
                 timeout_seconds=runtime.settings.execution_timeout_seconds,
                 run_lease_seconds=runtime.settings.run_lease_seconds,
+                runners=runners_of(runtime),
             )
             if triggered is not None:
                 jobs = triggered.jobs
                 parents.append(triggered.parent_id)
-        runners.dispatch(runtime, jobs)
+        dispatch(runtime, jobs)
     return parents
 
 
@@ -118,7 +122,7 @@ async def resume_runs(runtime: Runtime, now: datetime | None = None) -> list[uui
         )
     if jobs:
         log.warning("resuming %d flow run(s) whose process stopped", len(jobs))
-    runners.dispatch(runtime, jobs)
+    dispatch(runtime, jobs)
     return [job.execution_id for job in jobs]
 
 

@@ -10,22 +10,26 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import String, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import cron
-from hookline.platform.consumers import get_consumer
+from hookline.platform.consumer_records import get_consumer
 from hookline.platform.executions import finish_execution, flow_row, running_children
-from hookline.platform.runners import SECRET_KEY, validate_execution
+from hookline.platform.runners.registry import RunnerRegistry
+from hookline.platform.runners.types import SECRET_KEY
+from hookline.platform.statuses import ExecutionStatus, SyncStatus
 from hookline.security import SecretBox
 from hookline.store.tables import executions, flow_consumers, flows, sync_consumers, syncs
 
 DEFAULT_TRIGGER_ID = "trigger-1"
+#: The stored cron column's width: all of a flow's schedules, joined, must fit.
+CRON_MAX: int = cast(String, flows.c.cron.type).length or 0
 
 
 @dataclass(frozen=True)
@@ -181,8 +185,10 @@ async def create_sync(
     flow_items: list[dict[str, Any]],
     now: datetime,
     box: SecretBox | None = None,
+    runners: RunnerRegistry | None = None,
 ) -> Sync:
-    """A sync with its flows; ``definition`` keeps config, connections and mappings as given."""
+    """A sync with its flows; ``definition`` keeps config, connections and mappings as given.
+    ``runners``: as for :func:`upsert_flow`."""
     sync_id = new_id()
     await conn.execute(
         insert(syncs).values(
@@ -195,7 +201,7 @@ async def create_sync(
             "Flow names must be unique within a sync", error_code="ERROR_DUPLICATE_FLOW"
         )
     for item in flow_items:
-        await upsert_flow(conn, account_id, sync_id, item, now=now, box=box)
+        await upsert_flow(conn, account_id, sync_id, item, now=now, box=box, runners=runners)
     return await get_sync(conn, account_id, sync_id)
 
 
@@ -217,7 +223,7 @@ def _schedules(triggers: list[dict[str, Any]]) -> list[str]:
                 )
             schedules.extend(cron.validate_schedules(given))
     joined = cron.join(sorted(set(schedules), key=schedules.index))
-    if joined and len(joined) > flows.c.cron.type.length:
+    if joined and len(joined) > CRON_MAX:
         raise InvalidRequest("Too many cron schedules", error_code="ERROR_INVALID_CRON")
     return cron.split(joined)
 
@@ -281,8 +287,12 @@ async def upsert_flow(
     *,
     now: datetime,
     box: SecretBox | None = None,
+    runners: RunnerRegistry | None = None,
 ) -> Flow:
     """Create a flow, or update the flow of that name in the sync (keeping its id).
+
+    The execution definition must suit a runner of ``runners`` (the caller's runtime's
+    registry, ``runners_of(runtime)``; without it, the built-in runners).
 
     ``execution.signingsecret`` is stored encrypted (``box``) and never read back; a repost
     without it keeps the stored one, an empty string removes it.
@@ -293,7 +303,7 @@ async def upsert_flow(
     await _sync_row(conn, account_id, sync_id)
     execution = dict(item["execution"])
     secret = execution.pop("signingsecret", None)
-    validate_execution(execution)
+    (RunnerRegistry() if runners is None else runners).validate(execution)
     triggers = item["triggers"]
     schedules = _schedules(triggers)
     spec = cron.join(schedules)
@@ -359,7 +369,7 @@ async def delete_flow(
         await finish_execution(
             conn,
             execution_id,
-            status="error",
+            status=ExecutionStatus.ERROR,
             now=now,
             message="The flow was deleted",
             error_code="ERROR_FLOW_DELETED",
@@ -410,7 +420,7 @@ async def join_sync(
             insert(sync_consumers).values(
                 sync_id=sync_id,
                 consumer_id=consumer_id,
-                status="inactive",
+                status=SyncStatus.INACTIVE,
                 data=data,
                 created_at=now,
             )
@@ -526,7 +536,7 @@ async def _set_status(conn: AsyncConnection, sync_id: uuid.UUID, consumer_id: uu
     await conn.execute(
         update(sync_consumers)
         .where(sync_consumers.c.sync_id == sync_id, sync_consumers.c.consumer_id == consumer_id)
-        .values(status="active" if enabled else "inactive")
+        .values(status=SyncStatus.ACTIVE if enabled else SyncStatus.INACTIVE)
     )
 
 
@@ -568,8 +578,8 @@ async def enable_flow(
             .with_for_update()
         )
     ).first()
-    was_enabled = bool(current is not None and current.enabled)
-    enabled_at = current.enabled_at if was_enabled else now
+    was_enabled = current is not None and bool(current.enabled)
+    enabled_at = current.enabled_at if current is not None and was_enabled else now
     if current is None:
         await conn.execute(
             insert(flow_consumers).values(
@@ -612,7 +622,10 @@ async def consumer_removed(
         (
             await conn.execute(
                 select(executions.c.id)
-                .where(executions.c.consumer_id == consumer_id, executions.c.status == "running")
+                .where(
+                    executions.c.consumer_id == consumer_id,
+                    executions.c.status == ExecutionStatus.RUNNING,
+                )
                 .order_by(executions.c.id)
             )
         )
@@ -623,7 +636,7 @@ async def consumer_removed(
         await finish_execution(
             conn,
             execution_id,
-            status="error",
+            status=ExecutionStatus.ERROR,
             now=now,
             message="The consumer was deleted",
             error_code="ERROR_CONSUMER_DELETED",

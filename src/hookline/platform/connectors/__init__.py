@@ -19,6 +19,7 @@ from sqlalchemy import select
 from hookline.periodic import Ticked, every
 from hookline.platform import orders
 from hookline.platform.pos_schema import POSLocationItem, PushedOrder
+from hookline.platform.statuses import ConnectionStatus
 from hookline.runtime import Runtime
 from hookline.store.tables import connections
 
@@ -114,7 +115,7 @@ async def run_pos_pollers(runtime: Runtime, stop: asyncio.Event, *, ticked: Tick
                 await conn.execute(
                     select(connections.c.id).where(
                         connections.c.integration_id.in_(list(_REGISTRY)),
-                        connections.c.status == "active",
+                        connections.c.status == ConnectionStatus.ACTIVE,
                     )
                 )
             ).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hookline.platform.runners.types import RunJob
+from hookline.platform.runners.types import RunJob, RunOutcome
 
 if TYPE_CHECKING:
     from hookline.runtime import Runtime
@@ -18,5 +18,5 @@ class ExternalRunner:
     def validate(self, execution: dict[str, Any]) -> None:
         return None
 
-    async def run(self, runtime: Runtime, job: RunJob) -> None:
+    async def run(self, runtime: Runtime, job: RunJob) -> RunOutcome:
         return None  # nothing to start: the execution waits for its report or its deadline

@@ -22,17 +22,17 @@ from hookline.delivery.signing import SigningKey, delivery_headers
 from hookline.delivery.ssrf import BlockedAddress, OutboundGuard, guarded_connector
 from hookline.delivery.tls import outbound_ssl
 from hookline.errors import InvalidRequest
-from hookline.platform.runners.types import SECRET_KEY, RunJob
+from hookline.platform.runners.types import SECRET_KEY, Finished, HandedOff, RunJob
+from hookline.platform.statuses import ExecutionStatus
 
 if TYPE_CHECKING:
     from hookline.runtime import Runtime
-
-Outcome = tuple[str, str | None, str | None]  # status, message, error_code
 
 MAX_URL_LENGTH = 500
 MAX_ANSWER_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 2000
 MAX_ERROR_CODE_CHARS = 120
+TIMEOUT = "ERROR_EXECUTION_TIMEOUT"
 
 
 class HttpRunner:
@@ -41,40 +41,19 @@ class HttpRunner:
 
     def validate(self, execution: dict[str, Any]) -> None:
         url = execution.get("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if (
-            parts is None
-            or parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or len(url) > MAX_URL_LENGTH
-        ):
+        parts = urlsplit(url) if isinstance(url, str) and len(url) <= MAX_URL_LENGTH else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidRequest(
                 "The http runner needs execution.url: an http(s) URL of at "
                 f"most {MAX_URL_LENGTH} characters",
                 error_code="ERROR_INVALID_RUNNER",
             )
 
-    async def run(self, runtime: Runtime, job: RunJob) -> None:
-        from hookline.platform.executions import finish_now, hand_off
-
-        outcome = await self.call(runtime, job)
-        if outcome is None:  # 202: the service reports later; nothing left to resume here
-            await hand_off(runtime, job.execution_id)
-            return
-        status, message, error_code = outcome
-        await finish_now(
-            runtime, job.execution_id, status=status, message=message, error_code=error_code
-        )
-
-    async def call(self, runtime: Runtime, job: RunJob) -> Outcome | None:
-        """(status, message, error_code), or None when the service will report later."""
+    async def run(self, runtime: Runtime, job: RunJob) -> Finished | HandedOff:
+        """The service's answer; :class:`HandedOff` (202) when it reports later."""
         remaining = (job.deadline_at - runtime.clock.now()).total_seconds()
         if remaining <= 0:
-            return (
-                "error",
-                "The execution deadline passed before it started",
-                "ERROR_EXECUTION_TIMEOUT",
-            )
+            return _error("The execution deadline passed before it started", TIMEOUT)
         settings = runtime.settings
         timeout = aiohttp.ClientTimeout(
             total=remaining, connect=min(settings.delivery_connect_timeout, remaining)
@@ -109,36 +88,37 @@ class HttpRunner:
                 body = await response.content.read(MAX_ANSWER_BYTES)
                 return _outcome(response.status, body)
         except TimeoutError:
-            return "error", f"No answer within {remaining:g} s", "ERROR_EXECUTION_TIMEOUT"
+            return _error(f"No answer within {remaining:g} s", TIMEOUT)
         except BlockedAddress as error:
-            return "error", str(error), "ERROR_RUNNER_BLOCKED_ADDRESS"
+            return _error(str(error), "ERROR_RUNNER_BLOCKED_ADDRESS")
         except (aiohttp.ClientError, OSError) as error:
-            return (
-                "error",
-                f"{type(error).__name__}: {error}"[:MAX_MESSAGE_CHARS],
-                "ERROR_RUNNER_NETWORK",
+            return _error(
+                f"{type(error).__name__}: {error}"[:MAX_MESSAGE_CHARS], "ERROR_RUNNER_NETWORK"
             )
 
 
-def _outcome(http_status: int, body: bytes) -> Outcome | None:
+def _error(message: str, error_code: str) -> Finished:
+    return Finished(ExecutionStatus.ERROR, message, error_code)
+
+
+def _outcome(http_status: int, body: bytes) -> Finished | HandedOff:
     if http_status == 202:
-        return None
+        return HandedOff()
     if not 200 <= http_status < 300:
-        return "error", f"Runner endpoint answered HTTP {http_status}", "ERROR_RUNNER_HTTP_STATUS"
+        return _error(f"Runner endpoint answered HTTP {http_status}", "ERROR_RUNNER_HTTP_STATUS")
     try:
         answer = json.loads(body)
     except ValueError:
         answer = None
     if not isinstance(answer, dict) or answer.get("status") not in ("success", "error"):
-        return (
-            "error",
+        return _error(
             "Runner endpoint answered without a JSON {status: success|error}",
             "ERROR_RUNNER_INVALID_ANSWER",
         )
     message = answer.get("message")
     error_code = answer.get("error_code")
-    return (
-        answer["status"],
+    return Finished(
+        ExecutionStatus(answer["status"]),
         str(message)[:MAX_MESSAGE_CHARS] if message is not None else None,
         str(error_code)[:MAX_ERROR_CODE_CHARS] if error_code is not None else None,
     )
