@@ -220,8 +220,9 @@ class DeliveryWorker:
             self._limited = any(
                 count >= shares.get(hook, per_webhook) for hook, count in taken.items()
             )
-            if refused:
-                self._give_back(refused)
+            if refused:  # given back before the next claim, which must not see them leased
+                with contextlib.suppress(Exception):
+                    await self._give_back_rows(self._release(refused))
             if len(items) >= want:
                 continue  # probably more due: claim again while these are being sent
             timeout = poll
@@ -379,19 +380,19 @@ class DeliveryWorker:
         dest.backlog.clear()
         dest.held -= len(items)
         if items:
-            self._give_back(items)
+            self._spawn(self._give_back_rows(self._release(items)))
 
-    def _give_back(self, items: list[ClaimedDelivery]) -> None:
-        """Return claimed deliveries unsent (lease released, attempt not counted)."""
+    def _release(self, items: list[ClaimedDelivery]) -> list[uuid.UUID]:
+        """Stop holding claimed deliveries that will not be sent; returns their ids."""
         held = self._held
         for item in items:
             held.pop(item.delivery_id, None)
         self._inflight -= len(items)
         self._capacity.set()
-        ids = [item.delivery_id for item in items]
-        self._spawn(self._give_back_rows(ids))
+        return [item.delivery_id for item in items]
 
     async def _give_back_rows(self, ids: list[uuid.UUID]) -> None:
+        """Return claimed deliveries unsent (lease released, attempt not counted)."""
         async with self.runtime.db.transaction(priority=True) as conn:
             await shared.give_back(
                 conn, owner=self.owner, delivery_ids=ids, now=self.runtime.clock.now()
