@@ -171,3 +171,37 @@ async def test_webhooks_sharing_a_destination_share_its_room(make_runtime) -> No
             hanging.gate.set()
     finally:
         await hanging.stop()
+
+
+async def test_a_gzip_bomb_is_inflated_only_as_far_as_the_excerpt(tmp_path) -> None:
+    """200 MB of zeros in ~200 KB: the sender inflates the excerpt's worth, not the body."""
+    import gzip
+
+    from hookline.delivery.sender import Sender
+    from tests.conftest import make_settings
+
+    bomb = gzip.compress(b"ok" + b"\0" * (200 * 1024 * 1024), compresslevel=9)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+            + f"Content-Length: {len(bomb)}\r\n\r\n".encode()
+            + bomb
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = make_settings(tmp_path, "sqlite", None, outbound_allowlist=["127.0.0.0/8"])
+    try:
+        async with Sender(settings) as sender:
+            result = await sender.send(f"http://127.0.0.1:{port}/bomb", b"{}", {})
+    finally:
+        server.close()
+    assert result.status == 200
+    assert result.excerpt is not None
+    assert result.excerpt.startswith("ok") and len(result.excerpt) == 2048

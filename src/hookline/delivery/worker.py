@@ -100,6 +100,7 @@ class DeliveryWorker:
         self.recorded_count = 0
         self._active = False
         self._stopping = False
+        self._closing = False
         self._claims: QueueLink
         self._records: QueueLink
 
@@ -171,6 +172,7 @@ class DeliveryWorker:
         if self._sends:
             grace = min(self.settings.delivery_timeout, 8.0)
             _, pending = await asyncio.wait(set(self._sends), timeout=grace)
+            self._closing = True  # no new lane may start on a closing sender
             for task in pending:  # their leases expire and another worker sends them again
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -324,6 +326,8 @@ class DeliveryWorker:
         """Lanes (at most the destination's lane limit) each send one delivery after another,
         like a client's connection loop: no task and no semaphore wait per delivery, and a
         slow destination only ever occupies its own lanes."""
+        if self._closing:
+            return
         cap = dest.lane_cap
         while dest.lanes < cap and dest.lanes < len(dest.backlog):
             dest.lanes += 1
