@@ -138,3 +138,41 @@ async def _arrives(receiver, count: int, *, within: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def test_a_destination_gains_lanes_on_fast_successes_and_loses_them_on_trouble() -> None:
+    from hookline.delivery.destinations import (
+        Circuit,
+        Destination,
+        Limits,
+        counts_as_failure,
+    )
+
+    limits = Limits(
+        lanes=8,
+        slow_lanes=2,
+        slow_seconds=2.0,
+        max_held=40,
+        circuit_failures=3,
+        cooldown_seconds=30.0,
+        max_cooldown_seconds=900.0,
+    )
+    dest = Destination("http://h:1", limits)
+    assert (dest.lane_cap, dest.cap) == (2, 12)  # a new destination starts slow
+    for _ in range(10):
+        assert not dest.record(failed=False, slow=False)
+    assert (dest.lane_cap, dest.cap) == (8, 40)  # capped by a third of the capacity
+    dest.record(failed=False, slow=True)
+    assert dest.lane_cap == 2
+    for _ in range(6):
+        dest.record(failed=False, slow=False)
+    dest.sending[object()] = 0.0  # type: ignore[index]
+    assert dest.stuck(now=2.5) and dest.lane_cap == 2  # a request in flight for too long
+    assert [dest.record(failed=True, slow=False) for _ in range(3)] == [False, False, True]
+    dest.circuit = Circuit.OPEN
+    assert (dest.lane_cap, dest.cap, dest.admit()) == (0, 0, False)
+    dest.circuit = Circuit.PROBING
+    assert (dest.admit(), dest.admit()) == (True, False)  # one probe
+    assert counts_as_failure(None, True) and counts_as_failure(503, True)
+    assert counts_as_failure(429, True)
+    assert not counts_as_failure(404, True) and not counts_as_failure(None, False)

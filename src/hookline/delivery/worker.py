@@ -101,6 +101,7 @@ class DeliveryWorker:
         self._active = False
         self._stopping = False
         self._closing = False
+        self._counted = False  # this worker counts in _SQLITE_WORKERS
         self._claims: QueueLink
         self._records: QueueLink
 
@@ -154,7 +155,8 @@ class DeliveryWorker:
         finally:
             self._active = False
             if db.is_sqlite:
-                _SQLITE_WORKERS[db.url] -= 1
+                if self._counted:
+                    _SQLITE_WORKERS[db.url] -= 1
             else:
                 with contextlib.suppress(Exception):
                     async with db.transaction(priority=True) as conn:
@@ -358,8 +360,6 @@ class DeliveryWorker:
         opens = dest.record(
             failed=failed, slow=result.duration_ms >= self._limits.slow_seconds * 1000.0
         )
-        if self._limited and dest.room * 2 >= dest.cap > 0:
-            self.wake()  # room for a claim's worth again
         if dest.circuit is Circuit.CLOSED:
             if opens:
                 log.warning(
@@ -455,6 +455,7 @@ class DeliveryWorker:
         try:
             if db.is_sqlite:
                 _SQLITE_WORKERS[db.url] += 1
+                self._counted = True
                 if _SQLITE_WORKERS[db.url] == 1:  # the process's first worker on this file
                     async with db.transaction(priority=True) as conn:
                         released = await shared.release_all_leases(conn, self.runtime.clock.now())
@@ -574,6 +575,8 @@ class DeliveryWorker:
             return self._decide(item, SendResult(None, 0.0, error_class=type(error).__name__))
         finally:
             dest.held -= 1
+            if self._limited and dest.room * 2 >= dest.cap > 0:
+                self.wake()  # room for a claim's worth again
 
     def _finish(self, record: AttemptRecord) -> None:
         self._outcomes[record.outcome] += 1
