@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     delivery_batch_size: int = 100
     delivery_lease_seconds: float = 60.0
     delivery_poll_seconds: float = 5.0
+    # Scheduling by destination (scheme + host + port): see delivery/destinations.py.
+    delivery_slow_seconds: float = 2.0  # an attempt (or a request in flight) this long is slow
+    delivery_slow_host_concurrency: int = 4  # lanes of a slow, hanging or failing destination
+    circuit_failures: int = 20  # consecutive failures that open a destination's circuit
+    circuit_cooldown_seconds: float = 30.0  # first cool-down; doubles on each failed probe
+    circuit_max_cooldown_seconds: float = 900.0
+    # PostgreSQL: a worker silent for this long is dead and its claims are released.
+    delivery_takeover_seconds: float = 10.0
     response_excerpt_bytes: int = 2048
     max_event_bytes: int = 256 * 1024
     # OpenTelemetry: OTLP/HTTP base URL (``/v1/traces`` is appended); the standard OTEL_*

@@ -166,14 +166,22 @@ async def test_a_postgres_claim_looks_queued_rows_up_by_key_not_by_scanning_the_
                 ],
             )
         conn = await asyncpg.connect(
-            plain_postgres_url(rt.db.url), server_settings={"search_path": database.schema or ""}
+            plain_postgres_url(rt.db.url),
+            server_settings={"search_path": database.schema or "", "jit": "off"},
         )
         try:
             await conn.execute("ANALYZE")
             plan = "\n".join(
                 row[0]
                 for row in await conn.fetch(
-                    "EXPLAIN (ANALYZE) " + _CLAIM_POSTGRESQL, now, 100, now + LEASE, "me"
+                    "EXPLAIN (ANALYZE) " + _CLAIM_POSTGRESQL,
+                    now,
+                    100,
+                    now + LEASE,
+                    "me",
+                    100,
+                    [],
+                    [],
                 )
             )
         finally:

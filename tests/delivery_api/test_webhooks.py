@@ -25,6 +25,7 @@ GET_ITEM_FIELDS = {
     "url",
     "status",
     "integrationid",
+    "circuit",  # hookline extension
 }
 
 

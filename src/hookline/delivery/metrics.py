@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from hookline.runtime import Runtime
+from hookline.store.destinations import open_count
 from hookline.store.queue import queue_stats
 
 ATTEMPTS = Counter(
@@ -32,6 +33,11 @@ OLDEST_DUE_AGE = Gauge(
     "hookline_delivery_oldest_due_age_seconds",
     "How long the oldest due, unclaimed delivery has been waiting (0 when none).",
 )
+OPEN_CIRCUITS = Gauge(
+    "hookline_delivery_open_circuits",
+    "Destinations (scheme + host + port) whose circuit is open: nothing is sent to them "
+    "until a probe succeeds.",
+)
 
 for _outcome in ("delivered", "retry", "failed", "disabled", "dropped"):
     ATTEMPTS.labels(outcome=_outcome)
@@ -41,7 +47,9 @@ async def render(runtime: Runtime) -> bytes:
     """Refresh the queue gauges from the database, then render every metric of the process."""
     async with runtime.db.read() as conn:
         stats = await queue_stats(conn, runtime.clock.now())
+        circuits = await open_count(conn)
     QUEUE_DEPTH.set(stats.depth)
     QUEUE_DUE.set(stats.due)
     OLDEST_DUE_AGE.set(stats.oldest_due_age_seconds)
+    OPEN_CIRCUITS.set(circuits)
     return generate_latest(REGISTRY)

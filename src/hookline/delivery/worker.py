@@ -1,22 +1,28 @@
 """The delivery worker: claim due deliveries, send them concurrently, record results in batches.
 
-Three loops share one process:
+Loops sharing one process:
 
 - the **claimer** leases batches of due deliveries whenever there is free capacity, so the
   next batch is already claimed while the previous one is still being sent; when the queue is
   empty it sleeps until a wake-up (LISTEN/NOTIFY, or the in-process signal after an emitting
   commit), the next known due time, or the slow poll;
-- one **send task** per delivery (bounded overall by ``delivery_concurrency`` and per host by
-  the sender);
+- **lanes**, per destination (:mod:`hookline.delivery.destinations`), each sending one
+  delivery after another;
 - the **recorder** writes whatever results have accumulated in one transaction, so a busy
-  worker writes a few statements per hundreds of attempts.
+  worker writes a few statements per hundreds of attempts;
+- the **renewer** extends the lease of every delivery held (waiting for a lane, being sent,
+  or waiting for its recording) every third of the lease, so a live worker's deliveries are
+  never taken over, however long they take;
+- the **tender**, once a second: takes the lanes of a destination with a request stuck in
+  flight back to the slow limit, follows the circuits shared through the database (and wins
+  probes), and on PostgreSQL keeps this worker's heartbeat and releases the claims of dead
+  workers (:mod:`hookline.store.destinations`).
 
-A delivery counts against capacity from claim until its result is recorded. While a worker
-holds a delivery (waiting for a lane behind a slow host, being sent, or waiting for its
-recording), a fourth loop, the **renewer**, extends its lease every third of the lease, so a
-live worker's deliveries are never taken over, however long they take. A killed worker's
-leases simply expire and the rows become due again (same delivery id = same ``webhook-id``):
-at-least-once delivery.
+The claim is fair: it asks for no more of a webhook than its destination may still hold
+(nothing while its circuit is open) and deals rows out in turns across webhooks. A killed
+worker's claims are released at the next start on SQLite (one process per file) and by any
+worker once its heartbeat is ``delivery_takeover_seconds`` old on PostgreSQL; the rows become
+due again (same delivery id = same ``webhook-id``): at-least-once delivery.
 """
 
 from __future__ import annotations
@@ -31,11 +37,16 @@ import socket
 import uuid
 from collections.abc import Awaitable
 from datetime import timedelta
+from typing import Any
+
+from opentelemetry.trace import Span
 
 from hookline.delivery import metrics, policy
+from hookline.delivery.destinations import Circuit, Destination, Limits, counts_as_failure
 from hookline.delivery.sender import Sender, SendResult, host_key
 from hookline.delivery.signing import SigningKey, delivery_headers
 from hookline.runtime import Runtime
+from hookline.store import destinations as shared
 from hookline.store import queue
 from hookline.store.queue import AttemptRecord, ClaimedDelivery
 from hookline.store.queue_link import QueueLink, open_queue_link
@@ -52,6 +63,10 @@ RECORD_LINGER = 0.01  # seconds
 CLAIM_BATCHES = 2
 HELD_BATCHES = 4
 CLAIM_LINGER = 0.005  # seconds
+TEND_SECONDS = 1.0  # the tender's period
+FORGET_IDLE_SECONDS = 300.0  # an idle destination's state is dropped after this long
+#: Database files whose leases a worker of this process released at start (SQLite).
+_SQLITE_WORKERS: collections.Counter[str] = collections.Counter()
 
 
 class DeliveryWorker:
@@ -75,9 +90,13 @@ class DeliveryWorker:
         #: Claimed and not yet recorded: delivery id -> loop time its lease was last set.
         self._held: dict[uuid.UUID, float] = {}
         self._sends: set[asyncio.Task[None]] = set()
-        self._per_host = max(1, self.settings.delivery_per_host_concurrency)
-        self._backlogs: dict[str, collections.deque[ClaimedDelivery]] = {}
-        self._lanes: dict[str, int] = {}
+        self._limits = Limits.of(self.settings, self._capacity_limit)
+        self._dests: dict[str, Destination] = {}
+        self._fresh_cap = Destination("", self._limits).cap  # a destination not seen yet
+        self._hook_dest: dict[uuid.UUID, Destination] = {}
+        self._limited = False  # the last claim was cut by a destination's share
+        self._writes: set[asyncio.Task[None]] = set()  # circuit writes and give-backs
+        self._writing: collections.Counter[str] = collections.Counter()  # by destination
         self._keys: dict[str, SigningKey] = {}  # by encrypted secret (a random nonce each)
         self._rng = random.Random()
         self._tracing = runtime.tracing
@@ -87,6 +106,8 @@ class DeliveryWorker:
         self.recorded_count = 0
         self._active = False
         self._stopping = False
+        self._closing = False
+        self._counted = False  # this worker counts in _SQLITE_WORKERS
         self._claims: QueueLink
         self._records: QueueLink
 
@@ -123,11 +144,15 @@ class DeliveryWorker:
                             name="hookline:delivery-listen",
                         )
                     )
+                await self._recover()
                 recorder = asyncio.create_task(self._record_loop(), name="hookline:recorder")
                 helpers.append(
                     asyncio.create_task(
                         self._renew_loop(listen_stop), name="hookline:lease-renewer"
                     )
+                )
+                helpers.append(
+                    asyncio.create_task(self._tend_loop(listen_stop), name="hookline:tender")
                 )
                 try:
                     await self._claim_loop(stop)
@@ -135,6 +160,13 @@ class DeliveryWorker:
                     await self._drain(recorder)
         finally:
             self._active = False
+            if db.is_sqlite:
+                if self._counted:
+                    _SQLITE_WORKERS[db.url] -= 1
+            else:
+                with contextlib.suppress(Exception):
+                    async with db.transaction(priority=True) as conn:
+                        await shared.unregister(conn, self.owner)
             listen_stop.set()
             for link in (self._claims, self._records):
                 with contextlib.suppress(Exception):
@@ -148,9 +180,12 @@ class DeliveryWorker:
         if self._sends:
             grace = min(self.settings.delivery_timeout, 8.0)
             _, pending = await asyncio.wait(set(self._sends), timeout=grace)
+            self._closing = True  # no new lane may start on a closing sender
             for task in pending:  # their leases expire and another worker sends them again
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=5)
         self._stopping = True
         self._results_ready.set()  # the recorder flushes what is left, then returns
         with contextlib.suppress(asyncio.CancelledError):
@@ -168,9 +203,15 @@ class DeliveryWorker:
                 continue
             self._wake.clear()
             now = clock.now()
+            shares, per_webhook = self._shares(want)
             try:
                 items = await self._claims.claim(
-                    owner=self.owner, now=now, lease_until=now + lease, limit=want
+                    owner=self.owner,
+                    now=now,
+                    lease_until=now + lease,
+                    limit=want,
+                    per_webhook=per_webhook,
+                    shares=shares,
                 )
             except Exception:
                 log.exception("claiming deliveries failed; retrying")
@@ -181,9 +222,19 @@ class DeliveryWorker:
             self._inflight += len(items)
             leased_at = asyncio.get_running_loop().time()
             held = self._held
+            refused: list[ClaimedDelivery] = []
+            taken: collections.Counter[uuid.UUID] = collections.Counter()
             for item in items:
                 held[item.delivery_id] = leased_at
-                self._dispatch(item)
+                taken[item.webhook_id] += 1
+                if not self._dispatch(item):
+                    refused.append(item)
+            self._limited = any(
+                count >= shares.get(hook, per_webhook) for hook, count in taken.items()
+            )
+            if refused:  # given back before the next claim, which must not see them leased
+                with contextlib.suppress(Exception):
+                    await self._give_back_rows(self._release(refused))
             if len(items) >= want:
                 continue  # probably more due: claim again while these are being sent
             timeout = poll
@@ -193,6 +244,10 @@ class DeliveryWorker:
                         due = await queue.next_due(conn)
                     if due is not None:
                         timeout = min(poll, max(0.01, (due - clock.now()).total_seconds()))
+                if 0 in shares.values():
+                    # What is due may be held back (a full destination, an open circuit):
+                    # room freeing up, a probe or the tender wakes the claimer instead.
+                    timeout = max(timeout, TEND_SECONDS / 4)
             elif self._wake.is_set():
                 continue  # woken while claiming: there is new work already
             if not items:
@@ -246,41 +301,263 @@ class DeliveryWorker:
 
     # -- sending ------------------------------------------------------------------------------
 
-    def _dispatch(self, item: ClaimedDelivery) -> None:
-        """Queue ``item`` for its host; start a lane unless the host has all it may have.
+    def _shares(self, want: int) -> tuple[dict[uuid.UUID, int], int]:
+        """What the next claim may take per known webhook (its destination's room, split
+        between the destination's webhooks), and per webhook not seen yet (a new
+        destination's room)."""
+        shares: dict[uuid.UUID, int] = {}
+        for dest in self._dests.values():
+            hooks = dest.webhooks
+            if not hooks:
+                continue
+            room = dest.room
+            share = min(want, -(-room // len(hooks)))
+            for hook in hooks:
+                shares[hook] = share
+        return shares, min(want, self._fresh_cap)
 
-        Lanes (at most ``delivery_per_host_concurrency`` per host) each send one delivery
-        after another, like a client's connection loop: no task and no semaphore wait per
-        delivery, and a slow host only ever occupies its own lanes.
-        """
-        key = _host_key(item.url)
-        backlog = self._backlogs.get(key)
-        if backlog is None:
-            backlog = self._backlogs[key] = collections.deque()
-        backlog.append(item)
-        lanes = self._lanes.get(key, 0)
-        if lanes < self._per_host:
-            self._lanes[key] = lanes + 1
-            task = asyncio.create_task(self._lane(key, backlog))
+    def _destination(self, item: ClaimedDelivery) -> Destination:
+        url = item.url if item.webhook_status == "active" else None
+        key = _host_key(url)
+        dest = self._dests.get(key)
+        if dest is None:
+            dest = self._dests[key] = Destination(key, self._limits)
+            if not key:  # deliveries to drop: nothing is sent, no limit to learn
+                dest.lane_limit = self._limits.lanes
+        hook = item.webhook_id
+        known = self._hook_dest.get(hook)
+        if known is not dest:
+            if known is not None:  # the webhook's URL changed
+                known.webhooks.discard(hook)
+            dest.webhooks.add(hook)
+            self._hook_dest[hook] = dest
+        return dest
+
+    def _dispatch(self, item: ClaimedDelivery) -> bool:
+        """Queue ``item`` for its destination's lanes; False when the destination may not
+        hold it (full, or its circuit open): the caller gives it back."""
+        dest = self._destination(item)
+        if not dest.admit():
+            return False
+        dest.backlog.append(item)
+        self._fill_lanes(dest)
+        return True
+
+    def _fill_lanes(self, dest: Destination) -> None:
+        """Lanes (at most the destination's lane limit) each send one delivery after another,
+        like a client's connection loop: no task and no semaphore wait per delivery, and a
+        slow destination only ever occupies its own lanes."""
+        if self._closing:
+            return
+        cap = dest.lane_cap
+        while dest.lanes < cap and dest.lanes < len(dest.backlog):
+            dest.lanes += 1
+            task = asyncio.create_task(self._lane(dest))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
 
-    async def _lane(self, key: str, backlog: collections.deque[ClaimedDelivery]) -> None:
+    async def _lane(self, dest: Destination) -> None:
+        backlog = dest.backlog
         try:
-            while backlog:
-                self._finish(await self._attempt(backlog.popleft()))
+            while backlog and dest.lanes <= dest.lane_cap:
+                self._finish(await self._attempt(dest, backlog.popleft()))
+                if backlog and dest.lanes < dest.lane_cap:
+                    self._fill_lanes(dest)  # a fast success raised the lane limit
         finally:
             # No await between the last emptiness check and here: _dispatch sees either a
             # live lane (which will take its item) or the decremented count.
-            self._lanes[key] -= 1
-            if not self._lanes[key]:
-                del self._lanes[key]
-                if not backlog:
-                    self._backlogs.pop(key, None)
+            dest.lanes -= 1
+            dest.last_used = asyncio.get_running_loop().time()
+            if backlog and not dest.lanes:
+                self._fill_lanes(dest)
+
+    # -- destinations -------------------------------------------------------------------------
+
+    def _after_attempt(self, dest: Destination, result: SendResult) -> None:
+        """Feed the destination's model; act on its circuit."""
+        failed = counts_as_failure(result.status, result.retryable_error)
+        opens = dest.record(
+            failed=failed, slow=result.duration_ms >= self._limits.slow_seconds * 1000.0
+        )
+        if dest.circuit is Circuit.CLOSED:
+            if opens:
+                log.warning(
+                    "circuit of %s opened after %d consecutive failures", dest.key, dest.failures
+                )
+                dest.circuit = Circuit.OPEN
+                self._return_backlog(dest)
+                self._write(dest, self._open_circuit, dest.key, dest.failures)
+        elif not failed:  # the probe (or a request sent before it opened) got through
+            log.info("circuit of %s closed", dest.key)
+            dest.circuit = Circuit.CLOSED
+            dest.failures = 0
+            self._write(dest, self._close_circuit, dest.key)
+            self.wake()
+        elif dest.circuit is Circuit.PROBING:
+            dest.circuit = Circuit.OPEN
+            self._return_backlog(dest)
+            self._write(dest, self._reopen_circuit, dest.key)
+
+    def _return_backlog(self, dest: Destination) -> None:
+        items = list(dest.backlog)
+        dest.backlog.clear()
+        dest.held -= len(items)
+        if items:
+            self._spawn(self._give_back_rows(self._release(items)))
+
+    def _release(self, items: list[ClaimedDelivery]) -> list[uuid.UUID]:
+        """Stop holding claimed deliveries that will not be sent; returns their ids."""
+        held = self._held
+        for item in items:
+            held.pop(item.delivery_id, None)
+        self._inflight -= len(items)
+        self._capacity.set()
+        return [item.delivery_id for item in items]
+
+    async def _give_back_rows(self, ids: list[uuid.UUID]) -> None:
+        """Return claimed deliveries unsent (lease released, attempt not counted)."""
+        async with self.runtime.db.transaction(priority=True) as conn:
+            await shared.give_back(
+                conn, owner=self.owner, delivery_ids=ids, now=self.runtime.clock.now()
+            )
+
+    def _spawn(self, work: Awaitable[None], dest: Destination | None = None) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:  # a lost write heals: leases expire, the tender re-reads
+                log.exception("delivery scheduling write failed")
+            finally:
+                if dest is not None:
+                    self._writing[dest.key] -= 1
+
+        if dest is not None:
+            self._writing[dest.key] += 1
+        task = asyncio.create_task(run())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def _write(self, dest: Destination, fn: Any, *args: Any) -> None:
+        self._spawn(fn(*args), dest)
+
+    async def _open_circuit(self, key: str, failures: int) -> None:
+        async with self.runtime.db.transaction(priority=True) as conn:
+            await shared.open_circuit(
+                conn,
+                key,
+                failures=failures,
+                now=self.runtime.clock.now(),
+                cooldown=self._limits.cooldown_seconds,
+            )
+
+    async def _close_circuit(self, key: str) -> None:
+        async with self.runtime.db.transaction(priority=True) as conn:
+            await shared.close_circuit(conn, key)
+
+    async def _reopen_circuit(self, key: str) -> None:
+        async with self.runtime.db.transaction(priority=True) as conn:
+            cooldown = await shared.reopen_circuit(
+                conn,
+                key,
+                owner=self.owner,
+                now=self.runtime.clock.now(),
+                max_cooldown=self._limits.max_cooldown_seconds,
+            )
+        if cooldown is not None:
+            log.warning("probe of %s failed; circuit open for %g s", key, cooldown)
+
+    # -- recovery and the tender ----------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Release what a dead worker left claimed, without waiting for the lease."""
+        db = self.runtime.db
+        try:
+            if db.is_sqlite:
+                _SQLITE_WORKERS[db.url] += 1
+                self._counted = True
+                if _SQLITE_WORKERS[db.url] == 1:  # the process's first worker on this file
+                    async with db.transaction(priority=True) as conn:
+                        released = await shared.release_all_leases(conn, self.runtime.clock.now())
+                    if released:
+                        log.info("released %d deliveries claimed before a restart", released)
+            else:
+                await self._heartbeat()
+        except Exception:
+            log.exception("releasing stale delivery claims failed; their leases will expire")
+
+    async def _heartbeat(self) -> None:
+        now = self.runtime.clock.now()
+        dead_before = now - timedelta(seconds=self.settings.delivery_takeover_seconds)
+        async with self.runtime.db.transaction(priority=True) as conn:
+            await shared.heartbeat(conn, self.owner, now)
+            released = await shared.take_over_dead(conn, now=now, dead_before=dead_before)
+        if released:
+            log.warning("released %d deliveries claimed by dead workers", released)
+            self.wake()
+
+    async def _tend_loop(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        beat_every = max(0.2, self.settings.delivery_takeover_seconds / 5)
+        last_beat = loop.time()
+        while not stop.is_set():
+            await _first(stop.wait(), timeout=TEND_SECONDS)
+            if stop.is_set():
+                return
+            now = loop.time()
+            for key, dest in list(self._dests.items()):
+                dest.stuck(now)
+                if dest.idle and now - dest.last_used > FORGET_IDLE_SECONDS:
+                    del self._dests[key]
+                    for hook in dest.webhooks:
+                        if self._hook_dest.get(hook) is dest:
+                            del self._hook_dest[hook]
+            try:
+                await self._follow_circuits()
+                if not self.runtime.db.is_sqlite and now - last_beat >= beat_every:
+                    last_beat = now
+                    await self._heartbeat()
+            except Exception:
+                log.exception("delivery worker upkeep failed; trying again")
+
+    async def _follow_circuits(self) -> None:
+        """Adopt the circuits other workers opened or closed; take probes that are due."""
+        async with self.runtime.db.read() as conn:
+            rows = {row.destination: row for row in await shared.circuits(conn)}
+        now = self.runtime.clock.now()
+        for key, dest in self._dests.items():
+            if dest.circuit is not Circuit.CLOSED and key not in rows and not self._writing[key]:
+                dest.circuit = Circuit.CLOSED  # closed by another worker
+                dest.failures = 0
+                self.wake()
+        for key, row in rows.items():
+            if self._writing[key]:
+                continue  # our own change is on its way
+            dest = self._dests.get(key)
+            if dest is None:
+                dest = self._dests[key] = Destination(key, self._limits)
+            if row.open_until > now or (
+                row.probe_owner is not None
+                and row.probe_until is not None
+                and row.probe_until >= now
+            ):
+                mine = row.probe_owner == self.owner and dest.circuit is Circuit.PROBING
+                if not mine and dest.circuit is not Circuit.OPEN:
+                    dest.circuit = Circuit.OPEN
+                    self._return_backlog(dest)
+                continue
+            until = now + timedelta(seconds=self.settings.delivery_timeout + 5.0)
+            async with self.runtime.db.transaction(priority=True) as conn:
+                won = await shared.take_probe(conn, key, owner=self.owner, now=now, until=until)
+            if won:
+                dest.circuit = Circuit.PROBING
+                self.wake()
+            elif dest.circuit is not Circuit.OPEN:
+                dest.circuit = Circuit.OPEN
+                self._return_backlog(dest)
 
     # -- one delivery -------------------------------------------------------------------------
 
-    async def _attempt(self, item: ClaimedDelivery) -> AttemptRecord:
+    async def _attempt(self, dest: Destination, item: ClaimedDelivery) -> AttemptRecord:
         try:
             if item.webhook_status != "active" or not item.url:
                 return AttemptRecord(item, policy.DROPPED)
@@ -291,44 +568,16 @@ class DeliveryWorker:
                 body=item.payload,
                 key=key,
             )
-            if self._tracing is not None:
-                return await self._traced_send(item, headers)
-            result = await self._sender.send(item.url, item.payload, headers)
+            span = self._attempt_span(item, headers) if self._tracing is not None else None
+            sending = dest.sending
+            sending[item.delivery_id] = asyncio.get_running_loop().time()
+            try:
+                result = await self._sender.send(item.url, item.payload, headers)
+            finally:
+                del sending[item.delivery_id]
+            self._after_attempt(dest, result)
             status = result.status
             if status is not None and 200 <= status < 300:  # the common case needs no policy
-                return AttemptRecord(
-                    item,
-                    policy.DELIVERED,
-                    http_status=status,
-                    duration_ms=result.duration_ms,
-                    response_excerpt=result.excerpt,
-                )
-            return self._decide(item, result)
-        except asyncio.CancelledError:
-            self._inflight -= 1
-            self._capacity.set()
-            raise
-        except Exception as error:  # a bug must not lose the delivery: retry it
-            log.exception("delivery %s failed unexpectedly", item.delivery_id)
-            return self._decide(item, SendResult(None, 0.0, error_class=type(error).__name__))
-
-    async def _traced_send(self, item: ClaimedDelivery, headers: dict[str, str]) -> AttemptRecord:
-        """Send inside an attempt span, a child of the event's stored context; the request
-        carries the span's ``traceparent`` so the receiver can join the trace."""
-        assert self._tracing is not None and item.url is not None
-        span = self._tracing.attempt(
-            self._traceparents.get(item.event_id),
-            delivery_id=item.delivery_id,
-            event_id=item.event_id,
-            webhook_id=item.webhook_id,
-            attempt=item.attempt,
-        )
-        headers[TRACEPARENT] = traceparent_of(span)
-        record = AttemptRecord(item, policy.RETRY)
-        try:
-            result = await self._sender.send(item.url, item.payload, headers)
-            status = result.status
-            if status is not None and 200 <= status < 300:
                 record = AttemptRecord(
                     item,
                     policy.DELIVERED,
@@ -338,14 +587,39 @@ class DeliveryWorker:
                 )
             else:
                 record = self._decide(item, result)
+            if span is not None:
+                end_attempt(
+                    span,
+                    outcome=record.outcome,
+                    http_status=record.http_status,
+                    error_class=record.error_class,
+                )
             return record
+        except asyncio.CancelledError:
+            self._inflight -= 1
+            self._capacity.set()
+            raise
+        except Exception as error:  # a bug must not lose the delivery: retry it
+            log.exception("delivery %s failed unexpectedly", item.delivery_id)
+            return self._decide(item, SendResult(None, 0.0, error_class=type(error).__name__))
         finally:
-            end_attempt(
-                span,
-                outcome=record.outcome,
-                http_status=record.http_status,
-                error_class=record.error_class,
-            )
+            dest.held -= 1
+            if self._limited and dest.room * 2 >= dest.cap > 0:
+                self.wake()  # room for a claim's worth again
+
+    def _attempt_span(self, item: ClaimedDelivery, headers: dict[str, str]) -> Span:
+        """Tracing only: a started span for this attempt, a child of the event's stored
+        context; the request carries its ``traceparent`` so the receiver can join the trace."""
+        assert self._tracing is not None
+        span = self._tracing.attempt(
+            self._traceparents.get(item.event_id),
+            delivery_id=item.delivery_id,
+            event_id=item.event_id,
+            webhook_id=item.webhook_id,
+            attempt=item.attempt,
+        )
+        headers[TRACEPARENT] = traceparent_of(span)
+        return span
 
     def _finish(self, record: AttemptRecord) -> None:
         self._outcomes[record.outcome] += 1

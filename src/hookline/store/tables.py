@@ -136,6 +136,32 @@ delivery_queue = Table(
     Column("attempt", Integer, nullable=False, server_default=text("0")),
     Column("lease_owner", String(64), nullable=True),
     Index("ix_delivery_queue_available_at", "available_at"),
+    # The fair claim walks the distinct webhooks with queued rows and takes each one's oldest
+    # due rows (store/queue_link.py).
+    Index("ix_delivery_queue_webhook_id_available_at", "webhook_id", "available_at"),
+)
+
+# Circuit breakers shared by every worker: one row per destination (scheme + host + port)
+# whose circuit is open or being probed; no row means closed.
+delivery_destinations = Table(
+    "delivery_destinations",
+    metadata,
+    Column("destination", String(300), primary_key=True),
+    Column("failures", Integer, nullable=False),  # consecutive failures that opened it
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("open_until", UTCDateTime(), nullable=False),  # a probe may go out after this
+    Column("cooldown_seconds", Float, nullable=False),  # doubles on each failed probe
+    Column("probe_owner", String(64), nullable=True),
+    Column("probe_until", UTCDateTime(), nullable=True),
+)
+
+# Live delivery workers (PostgreSQL): a worker whose heartbeat is older than the takeover
+# period is dead, and its leased deliveries are released at once instead of after the lease.
+delivery_workers = Table(
+    "delivery_workers",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
 )
 
 webhook_logs = Table(

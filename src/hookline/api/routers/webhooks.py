@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.api.deps import AccountId, ReadConn, RuntimeDep
+from hookline.delivery import circuits as circuit_cases
 from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as cases
 from hookline.delivery.logs import WebhookLog
 from hookline.delivery.webhooks import Webhook
 from hookline.platform.integrations import integration_ref
+from hookline.runtime import Runtime
 
 router = APIRouter(tags=["Webhooks"])
 
@@ -39,6 +42,15 @@ class WebhookInstancePatchItem(BaseModel):
     signingsecret: str | None = Field(default=None, max_length=100)
 
 
+class CircuitItem(BaseModel):
+    """The circuit of the webhook's destination (scheme + host + port), read-only."""
+
+    state: Literal["closed", "open", "half_open"]
+    failures: int = 0
+    opened_at: datetime | None = None
+    retry_at: datetime | None = None
+
+
 class WebhookInstanceGetItem(BaseModel):
     webhookid: uuid.UUID
     accountid: uuid.UUID
@@ -48,9 +60,13 @@ class WebhookInstanceGetItem(BaseModel):
     url: str
     status: Status
     integrationid: int | None = None
+    # hookline extension: the circuit of the webhook's destination
+    circuit: CircuitItem | None = None
 
     @classmethod
-    def of(cls, webhook: Webhook) -> WebhookInstanceGetItem:
+    def of(
+        cls, webhook: Webhook, circuit: circuit_cases.CircuitView | None = None
+    ) -> WebhookInstanceGetItem:
         return cls(
             webhookid=webhook.id,
             accountid=webhook.account_id,
@@ -60,6 +76,14 @@ class WebhookInstanceGetItem(BaseModel):
             url=webhook.url,
             status=webhook.status,  # type: ignore[arg-type]
             integrationid=webhook.integration_id,
+            circuit=None
+            if circuit is None
+            else CircuitItem(
+                state=circuit.state.value,  # type: ignore[arg-type]
+                failures=circuit.failures,
+                opened_at=circuit.opened_at,
+                retry_at=circuit.retry_at,
+            ),
         )
 
 
@@ -119,6 +143,11 @@ class RecoveredItem(BaseModel):
     count: int
 
 
+async def _circuit(conn: AsyncConnection, runtime: Runtime, webhook: Webhook) -> Any:
+    circuits = await circuit_cases.circuits_of_urls(conn, [webhook.url], runtime.clock.now())
+    return circuits[webhook.url]
+
+
 _responses = {
     400: {"description": "Rule violation (ChiftError)"},
     404: {"description": "Unknown webhook (ChiftError)"},
@@ -147,17 +176,21 @@ async def create_webhook(
             integration=integration,
             now=runtime.clock.now(),
         )
-    return WebhookInstanceGetItem.of(webhook)
+        circuit = await _circuit(conn, runtime, webhook)
+    return WebhookInstanceGetItem.of(webhook, circuit)
 
 
 @router.get(
     "/webhooks", response_model=list[WebhookInstanceGetItem], operation_id="webhooks_get_webhooks"
 )
 async def list_webhooks(
-    account_id: AccountId, conn: ReadConn, status: Status | None = None
+    account_id: AccountId, conn: ReadConn, runtime: RuntimeDep, status: Status | None = None
 ) -> list[WebhookInstanceGetItem]:
     found = await cases.list_webhooks(conn, account_id=account_id, status=status)
-    return [WebhookInstanceGetItem.of(webhook) for webhook in found]
+    circuits = await circuit_cases.circuits_of_urls(
+        conn, [webhook.url for webhook in found], runtime.clock.now()
+    )
+    return [WebhookInstanceGetItem.of(webhook, circuits[webhook.url]) for webhook in found]
 
 
 @router.get(
@@ -167,10 +200,10 @@ async def list_webhooks(
     responses=_responses,
 )
 async def get_webhook(
-    webhookid: uuid.UUID, account_id: AccountId, conn: ReadConn
+    webhookid: uuid.UUID, account_id: AccountId, conn: ReadConn, runtime: RuntimeDep
 ) -> WebhookInstanceGetItem:
     webhook = await cases.get_webhook(conn, account_id=account_id, webhook_id=webhookid)
-    return WebhookInstanceGetItem.of(webhook)
+    return WebhookInstanceGetItem.of(webhook, await _circuit(conn, runtime, webhook))
 
 
 @router.patch(
@@ -193,7 +226,8 @@ async def update_webhook(
             signing_secret=item.signingsecret,
             now=runtime.clock.now(),
         )
-    return WebhookInstanceGetItem.of(webhook)
+        circuit = await _circuit(conn, runtime, webhook)
+    return WebhookInstanceGetItem.of(webhook, circuit)
 
 
 @router.delete(

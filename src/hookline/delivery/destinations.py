@@ -1,0 +1,157 @@
+"""The scheduling model: every control of a delivery worker is a limit on a *destination*.
+
+A destination is where a request goes: scheme + host + port of the webhook URL
+(``https://hooks.example.com`` and ``https://hooks.example.com:443/x`` are one destination;
+two webhooks on the same host share one). A worker keeps, per destination:
+
+- **lanes**, the requests it may have in flight. A destination starts with
+  ``delivery_slow_host_concurrency`` lanes (4) and gains one per fast success, up to
+  ``delivery_per_host_concurrency`` (64); a slow attempt (``delivery_slow_seconds``), a
+  request in flight for that long, a timeout, a connection error, a 5xx or a 429 puts it back
+  to 4. A healthy receiver reaches its full 64 within its first 60 deliveries; a hanging one
+  never holds more than 4 connections (after at most one round of its current lanes).
+- **held**, the deliveries claimed for it and not yet sent. A destination may hold at most
+  ``HELD_PER_LANE`` times its lanes (capped by a third of the worker's capacity); what it
+  cannot hold stays in the queue, unclaimed. So a hanging destination holds 24 deliveries, not
+  the worker: the rest of the capacity is always there for other destinations.
+- **the circuit**. After ``circuit_failures`` consecutive failures the circuit opens: no
+  request goes out and no attempt is spent, the deliveries wait in the queue. After the
+  cool-down one worker sends one probe; a success closes the circuit, a failure opens it again
+  for twice as long (up to ``circuit_max_cooldown_seconds``). The open state is shared by all
+  workers through the database (:mod:`hookline.store.destinations`).
+
+A destination's *share* of the next claim is what it may still hold (0 while its circuit is
+open, 1 for its probe). The claim (:mod:`hookline.store.queue_link`) takes at most that many
+of each of its webhooks, and deals rows out in turns across webhooks, so no backlog delays
+another webhook's first delivery. What a claim took beyond a share (a webhook not seen
+before, or several webhooks of one destination) is given back at once, unsent and uncounted.
+
+This module is the pure part (no I/O): the worker feeds it outcomes and asks it for limits.
+"""
+
+from __future__ import annotations
+
+import collections
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from hookline.config import Settings
+from hookline.store.queue import ClaimedDelivery
+
+#: Deliveries a destination may hold per lane: the lanes' own, plus what keeps them busy
+#: until the next claim comes back.
+HELD_PER_LANE = 6
+
+
+class Circuit(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    PROBING = "probing"  # open, and this worker sends the one probe
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    lanes: int  # a healthy destination's lanes
+    slow_lanes: int  # a new, slow or failing destination's lanes
+    slow_seconds: float
+    max_held: int  # what one destination may hold at most, whatever its lanes
+    circuit_failures: int
+    cooldown_seconds: float
+    max_cooldown_seconds: float
+
+    @classmethod
+    def of(cls, settings: Settings, capacity: int) -> Limits:
+        lanes = max(1, settings.delivery_per_host_concurrency)
+        return cls(
+            lanes=lanes,
+            slow_lanes=max(1, min(lanes, settings.delivery_slow_host_concurrency)),
+            slow_seconds=max(0.01, settings.delivery_slow_seconds),
+            max_held=max(1, capacity // 3),
+            circuit_failures=max(1, settings.circuit_failures),
+            cooldown_seconds=max(0.01, settings.circuit_cooldown_seconds),
+            max_cooldown_seconds=max(
+                settings.circuit_cooldown_seconds, settings.circuit_max_cooldown_seconds
+            ),
+        )
+
+
+@dataclass(slots=True)
+class Destination:
+    key: str
+    limits: Limits
+    lane_limit: int = 0
+    lanes: int = 0  # lane tasks running
+    held: int = 0  # claimed and not yet attempted (queued for a lane or being sent)
+    failures: int = 0  # consecutive
+    circuit: Circuit = Circuit.CLOSED
+    backlog: collections.deque[ClaimedDelivery] = field(default_factory=collections.deque)
+    sending: dict[uuid.UUID, float] = field(default_factory=dict)  # id -> loop time sent
+    webhooks: set[uuid.UUID] = field(default_factory=set)
+    last_used: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.lane_limit:
+            self.lane_limit = self.limits.slow_lanes
+
+    @property
+    def lane_cap(self) -> int:
+        """Lanes allowed now."""
+        if self.circuit is Circuit.CLOSED:
+            return self.lane_limit
+        return 1 if self.circuit is Circuit.PROBING else 0
+
+    @property
+    def cap(self) -> int:
+        """Deliveries this destination may hold now."""
+        if self.circuit is Circuit.CLOSED:
+            return min(self.limits.max_held, HELD_PER_LANE * self.lane_limit)
+        return 1 if self.circuit is Circuit.PROBING else 0
+
+    @property
+    def room(self) -> int:
+        return max(0, self.cap - self.held)
+
+    def admit(self) -> bool:
+        if self.held >= self.cap:
+            return False
+        self.held += 1
+        return True
+
+    def record(self, *, failed: bool, slow: bool) -> bool:
+        """Count one attempt's result; True when it makes the circuit open."""
+        if failed:
+            self.failures += 1
+            self.lane_limit = self.limits.slow_lanes
+            return self.circuit is Circuit.CLOSED and self.failures >= self.limits.circuit_failures
+        self.failures = 0
+        if slow:
+            self.lane_limit = self.limits.slow_lanes
+        elif self.lane_limit < self.limits.lanes:
+            self.lane_limit += 1
+        return False
+
+    def stuck(self, now: float) -> bool:
+        """A request in flight for longer than a slow attempt: take the lanes back to the
+        slow limit now, not when its timeout ends. True when that changed the limit."""
+        if self.lane_limit <= self.limits.slow_lanes or not self.sending:
+            return False
+        if now - min(self.sending.values()) < self.limits.slow_seconds:
+            return False
+        self.lane_limit = self.limits.slow_lanes
+        return True
+
+    @property
+    def idle(self) -> bool:
+        return not self.held and not self.lanes and self.circuit is Circuit.CLOSED
+
+
+def counts_as_failure(status: int | None, retryable_error: bool) -> bool:
+    """Does this result speak against the destination (rather than against one request)?
+
+    No response (timeouts, refused connections, resets), 5xx and 429 do; any other answer
+    means the receiver is there. An error that is ours (a refused address, a bad URL) does not.
+    """
+    if status is None:
+        return retryable_error
+    return status >= 500 or status == 429
