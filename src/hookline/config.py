@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     delivery_poll_seconds: float = 5.0
     response_excerpt_bytes: int = 2048
     max_event_bytes: int = 256 * 1024
+    max_batch_events: int = 1000  # items in one POST /events/batch
+    max_batch_bytes: int = 4 * 1024 * 1024  # body of one POST /events/batch
     workers: int = 1
     run_worker: bool = True
     # `hookline worker` serves /metrics, /healthz and /readyz here when a port is set.
