@@ -36,6 +36,7 @@ from hookline.delivery.ingest import (
 )
 from hookline.errors import InvalidRequest, PayloadTooLarge
 from hookline.platform.integrations import Integration, find_integration
+from hookline.runtime import Runtime
 
 router = APIRouter(tags=["hookline"])
 
@@ -276,7 +277,7 @@ async def post_event_batch(
     return Response(orjson.dumps(content), status_code=202, media_type="application/json")
 
 
-async def _integration_problems(runtime: Any, items: list[BatchItem]) -> list[str]:
+async def _integration_problems(runtime: Runtime, items: list[BatchItem]) -> list[str]:
     """The integration checks of POST /events for every item, with one lookup per distinct
     integration."""
     wanted = {item.integration_id for item in items if item.integration_id is not None}
