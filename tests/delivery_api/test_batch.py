@@ -178,6 +178,8 @@ async def test_any_invalid_item_rejects_the_batch_and_names_every_bad_item(
         "not an object",
         conn_event(8, surprise=1),
         conn_event(9, integrationid=424242),
+        conn_event(10, integrationid=2**40),
+        conn_event(11, requestid="nul\x00inside"),  # no text column holds a NUL
     ]
     payload = assert_error(await post_batch(api, items), 400, "ERROR_INVALID_BODY")
     assert payload["detail"].split("; ") == [
@@ -189,8 +191,10 @@ async def test_any_invalid_item_rejects_the_batch_and_names_every_bad_item(
         "events[7]: not a JSON object",
         "events[8]: Additional properties are not allowed ('surprise' was unexpected)",
         "events[9].integrationid: unknown integration 424242",
+        "events[10].integrationid: out of range",
+        "events[11].requestid: must be a string of 1 to 200 characters",
     ]
-    assert payload["message"] == "8 of 10 events are invalid; none was accepted"
+    assert payload["message"] == "10 of 12 events are invalid; none was accepted"
     assert await count_rows(runtime, events) == 0
     assert await count_rows(runtime, deliveries) == 0
 
@@ -204,6 +208,12 @@ async def test_bodies_that_are_not_a_batch_answer_400(api: ApiClient) -> None:
     assert assert_error(broken, 400, "ERROR_INVALID_BODY")["message"] == (
         "The body is not valid JSON"
     )
+    # A lone surrogate is not JSON that orjson reads (nor text PostgreSQL stores).
+    surrogate = b'{"events": [{"event": "account.connection.created", "requestid": "\\ud800"}]}'
+    broken = await api.post(
+        "/events/batch", content=surrogate, headers={"Content-Type": "application/json"}
+    )
+    assert_error(broken, 400, "ERROR_INVALID_BODY")
     empty = await post_batch(api, [])
     assert (empty.status_code, empty.json()) == (202, {"items": []})
 

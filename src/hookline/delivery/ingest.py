@@ -30,6 +30,7 @@ from hookline.store.tables import deliveries, events
 
 MAX_IDEMPOTENCY_KEY = 200
 SERVER_FIELDS = ("accountid", "created")
+INT32 = (-(2**31), 2**31 - 1)  # integration ids are 32-bit integer columns
 BATCH_KEY_FIELD = "requestid"  # an item's idempotency key in POST /events/batch
 _FIELD_PROBLEM = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\[\]]*: ")
 
@@ -317,7 +318,7 @@ def _prepare_item(
     data = dict(data)
     problems: list[str] = []
     key = data.pop(BATCH_KEY_FIELD, None)
-    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+    if key is not None and not _storable_key(key):
         problems.append(
             f"{BATCH_KEY_FIELD}: must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters"
         )
@@ -326,6 +327,8 @@ def _prepare_item(
         not isinstance(integration_id, int) or isinstance(integration_id, bool)
     ):
         problems.append("integrationid: not an integer")
+    elif integration_id is not None and not INT32[0] <= integration_id <= INT32[1]:
+        problems.append("integrationid: out of range")
     try:
         event, consumer_id, fields = split_request(data)
     except InvalidRequest as error:
@@ -352,6 +355,17 @@ def _prepare_item(
         get_event_type(event).api == "POS",
     )
     return BatchItem(index, row, body, consumer_id, fields)
+
+
+def _storable_key(key: Any) -> bool:
+    """1 to 200 characters that a text column can hold (no NUL, no lone surrogate)."""
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or "\x00" in key:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_problem(error: InvalidRequest) -> str:
