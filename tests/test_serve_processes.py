@@ -114,3 +114,94 @@ async def test_two_postgres_processes_share_the_port_deliver_and_stop_on_sigterm
         raise AssertionError(f"process {pid} still runs after SIGTERM")
     assert b"Traceback" not in output, output.decode(errors="replace")
     await database.drop()
+
+
+def _read_until(
+    process: subprocess.Popen[bytes], marker: bytes, count: int, timeout: float
+) -> bytes:
+    """The server's output until ``marker`` appeared ``count`` times (reading its pipe)."""
+    import select
+    import time
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while seen.count(marker) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{marker!r} x{count} not in:\n{seen.decode(errors='replace')}"
+        ready, _, _ = select.select([process.stdout], [], [], left)
+        if ready:
+            chunk = os.read(process.stdout.fileno(), 65536)
+            assert chunk, f"output ended:\n{seen.decode(errors='replace')}"
+            seen += chunk
+    return seen
+
+
+async def test_sigterm_lets_an_in_flight_request_finish_with_two_processes(
+    postgres_backend: str, tmp_path: Path
+) -> None:
+    """A request waits in the database (a third transaction holds its idempotency key) when
+    the supervisor gets SIGTERM: both children start shutting down, the request is still
+    answered (202, committed) once the holder lets go, and everything exits cleanly."""
+    import asyncpg
+
+    from hookline.store.listen import plain_postgres_url
+    from tests.delivery_api.test_batch import waiting_on_locks
+
+    database = Backend(tmp_path, "postgresql")
+    rt = Runtime.create(database.settings())
+    await prepare_database(rt)
+    async with rt.db.transaction() as conn:
+        key = await create_account(conn, "sigterm", now=rt.clock.now())
+    url = plain_postgres_url(rt.db.url)
+    server = LiveServer(database.env(HOOKLINE_LOG_LEVEL="info"), args=("--processes", "2"))
+    server.start(timeout=90)
+    holder = await asyncpg.connect(url, server_settings={"search_path": database.schema or ""})
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            credentials = {
+                "accountId": str(key.account_id),
+                "clientId": key.client_id,
+                "clientSecret": key.client_secret,
+            }
+            token = (await http.post("/token", json=credentials)).json()["access_token"]
+            held = holder.transaction()
+            await held.start()
+            await holder.execute(
+                "INSERT INTO events (id, account_id, event_type, payload, idempotency_key, "
+                "created_at) VALUES ($1, $2, 'account.connection.created', '{}', 'held', now())",
+                uuid.uuid4(),
+                key.account_id,
+            )
+            in_flight = asyncio.ensure_future(
+                http.post(
+                    "/events",
+                    json=connection_event(),
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "x-chift-client-requestid": "held",
+                    },
+                )
+            )
+            await waiting_on_locks(url, 1)
+            server.process.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(_read_until, server.process, b"Shutting down", 2, 30)
+            assert not in_flight.done()
+            await held.rollback()
+            response = await in_flight
+        assert response.status_code == 202, response.text
+        assert "x-idempotent-replayed" not in response.headers
+        server.process.wait(timeout=60)
+        assert server.process.returncode == 0
+        async with rt.db.read() as conn:
+            from sqlalchemy import select
+
+            from hookline.store.tables import events
+
+            stored = (await conn.execute(select(events.c.id))).scalars().all()
+        assert [str(event_id) for event_id in stored] == [response.json()["eventid"]]
+    finally:
+        await holder.close()
+        server.stop()
+        await rt.db.dispose()
+        await database.drop()

@@ -338,7 +338,7 @@ async def _second_app(runtime: Runtime, api: ApiClient) -> AsyncIterator[ApiClie
         await other.db.dispose()
 
 
-async def _waiting_on_locks(url: str, count: int, timeout: float = 20.0) -> None:
+async def waiting_on_locks(url: str, count: int, timeout: float = 20.0) -> None:
     """Until ``count`` event writers wait for a lock (polling another server's state)."""
     conn = await asyncpg.connect(url)
     try:
@@ -384,7 +384,7 @@ async def test_two_racing_batches_share_their_keys_without_double_events(api: Ap
                 )
                 one = asyncio.ensure_future(post_batch(api, batch))
                 two = asyncio.ensure_future(post_batch(other, list(reversed(batch))))
-                await _waiting_on_locks(url, 2)
+                await waiting_on_locks(url, 2)
                 await held.rollback()
                 first, second = await one, await two
             finally:
