@@ -1,4 +1,6 @@
-"""Delivery benchmark: drain throughput and emit→receive latency, beside a bare aiohttp client.
+"""Delivery benchmark: drain throughput and emit→receive latency, beside a bare aiohttp client,
+and ingest (``bench/ingest.py``: accept rates beside a do-nothing route, batches, end to end
+through batches), in one run.
 
     .venv/bin/python -m bench.delivery --backend sqlite|postgresql|both [--drain 20000]
 
@@ -551,6 +553,8 @@ async def latency_inprocess(
 
 
 def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    from bench.ingest import report_lines as ingest_report
+
     lines = [
         "# Delivery benchmark results",
         "",
@@ -558,7 +562,8 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; receiver in its own "
         "process on loopback; command: "
         f"`.venv/bin/python -m bench.delivery --backend {args.backend} --drain {args.drain} "
-        f"--rate {args.rate:g} --seconds {args.seconds:g}"
+        f"--rate {args.rate:g} --seconds {args.seconds:g} --ingest-seconds "
+        f"{args.ingest_seconds:g} --e2e-events {args.e2e_events} --processes {args.processes}"
         f"{' --no-pin' if args.no_pin else ''}`.",
         "",
         "## Drain throughput (backlog through the real worker, until every result is recorded)",
@@ -607,6 +612,7 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
                 f"({lat['received']}/{lat['sent']} received) | {lat['p50']:.1f} ms | "
                 f"{lat['p99']:.1f} ms | {lat['max']:.1f} ms |"
             )
+    lines += ingest_report(results, args.ingest_concurrency)
     lines += [
         "",
         "One run; the README (section Benchmarks) gives the ranges over several runs and "
@@ -619,6 +625,8 @@ def write_report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
 
 
 async def main(args: argparse.Namespace) -> None:
+    from bench.ingest import ingest
+
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     receiver = await ReceiverProcess().ready()
     results: dict[str, dict[str, Any]] = {}
@@ -640,6 +648,15 @@ async def main(args: argparse.Namespace) -> None:
                     results[backend]["latency"] = await latency(
                         backend, receiver, args.rate, args.seconds
                     )
+            if args.ingest_seconds or args.e2e_events:
+                results[backend]["ingest"] = await ingest(
+                    backend,
+                    receiver,
+                    seconds=args.ingest_seconds,
+                    concurrency=args.ingest_concurrency,
+                    e2e_events=args.e2e_events,
+                    processes=[int(n) for n in args.processes.split(",")],
+                )
     finally:
         receiver.stop()
     print(write_report(results, args))
@@ -656,6 +673,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=500.0, help="events/s for the latency test")
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="duration of the latency test (0 skips it)"
+    )
+    parser.add_argument(
+        "--ingest-seconds",
+        type=float,
+        default=5.0,
+        help="seconds per route of the ingest accept test (0 skips it)",
+    )
+    parser.add_argument(
+        "--ingest-concurrency", type=int, default=32, help="requests in flight (single events)"
+    )
+    parser.add_argument(
+        "--e2e-events",
+        type=int,
+        default=50000,
+        help="events sent in batches of 1000 for the end-to-end ingest test (0 skips it)",
+    )
+    parser.add_argument(
+        "--processes",
+        default="1,2",
+        help="`hookline serve --processes` values for the PostgreSQL ingest tests",
     )
     parser.add_argument(
         "--no-pin",

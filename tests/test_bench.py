@@ -42,3 +42,15 @@ async def test_the_in_process_latency_benchmark_receives_every_event(
     result = await latency_inprocess("sqlite", bench_receiver, rate=100, seconds=0.5)
     assert result["received"] == result["sent"] == 50
     assert 0 < result["p50"] <= result["p99"] <= result["max"]
+
+
+async def test_the_ingest_benchmark_accepts_and_delivers_everything(
+    bench_receiver: ReceiverProcess,
+) -> None:
+    from bench.ingest import accept_rates, end_to_end
+
+    rates = await accept_rates("sqlite", bench_receiver, 1, seconds=0.3, concurrency=4)
+    assert rates["errors"] == 0  # every request of every route answered 202
+    assert min(rates["noop"], rates["single"], rates["batch100"], rates["batch1000"]) > 0
+    e2e = await end_to_end("sqlite", bench_receiver, 1, 2000)
+    assert (e2e["n"], e2e["received"], e2e["errors"]) == (2000, 2000, 0)

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # OpenTelemetry: OTLP/HTTP base URL (``/v1/traces`` is appended); the standard OTEL_*
     # variables work too. Unset: no tracing.
     otel_exporter_otlp_endpoint: str | None = None
+    max_batch_events: int = 1000  # items in one POST /events/batch
+    max_batch_bytes: int = 4 * 1024 * 1024  # body of one POST /events/batch
     workers: int = 1
     run_worker: bool = True
     # `hookline worker` serves /metrics, /healthz and /readyz here when a port is set.

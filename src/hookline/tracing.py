@@ -85,11 +85,10 @@ class Tracing:
             yield span
 
     @contextmanager
-    def fanout(self, events: int) -> Iterator[str]:
-        """A span around the write of ``events`` events; yields its ``traceparent`` to store
-        with them."""
+    def fanout(self) -> Iterator[str]:
+        """A span around the write of events and their deliveries; yields its
+        ``traceparent``, which the events written inside it store."""
         with self._tracer.start_as_current_span("hookline.fanout") as span:
-            span.set_attribute("hookline.events", events)
             value = traceparent_of(span)
             token = _WRITE_CONTEXT.set(value)
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Annotated, Any
 
 import typer
@@ -30,6 +31,7 @@ app.add_typer(integrations_cli.app, name="integrations")
 devtools.register(app)
 demo.register(app)
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _setup_logging(level: str) -> None:
@@ -65,32 +67,67 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Overrides HOOKLINE_PORT.")] = None,
     database_url: DatabaseOption = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve the API only.")] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="Processes sharing the port, each with its API and (unless --no-worker) a "
+            "delivery worker. PostgreSQL only.",
+        ),
+    ] = 1,
 ) -> None:
-    """Run the API, delivery workers and schedulers in one process (SQLite by default)."""
+    """Run the API, delivery workers and schedulers (SQLite by default)."""
     import uvicorn
 
-    from hookline.api.app import create_app
+    from hookline.api.serving import build_app
 
     overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
     settings = Settings(**overrides)
     _setup_logging(settings.log_level)
     runtime = Runtime.create(settings)
+    if processes > 1 and not serves_several_processes(runtime.db):
+        err_console.print(
+            f"error: --processes {processes} needs PostgreSQL: SQLite takes one writer at a "
+            "time, so more processes would only queue on its lock (set HOOKLINE_DATABASE_URL)"
+        )
+        raise typer.Exit(2)
     uvloop.run(_migrate_and_release(runtime))
-    server_app = create_app(runtime, run_background=settings.run_worker and not no_worker)
-    config = uvicorn.Config(
-        server_app,
-        host=host or settings.host,
-        port=port or settings.port,
-        loop="uvloop",
-        log_level=settings.log_level,
-        access_log=False,
-        proxy_headers=False,
-    )
+    run_background = settings.run_worker and not no_worker
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "loop": "uvloop",
+        "log_level": settings.log_level,
+        "access_log": False,
+        "proxy_headers": False,
+    }
+    if processes == 1:
+        config = uvicorn.Config(build_app(runtime, run_background=run_background), **options)
+    else:
+        # uvicorn's own supervisor: it binds the port once and hands the socket to each
+        # child, restarts a child that dies or hangs, and on SIGTERM/SIGINT stops every
+        # child gracefully. The children build their app from the environment.
+        if database_url:
+            os.environ["HOOKLINE_DATABASE_URL"] = database_url
+        os.environ["HOOKLINE_RUN_WORKER"] = "true" if run_background else "false"
+        config = uvicorn.Config(
+            "hookline.api.serving:app_from_environment",
+            factory=True,
+            workers=processes,
+            **options,
+        )
     console.print(
         f"hookline {__version__} on http://{config.host}:{config.port} "
-        f"({runtime.db.dialect}: {_redacted(runtime.db.url)})"
+        f"({runtime.db.dialect}: {_redacted(runtime.db.url)}"
+        f"{f'; {processes} processes' if processes > 1 else ''})"
     )
-    uvicorn.Server(config).run()
+    if processes == 1:
+        uvicorn.Server(config).run()
+    else:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 @app.command()

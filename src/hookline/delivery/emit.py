@@ -51,10 +51,11 @@ def build_body(
         "consumerid": str(consumer_id) if consumer_id else None,
         "created": created,
     }
-    for name in event_type.field_names:
+    names = event_type.field_names  # a property that builds its tuple: read it once
+    for name in names:
         value = fields.get(name)
         body[name] = str(value) if isinstance(value, uuid.UUID) else value
-    unknown = set(fields) - set(event_type.field_names)
+    unknown = set(fields).difference(names)
     if unknown:
         body.update({name: fields[name] for name in sorted(unknown)})  # rejected by the schema
     return body

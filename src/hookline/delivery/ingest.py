@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,12 +25,15 @@ from hookline.catalog import BY_NAME, InvalidEventBody, UnknownEventType, get_ev
 from hookline.delivery.emit import build_body, emit, prepare_event
 from hookline.errors import Conflict, InvalidRequest
 from hookline.ids import new_id
-from hookline.store.event_batch import EventRow, Written
+from hookline.store.event_batch import EventRow, ExistingEvent, Written
 from hookline.store.tables import deliveries, events
 from hookline.tracing import write_traceparent
 
 MAX_IDEMPOTENCY_KEY = 200
 SERVER_FIELDS = ("accountid", "created")
+INT32 = (-(2**31), 2**31 - 1)  # integration ids are 32-bit integer columns
+BATCH_KEY_FIELD = "requestid"  # an item's idempotency key in POST /events/batch
+_FIELD_PROBLEM = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\[\]]*: ")
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,10 @@ async def ingest_event(
 class EventWriter(Protocol):
     async def write(self, row: EventRow) -> Written: ...
 
+    async def write_batch(
+        self, rows: Sequence[EventRow], check: Callable[[list[Written]], None]
+    ) -> list[Written]: ...
+
 
 async def ingest_event_fast(
     writer: EventWriter,
@@ -136,8 +144,8 @@ async def ingest_event_fast(
     idempotency_key: str | None = None,
 ) -> IngestedEvent:
     """:func:`ingest_event` through the database's standalone-event writer (the event is its
-    own state change: see :meth:`hookline.store.db.Database.event_writer`). PostgreSQL may
-    raise :class:`hookline.store.event_pg.NeedsGeneralPath`: then use :func:`ingest_event`."""
+    own state change: see :meth:`hookline.store.db.Database.event_writer`): a group commit
+    with the events that arrive at the same time."""
     if idempotency_key is not None:
         _check_key(idempotency_key)
     with _as_bad_request(event):
@@ -160,12 +168,7 @@ async def ingest_event_fast(
         )
     )
     if written.existing is not None:
-        found = written.existing
-        earlier = _Stored(
-            IngestedEvent(found.id, json.loads(found.payload), found.deliveries, replayed=True),
-            found.integration_id,
-        )
-        return _same_or_conflict(earlier, account_id, event, consumer_id, fields, integration_id)
+        return _replay(written.existing, account_id, event, consumer_id, fields, integration_id)
     return IngestedEvent(event_id, body, len(written.delivery_ids), replayed=False)
 
 
@@ -263,3 +266,163 @@ def _same_or_conflict(
             error_code="ERROR_IDEMPOTENCY_CONFLICT",
         )
     return earlier.result
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One validated item of ``POST /events/batch``, ready to be written."""
+
+    index: int  # its position in the request
+    row: EventRow
+    body: dict[str, Any]
+    consumer_id: uuid.UUID | None
+    fields: dict[str, Any]
+
+    @property
+    def event(self) -> str:
+        return self.row.event
+
+    @property
+    def integration_id(self) -> int | None:
+        return self.row.integration_id
+
+
+def item_problem(index: int, problem: str) -> str:
+    """``events[17].status: ...`` for a field's problem, ``events[17]: ...`` otherwise."""
+    if problem.startswith("body: "):
+        return f"events[{index}]: {problem.removeprefix('body: ')}"
+    if _FIELD_PROBLEM.match(problem):
+        return f"events[{index}].{problem}"
+    return f"events[{index}]: {problem}"
+
+
+def prepare_batch(
+    items: Sequence[Any], *, account_id: uuid.UUID, now: datetime, max_event_bytes: int
+) -> tuple[list[BatchItem], list[str]]:
+    """Validate every item (nothing is written): the ready items, and every problem of every
+    bad item, each named by its index. Integrations are the caller's to check."""
+    ready: list[BatchItem] = []
+    problems: list[str] = []
+    for index, data in enumerate(items):
+        found = _prepare_item(data, index, account_id=account_id, now=now, limit=max_event_bytes)
+        if isinstance(found, BatchItem):
+            ready.append(found)
+        else:
+            problems.extend(item_problem(index, problem) for problem in found)
+    return ready, problems
+
+
+def _prepare_item(
+    data: Any, index: int, *, account_id: uuid.UUID, now: datetime, limit: int
+) -> BatchItem | list[str]:
+    if not isinstance(data, dict):
+        return ["not a JSON object"]
+    data = dict(data)
+    problems: list[str] = []
+    key = data.pop(BATCH_KEY_FIELD, None)
+    if key is not None and not _storable_key(key):
+        problems.append(
+            f"{BATCH_KEY_FIELD}: must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        )
+    integration_id = data.pop("integrationid", None)
+    if integration_id is not None and (
+        not isinstance(integration_id, int) or isinstance(integration_id, bool)
+    ):
+        problems.append("integrationid: not an integer")
+    elif integration_id is not None and not INT32[0] <= integration_id <= INT32[1]:
+        problems.append("integrationid: out of range")
+    try:
+        event, consumer_id, fields = split_request(data)
+    except InvalidRequest as error:
+        return [*problems, _as_problem(error)]
+    try:
+        body, payload = prepare_event(
+            account_id=account_id, event=event, consumer_id=consumer_id, fields=fields, now=now
+        )
+    except InvalidEventBody as error:
+        return [*problems, *error.errors]
+    if len(payload) > limit:
+        problems.append(f"larger than {limit} bytes")
+    if problems:
+        return problems
+    row = EventRow(
+        new_id(),
+        account_id,
+        event,
+        consumer_id,
+        integration_id,
+        payload,
+        key,
+        now,
+        get_event_type(event).api == "POS",
+        write_traceparent(),
+    )
+    return BatchItem(index, row, body, consumer_id, fields)
+
+
+def _storable_key(key: Any) -> bool:
+    """1 to 200 characters that a text column can hold (no NUL, no lone surrogate)."""
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or "\x00" in key:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _as_problem(error: InvalidRequest) -> str:
+    if error.error_code == "ERROR_UNKNOWN_EVENT":
+        return f"event: {error.message}"
+    if _FIELD_PROBLEM.match(error.detail):
+        return error.detail
+    return f"{error.detail}: {error.message}" if error.detail else error.message
+
+
+async def ingest_batch(writer: EventWriter, items: Sequence[BatchItem]) -> list[IngestedEvent]:
+    """Write every item and its deliveries in one transaction, results in item order. An
+    item whose key was seen before (earlier, or earlier in this batch) answers its first
+    event, ``replayed``; a key reused for another event fails the whole batch (409)."""
+
+    def check(results: list[Written]) -> None:
+        for index, (item, written) in enumerate(zip(items, results, strict=True)):
+            if written.existing is not None:
+                try:
+                    _replayed(item, written.existing)
+                except Conflict as error:
+                    raise Conflict(
+                        f"events[{index}].{BATCH_KEY_FIELD} was already used for a different event",
+                        detail=f"events[{index}]: {error.detail}",
+                        error_code=error.error_code,
+                    ) from None
+
+    results = await writer.write_batch([item.row for item in items], check)
+    return [
+        _replayed(item, written.existing)
+        if written.existing is not None
+        else IngestedEvent(item.row.event_id, item.body, len(written.delivery_ids), False)
+        for item, written in zip(items, results, strict=True)
+    ]
+
+
+def _replayed(item: BatchItem, found: ExistingEvent) -> IngestedEvent:
+    row = item.row
+    return _replay(
+        found, row.account_id, row.event, item.consumer_id, item.fields, row.integration_id
+    )
+
+
+def _replay(
+    found: ExistingEvent,
+    account_id: uuid.UUID,
+    event: str,
+    consumer_id: uuid.UUID | None,
+    fields: dict[str, Any],
+    integration_id: int | None,
+) -> IngestedEvent:
+    """The event a key already produced, unless the key now comes with another event."""
+    earlier = _Stored(
+        IngestedEvent(found.id, json.loads(found.payload), found.deliveries, replayed=True),
+        found.integration_id,
+    )
+    return _same_or_conflict(earlier, account_id, event, consumer_id, fields, integration_id)

@@ -7,6 +7,8 @@ one another for seconds. Here every event that arrived while the previous batch 
 written goes into ONE transaction (a savepoint each, so one bad event fails alone), run
 directly on the event loop's thread (:mod:`hookline.store.sqlite_inline`): the statements
 take microseconds, far less than a hand-off would, and the lock is held only while they run.
+A batch (``POST /events/batch``) is one such transaction too, without savepoints: all or
+nothing.
 """
 
 from __future__ import annotations
@@ -14,42 +16,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Sequence
 
 from hookline.store.db import Database
-from hookline.store.outbox import sqlite_time, write_sqlite_rows
+from hookline.store.outbox import EventRow, ExistingEvent, Written, sqlite_time, write_sqlite_rows
 from hookline.store.sqlite_inline import InlineSQLite, translated
 
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    event_id: uuid.UUID
-    account_id: uuid.UUID
-    event: str
-    consumer_id: uuid.UUID | None
-    integration_id: int | None
-    payload: bytes
-    idempotency_key: str | None
-    now: datetime
-    pos: bool
-    traceparent: str | None = None  # hookline.tracing: the write's span, when tracing is on
-
-
-@dataclass(frozen=True, slots=True)
-class ExistingEvent:
-    """The event an idempotency key already produced (nothing was written this time)."""
-
-    id: uuid.UUID
-    payload: bytes
-    integration_id: int | None
-    deliveries: int
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    delivery_ids: tuple[uuid.UUID, ...] = ()
-    existing: ExistingEvent | None = None
+__all__ = ["EventRow", "ExistingEvent", "SQLiteEventBatcher", "Written"]
 
 
 class SQLiteEventBatcher:
@@ -90,8 +63,29 @@ class SQLiteEventBatcher:
                 else:
                     future.set_result(result)
 
+    async def write_batch(
+        self, rows: Sequence[EventRow], check: Callable[[list[Written]], None]
+    ) -> list[Written]:
+        """Store and fan out all ``rows`` in ONE transaction, all or nothing: ``check`` sees
+        every result before the commit and raises to roll the whole batch back. A key seen
+        earlier (before, or in this batch) answers its first event (``existing``)."""
+        async with self._db.writer_turn():
+            results = await self._sqlite.transaction(_write_batch, rows, check)
+        self.batches_committed += 1
+        if any(r.delivery_ids for r in results):
+            self._db.committed({"deliveries"})
+        return results
+
     async def close(self) -> None:
         self._sqlite.close()
+
+
+def _write_batch(
+    db: sqlite3.Connection, rows: Sequence[EventRow], check: Callable[[list[Written]], None]
+) -> list[Written]:
+    results = [_write_one(db, row) for row in rows]
+    check(results)
+    return results
 
 
 def _write_all(db: sqlite3.Connection, rows: list[EventRow]) -> list[Written | BaseException]:

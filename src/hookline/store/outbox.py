@@ -6,9 +6,14 @@ compilation or per-row type processing) and in as few round trips as each driver
 - **SQLite** (aiosqlite): every statement through SQLAlchemy costs three or four hand-offs
   to aiosqlite's thread (cursor, execute, fetch, close) while the write lock is held; here
   the four statements run in ONE hand-off, inside the caller's transaction.
-- **PostgreSQL**: the matching webhooks are read first, then the event, its deliveries and
-  queue rows are inserted by one statement (data-modifying CTEs; foreign keys are checked at
-  the end of the statement, so the event row is visible to them).
+- **PostgreSQL**: one statement for any number of events (their columns as arrays): it
+  matches the webhooks, inserts the events (``ON CONFLICT`` on the idempotency key: a key
+  that exists inserts nothing), their deliveries and queue rows (data-modifying CTEs;
+  foreign keys are checked at the end of the statement, so the event rows are visible to
+  them). The general path, the group commit of ``POST /events`` and ``POST /events/batch``
+  all run it.
+
+Every path matches webhooks with the one condition of its dialect (``_WEBHOOK_MATCH``).
 
 Values are converted exactly as the column types would (UUID: 32 hex chars on SQLite; naive
 UTC text), so rows are indistinguishable from ORM-written ones.
@@ -18,12 +23,15 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.ids import new_id
+from hookline.ids import new_id, new_ids_for_driver
 from hookline.store.db import sqlite_call
 
 _EVENT_COLUMNS = (
@@ -34,19 +42,79 @@ _DELIVERY_COLUMNS = "id, event_id, webhook_id, account_id, status, attempts, cre
 _QUEUE_COLUMNS = "delivery_id, webhook_id, event_id, available_at, attempt"
 
 
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One event to store and fan out, as the hot paths hand it to the store."""
+
+    event_id: uuid.UUID
+    account_id: uuid.UUID
+    event: str
+    consumer_id: uuid.UUID | None
+    integration_id: int | None
+    payload: bytes
+    idempotency_key: str | None
+    now: datetime
+    pos: bool
+    traceparent: str | None = None  # hookline.tracing: the write's span, when tracing is on
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingEvent:
+    """The event an idempotency key already produced (nothing was written this time)."""
+
+    id: uuid.UUID
+    payload: bytes
+    integration_id: int | None
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    delivery_ids: tuple[uuid.UUID, ...] = ()
+    existing: ExistingEvent | None = None
+
+
 def sqlite_time(value: datetime) -> str:
     """How the UTCDateTime column stores a moment on SQLite (naive UTC, microseconds)."""
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _webhooks_sql(pos: bool, integration_id: int | None, mark: str) -> str:
-    """The active webhooks of an account for an event (POS: only its integration's)."""
-    sql = "SELECT id FROM webhooks WHERE account_id = {0} AND event = {1} AND status = 'active'"
-    if pos:
-        sql += (
-            " AND integration_id IS NULL" if integration_id is None else " AND integration_id = {2}"
-        )
-    return sql.format(*(mark.format(i) for i in (1, 2, 3)))
+# The webhook-matching condition of EVERY fan-out (one event or many, any path), one per
+# dialect: a new condition on which webhooks get an event is added here and nowhere else.
+# ``{h}`` is the webhooks row; the event side is given as SQL expressions (columns of the
+# statement's event rows, or parameters): ``account`` and ``event`` (its type), ``pos``
+# (a POS event is scoped to one integration), ``integration`` and ``payload`` (its bytes).
+_WEBHOOK_MATCH = {
+    "postgresql": (
+        "{h}.account_id = {account} AND {h}.event = {event} AND {h}.status = 'active' "
+        "AND (NOT {pos} OR {h}.integration_id IS NOT DISTINCT FROM {integration})"
+    ),
+    "sqlite": (
+        "{h}.account_id = {account} AND {h}.event = {event} AND {h}.status = 'active' "
+        "AND (NOT {pos} OR {h}.integration_id IS {integration})"
+    ),
+}
+
+
+def webhook_match(
+    dialect: str, *, h: str, account: str, event: str, pos: str, integration: str, payload: str
+) -> str:
+    """The shared condition (see ``_WEBHOOK_MATCH``) with its placeholders filled in."""
+    return _WEBHOOK_MATCH[dialect].format(
+        h=h, account=account, event=event, pos=pos, integration=integration, payload=payload
+    )
+
+
+# SQLite looks the webhooks up per event, with named parameters (sqlite3 ignores the unused).
+_SQLITE_WEBHOOKS = "SELECT h.id FROM webhooks h WHERE " + webhook_match(
+    "sqlite",
+    h="h",
+    account=":account",
+    event=":event",
+    pos=":pos",
+    integration=":integration",
+    payload=":payload",
+)
 
 
 async def write_event(
@@ -125,14 +193,16 @@ def write_sqlite_rows(
 ) -> tuple[uuid.UUID, ...]:
     """The event row (in column order, driver values), its deliveries and queue rows, on a
     plain sqlite3 connection inside the caller's transaction; returns the delivery ids."""
-    event_hex, account, event, _, integration_id, _, _, stamp, _ = event_row
+    event_hex, account, event, _, integration_id, payload, _, stamp, _ = event_row
     db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 9)})", event_row)
-    params: tuple[Any, ...] = (account, event)
-    if pos and integration_id is not None:
-        params += (integration_id,)
-    hooks = [
-        row[0] for row in db.execute(_webhooks_sql(pos, integration_id, "?"), params).fetchall()
-    ]
+    params = {
+        "account": account,
+        "event": event,
+        "pos": int(pos),
+        "integration": integration_id,
+        "payload": payload,
+    }
+    hooks = [row[0] for row in db.execute(_SQLITE_WEBHOOKS, params).fetchall()]
     if not hooks:
         return ()
     ids = tuple(new_id() for _ in hooks)
@@ -161,16 +231,10 @@ async def _write_postgresql(
     pos: bool,
     traceparent: str | None,
 ) -> tuple[uuid.UUID, ...]:
-    select_params: tuple[Any, ...] = (account_id, event)
-    if pos and integration_id is not None:
-        select_params += (integration_id,)
-    hooks = [
-        row[0]
-        for row in (
-            await conn.exec_driver_sql(_webhooks_sql(pos, integration_id, "${0}"), select_params)
-        ).all()
-    ]
-    event_params = (
+    async def fetch(sql: str, *args: Any) -> Any:
+        return (await conn.exec_driver_sql(sql, args)).one()
+
+    row = EventRow(
         event_id,
         account_id,
         event,
@@ -179,26 +243,104 @@ async def _write_postgresql(
         payload,
         idempotency_key,
         now,
+        pos,
         traceparent,
     )
-    if not hooks:
-        await conn.exec_driver_sql(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            event_params,
-        )
-        return ()
-    ids = tuple(new_id() for _ in hooks)
-    await conn.exec_driver_sql(_FAN_OUT_POSTGRESQL, (*event_params, list(ids), hooks))
-    return ids
+    (written,) = await fan_out_postgresql(fetch, [row])
+    if written is None:  # a concurrent request committed this idempotency key first
+        raise IntegrityError("INSERT INTO events", None, Exception("idempotency key exists"))
+    return written
 
 
+# PostgreSQL: any number of events (their columns as arrays, in the order given), their
+# deliveries and queue rows in ONE statement. Delivery ids are UUIDv7 made in Python, so the
+# statement carries spare ids ($10); when the events match more webhooks than that, it
+# writes nothing and answers how many it needs (the caller runs it again with that many).
 _FAN_OUT_POSTGRESQL = (
-    f"WITH e AS (INSERT INTO events ({_EVENT_COLUMNS}) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id), "
-    "t AS (SELECT * FROM unnest($10::uuid[], $11::uuid[]) AS t(delivery_id, webhook_id)), "
-    f"d AS (INSERT INTO deliveries ({_DELIVERY_COLUMNS}) "
-    "SELECT t.delivery_id, e.id, t.webhook_id, $2, 'pending', 0, $8, $8 FROM t, e "
-    "RETURNING id) "
-    f"INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) "
-    "SELECT t.delivery_id, t.webhook_id, $1, $8, 0 FROM t, d WHERE d.id = t.delivery_id"
+    "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], "
+    "$5::int[], $6::bytea[], $7::text[], $8::timestamptz[], $9::bool[], $11::text[]) "
+    "WITH ORDINALITY AS i(id, account_id, event_type, consumer_id, integration_id, payload, "
+    "idempotency_key, created_at, pos, traceparent, n)), "
+    "m AS (SELECT i.n, h.id AS webhook_id, row_number() OVER (ORDER BY i.n, h.id) AS k "
+    "FROM i JOIN webhooks h ON "
+    + webhook_match(
+        "postgresql",
+        h="h",
+        account="i.account_id",
+        event="i.event_type",
+        pos="i.pos",
+        integration="i.integration_id",
+        payload="i.payload",
+    )
+    + "), "
+    "enough AS (SELECT count(*) AS needed, count(*) <= cardinality($10::uuid[]) AS ok FROM m), "
+    f"e AS (INSERT INTO events ({_EVENT_COLUMNS}) SELECT i.id, i.account_id, i.event_type, "
+    "i.consumer_id, i.integration_id, i.payload, i.idempotency_key, i.created_at, "
+    "i.traceparent FROM i "
+    "WHERE (SELECT ok FROM enough) ORDER BY i.n "
+    "ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id), "
+    f"d AS (INSERT INTO deliveries ({_DELIVERY_COLUMNS}) SELECT ($10::uuid[])[m.k], i.id, "
+    "m.webhook_id, i.account_id, 'pending', 0, i.created_at, i.created_at "
+    "FROM m JOIN i ON i.n = m.n JOIN e ON e.id = i.id RETURNING id, event_id, webhook_id, "
+    "created_at), "
+    f"q AS (INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) SELECT id, webhook_id, event_id, "
+    "created_at, 0 FROM d RETURNING delivery_id, event_id) "
+    "SELECT (SELECT needed FROM enough), (SELECT ok FROM enough), array(SELECT id FROM e), "
+    "array(SELECT delivery_id FROM q ORDER BY delivery_id), "
+    "array(SELECT event_id FROM q ORDER BY delivery_id)"
 )
+FAN_OUT_STATEMENTS = (_FAN_OUT_POSTGRESQL,)
+
+Fetch = Callable[..., Awaitable[Any]]
+
+
+async def fan_out_postgresql(
+    fetch: Fetch, rows: Sequence[EventRow], spare_ids: int = 0
+) -> list[tuple[uuid.UUID, ...] | None]:
+    """Insert ``rows`` (distinct idempotency keys per account) and fan them out in one
+    statement, run by ``fetch(sql, *args)`` (one row back), on the caller's connection.
+
+    Answers, per row, its delivery ids, or ``None`` when the row was not inserted because
+    its idempotency key already exists. ``spare_ids``: how many delivery ids to carry on the
+    first try (default: two per event).
+    """
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [])
+    for row in rows:
+        for column, value in zip(columns, _pg_values(row), strict=True):
+            column.append(value)
+    count = spare_ids or 2 * len(rows) + 2
+    while True:
+        record = await fetch(
+            _FAN_OUT_POSTGRESQL, *columns[:9], new_ids_for_driver(count), columns[9]
+        )
+        needed, ok, inserted, delivery_ids, delivery_events = record
+        if ok:
+            break
+        count = needed
+    by_event: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for delivery_id, event_id in zip(delivery_ids, delivery_events, strict=True):
+        by_event.setdefault(_uuid(event_id), []).append(_uuid(delivery_id))
+    written = {_uuid(i) for i in inserted}
+    return [
+        tuple(by_event.get(row.event_id, ())) if row.event_id in written else None for row in rows
+    ]
+
+
+def _pg_values(row: EventRow) -> tuple[Any, ...]:
+    return (
+        row.event_id,
+        row.account_id,
+        row.event,
+        row.consumer_id,
+        row.integration_id,
+        row.payload,
+        row.idempotency_key,
+        row.now,
+        row.pos,
+        row.traceparent,
+    )
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    """asyncpg's own UUID type as ``uuid.UUID``."""
+    return value if type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)

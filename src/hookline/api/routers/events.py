@@ -1,34 +1,42 @@
-"""POST /events (extension): producers outside hookline emit catalog events through it.
+"""POST /events and POST /events/batch (extensions): producers outside hookline emit
+catalog events through them.
 
 The body is read with a hard size limit before it is parsed, so an oversized request costs
-at most ``max_event_bytes`` of memory. POS events must name the integration they come from
-(``integrationid``, top level, not part of the delivered body): it is checked here against
-the connector catalog because ``delivery`` may not import ``platform``.
+at most ``max_event_bytes`` (``max_batch_bytes``) of memory. POS events must name the
+integration they come from (``integrationid``, top level, not part of the delivered body):
+it is checked here against the connector catalog because ``delivery`` may not import
+``platform``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
+from starlette.routing import Route
 
+from hookline.api import deps
 from hookline.api.deps import AccountId, RuntimeDep
 from hookline.catalog import BY_NAME
 from hookline.delivery.ingest import (
+    BatchItem,
+    ingest_batch,
     ingest_event,
     ingest_event_fast,
+    item_problem,
+    prepare_batch,
     replay_after_race,
     split_request,
 )
 from hookline.errors import InvalidRequest, PayloadTooLarge
-from hookline.platform.integrations import find_integration
-from hookline.store.event_pg import NeedsGeneralPath
+from hookline.platform.integrations import Integration, find_integration
+from hookline.runtime import Runtime
 
 router = APIRouter(tags=["hookline"])
 
@@ -52,7 +60,30 @@ class EventAccepted(BaseModel):
     deliveries: int
 
 
-async def read_limited_body(request: Request, limit: int) -> bytes:
+class BatchEventItem(EventPostItem):
+    """Documentation only. ``requestid``: this item's idempotency key (as the header of
+    ``POST /events``, scoped to the account)."""
+
+    requestid: str | None = Field(default=None, max_length=200)
+
+
+class EventBatch(BaseModel):
+    """Documentation only: the body is parsed by hand (size limit first, 400s after)."""
+
+    events: list[BatchEventItem]
+
+
+class BatchItemAccepted(BaseModel):
+    eventid: uuid.UUID
+    deliveries: int
+    replayed: bool
+
+
+class BatchAccepted(BaseModel):
+    items: list[BatchItemAccepted]
+
+
+async def read_limited_body(request: Request, limit: int, what: str = "event") -> bytes:
     """The raw body, or 413 as soon as the declared or actual size passes ``limit``."""
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -61,13 +92,13 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise InvalidRequest("Invalid Content-Length header") from None
         if too_big:
-            raise PayloadTooLarge(f"The event is larger than {limit} bytes")
+            raise PayloadTooLarge(f"The {what} is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"The event is larger than {limit} bytes")
+            raise PayloadTooLarge(f"The {what} is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -98,7 +129,7 @@ async def post_event(request: Request, account_id: AccountId, runtime: RuntimeDe
     tracing = runtime.tracing
     if tracing is None:
         return await _accept_event(request, account_id, runtime)
-    with tracing.ingest("POST /events", request.headers), tracing.fanout(1):
+    with tracing.ingest("POST /events", request.headers), tracing.fanout():
         return await _accept_event(request, account_id, runtime)
 
 
@@ -130,20 +161,15 @@ async def _accept_event(request: Request, account_id: uuid.UUID, runtime: Any) -
         "idempotency_key": key,
     }
     writer = runtime.db.event_writer()  # None only where a test forces the general path
-    result = None
-    checked = False
     try:
         if writer is not None:
             if integration_id is not None or BY_NAME[event].api == "POS":
                 async with runtime.db.read() as conn:
                     await _check_integration(conn, event, integration_id)
-            checked = True
-            with contextlib.suppress(NeedsGeneralPath):
-                result = await ingest_event_fast(writer, now=runtime.clock.now(), **request_fields)
-        if result is None:  # the general path: one transaction through the pool
+            result = await ingest_event_fast(writer, now=runtime.clock.now(), **request_fields)
+        else:  # the general path: one transaction through the pool
             async with runtime.db.transaction() as conn:
-                if not checked:
-                    await _check_integration(conn, event, integration_id)
+                await _check_integration(conn, event, integration_id)
                 result = await ingest_event(conn, now=runtime.clock.now(), **request_fields)
     except IntegrityError:
         # A concurrent request with the same key committed first: answer with its result.
@@ -186,3 +212,132 @@ async def _check_integration(conn: Any, event: str, integration_id: int | None) 
             f"The integration {integration_id} is not a Point of Sale integration",
             error_code="ERROR_INVALID_INTEGRATION",
         )
+
+
+@router.post(
+    "/events/batch",
+    status_code=202,
+    response_model=BatchAccepted,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": EventBatch.model_json_schema()}},
+        }
+    },
+    responses={
+        400: {
+            "description": "An invalid item (detail names each by index: events[17].status: "
+            "...; nothing is accepted) or more than max_batch_events items (ChiftError)"
+        },
+        409: {"description": "A requestid reused for another event (nothing is accepted)"},
+        413: {"description": "Body larger than max_batch_bytes"},
+    },
+)
+async def post_event_batch(
+    request: Request, account_id: AccountId, runtime: RuntimeDep
+) -> Response:
+    """Emit several events in one request, all or nothing, in one transaction.
+
+    Each item is the body of ``POST /events``, plus an optional ``requestid`` (its
+    idempotency key: a repeat answers its first ``eventid`` with ``replayed: true`` and
+    queues nothing again). Results come in request order.
+    """
+    tracing = runtime.tracing
+    if tracing is None:
+        return await _accept_batch(request, account_id, runtime)
+    with tracing.ingest("POST /events/batch", request.headers), tracing.fanout():
+        return await _accept_batch(request, account_id, runtime)
+
+
+async def _accept_batch(request: Request, account_id: uuid.UUID, runtime: Runtime) -> Response:
+    settings = runtime.settings
+    raw = await read_limited_body(request, settings.max_batch_bytes, "batch")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRequest(
+            "The body is not valid JSON", detail=str(error), error_code="ERROR_INVALID_BODY"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list) or len(data) != 1:
+        raise InvalidRequest(
+            'The body must be {"events": [...]}',
+            detail="events: required, a list of events (no other field)",
+            error_code="ERROR_INVALID_BODY",
+        )
+    items = data["events"]
+    if len(items) > settings.max_batch_events:
+        raise InvalidRequest(
+            f"A batch holds at most {settings.max_batch_events} events",
+            detail=f"events: {len(items)} items",
+            error_code="ERROR_TOO_MANY_EVENTS",
+        )
+    now = runtime.clock.now()
+    ready, problems = prepare_batch(
+        items, account_id=account_id, now=now, max_event_bytes=settings.max_event_bytes
+    )
+    problems += await _integration_problems(runtime, ready)
+    if problems:
+        problems.sort(key=lambda problem: int(problem[7 : problem.index("]")]))
+        raise InvalidRequest(
+            f"{len({p.split(']', 1)[0] for p in problems})} of {len(items)} events are invalid;"
+            " none was accepted",
+            detail="; ".join(problems),
+            error_code="ERROR_INVALID_BODY",
+        )
+    results = await ingest_batch(runtime.db.event_writer(), ready) if ready else []
+    content = {
+        "items": [
+            {"eventid": str(r.id), "deliveries": r.deliveries, "replayed": r.replayed}
+            for r in results
+        ]
+    }
+    return Response(orjson.dumps(content), status_code=202, media_type="application/json")
+
+
+async def _integration_problems(runtime: Runtime, items: list[BatchItem]) -> list[str]:
+    """The integration checks of POST /events for every item, with one lookup per distinct
+    integration."""
+    wanted = {item.integration_id for item in items if item.integration_id is not None}
+    known: dict[int, Integration | None] = {}
+    if wanted:
+        async with runtime.db.read() as conn:
+            for integration_id in sorted(wanted):
+                known[integration_id] = await find_integration(conn, integration_id)
+    problems: list[str] = []
+    for item in items:
+        problem = _integration_problem(item.event, item.integration_id, known)
+        if problem:
+            problems.append(item_problem(item.index, f"integrationid: {problem}"))
+    return problems
+
+
+def _integration_problem(
+    event: str, integration_id: int | None, known: dict[int, Integration | None]
+) -> str | None:
+    is_pos_event = BY_NAME[event].api == "POS"
+    if integration_id is None:
+        return "required for POS events" if is_pos_event else None
+    integration = known[integration_id]
+    if integration is None:
+        return f"unknown integration {integration_id}"
+    if is_pos_event and not integration.is_pos:
+        return f"{integration_id} is not a Point of Sale integration"
+    return None
+
+
+async def lean_post_event(request: Request) -> Response:
+    """``POST /events`` without FastAPI's per-request machinery (dependency solving, its
+    request wrapper), mounted ahead of the documented route above, which stays in the
+    OpenAPI description. The bearer check is the same code as the route's dependencies
+    (:data:`hookline.api.deps._bearer`, :func:`hookline.api.deps.current_account`), and
+    errors go through the same application handlers, so answers are byte for byte those of
+    the documented route."""
+    runtime = request.app.state.runtime
+    account_id = await deps.current_account(runtime, await deps._bearer(request))
+    return await post_event(request, account_id, runtime)
+
+
+# First in the router: a request for POST /events matches this route before the documented one.
+router.routes.insert(
+    0, Route("/events", lean_post_event, methods=["POST"], include_in_schema=False)
+)
