@@ -35,6 +35,7 @@ from hookline.ids import new_ids_for_driver
 from hookline.store.db import Database
 from hookline.store.event_batch import EventRow, ExistingEvent, Written
 from hookline.store.listen import plain_postgres_url
+from hookline.store.outbox import webhook_match_sql
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,7 @@ _EVENT = (
     "payload, idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
     "ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id), "
     "w AS (SELECT id AS webhook_id, row_number() OVER (ORDER BY id) AS n FROM webhooks "
-    "WHERE account_id = $2 AND event = $3 AND status = 'active' {pos} "
-    "AND EXISTS (SELECT 1 FROM e)), "
+    "WHERE {match} AND EXISTS (SELECT 1 FROM e)), "
     "d AS (INSERT INTO deliveries (id, event_id, webhook_id, account_id, status, attempts, "
     "created_at, updated_at) SELECT ($9::uuid[])[w.n], $1, w.webhook_id, $2, 'pending', 0, "
     "$8, $8 FROM w RETURNING id, webhook_id), "
@@ -61,8 +61,6 @@ _EVENT = (
     "SELECT (SELECT count(*) FROM e) AS inserted, "
     "array(SELECT delivery_id FROM q ORDER BY delivery_id) AS ids"
 )
-_POS_ANY = "AND integration_id IS NULL"
-_POS_ONE = "AND integration_id = $10"
 _EXISTING = (
     "SELECT e.id, e.payload, e.integration_id, "
     "(SELECT count(*) FROM deliveries d WHERE d.event_id = e.id) "
@@ -75,9 +73,16 @@ async def _no_session_state(connection: asyncpg.Connection) -> None:
     (asyncpg still rolls back a transaction left open, which cannot happen here)."""
 
 
-_EVENT_ANY_SOURCE = _EVENT.format(pos="")
-_EVENT_POS_UNNAMED = _EVENT.format(pos=_POS_ANY)
-_EVENT_POS_NAMED = _EVENT.format(pos=_POS_ONE)
+def _event_sql(*, pos: bool, integration: str | None) -> str:
+    match = webhook_match_sql(
+        "postgresql", account="$2", event="$3", payload="$6", pos=pos, integration=integration
+    )
+    return _EVENT.format(match=match)
+
+
+_EVENT_ANY_SOURCE = _event_sql(pos=False, integration=None)
+_EVENT_POS_UNNAMED = _event_sql(pos=True, integration=None)
+_EVENT_POS_NAMED = _event_sql(pos=True, integration="$10")
 _STATEMENTS = (_EVENT_ANY_SOURCE, _EVENT_POS_UNNAMED, _EVENT_POS_NAMED, _EXISTING)
 
 

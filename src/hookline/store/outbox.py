@@ -38,14 +38,58 @@ def sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _webhooks_sql(pos: bool, integration_id: int | None, mark: str) -> str:
-    """The active webhooks of an account for an event (POS: only its integration's)."""
-    sql = "SELECT id FROM webhooks WHERE account_id = {0} AND event = {1} AND status = 'active'"
+# The payload filter (a webhook's ``payload_filter``: body field -> accepted values, scalars
+# only) as SQL, so that fan-out stays one statement. The CASE keeps webhooks without a filter
+# from paying anything: the body is parsed only for a webhook that has one.
+_FILTER_SQL = {
+    "postgresql": (
+        "(CASE WHEN webhooks.payload_filter IS NULL THEN true ELSE NOT EXISTS ("
+        "SELECT 1 FROM jsonb_each(webhooks.payload_filter) AS f WHERE NOT f.value @> "
+        "jsonb_build_array(convert_from({payload}, 'UTF8')::jsonb -> f.key)) END)"
+    ),
+    "sqlite": (
+        "(CASE WHEN webhooks.payload_filter IS NULL THEN 1 ELSE NOT EXISTS ("
+        "SELECT 1 FROM json_each(webhooks.payload_filter) AS f WHERE NOT EXISTS ("
+        "SELECT 1 FROM json_each(f.value) AS a "
+        "WHERE a.type = json_type(CAST({payload} AS TEXT), '$.\"' || f.key || '\"') "
+        "AND a.atom IS json_extract(CAST({payload} AS TEXT), '$.\"' || f.key || '\"'))) END)"
+    ),
+}
+
+
+def webhook_match_sql(
+    dialect: str, *, account: str, event: str, payload: str, pos: bool, integration: str | None
+) -> str:
+    """THE condition a ``webhooks`` row meets to receive an event, for every fan-out statement
+    of ``dialect`` (``postgresql`` or ``sqlite``): the account's active webhooks of the event
+    (POS: only its integration's) whose payload filter accepts the body. The other arguments
+    are the SQL expressions (parameter marks) of the account id, event type, body bytes and,
+    for a POS event of a named integration, the integration id."""
+    sql = (
+        f"webhooks.account_id = {account} AND webhooks.event = {event} "
+        "AND webhooks.status = 'active'"
+    )
     if pos:
         sql += (
-            " AND integration_id IS NULL" if integration_id is None else " AND integration_id = {2}"
+            " AND webhooks.integration_id IS NULL"
+            if integration is None
+            else f" AND webhooks.integration_id = {integration}"
         )
-    return sql.format(*(mark.format(i) for i in (1, 2, 3)))
+    return sql + " AND " + _FILTER_SQL[dialect].format(payload=payload)
+
+
+def _webhooks_sql(dialect: str, pos: bool, integration_id: int | None, mark: str) -> str:
+    """The matching webhooks; parameters: account, event, body[, integration id]."""
+    marks = [mark.format(i) for i in (1, 2, 3, 4)]
+    condition = webhook_match_sql(
+        dialect,
+        account=marks[0],
+        event=marks[1],
+        payload=marks[2],
+        pos=pos,
+        integration=None if integration_id is None else marks[3],
+    )
+    return "SELECT id FROM webhooks WHERE " + condition
 
 
 async def write_event(
@@ -119,14 +163,13 @@ def write_sqlite_rows(
 ) -> tuple[uuid.UUID, ...]:
     """The event row (in column order, driver values), its deliveries and queue rows, on a
     plain sqlite3 connection inside the caller's transaction; returns the delivery ids."""
-    event_hex, account, event, _, integration_id, _, _, stamp = event_row
+    event_hex, account, event, _, integration_id, payload, _, stamp = event_row
     db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", event_row)
-    params: tuple[Any, ...] = (account, event)
+    params: tuple[Any, ...] = (account, event, payload)
     if pos and integration_id is not None:
         params += (integration_id,)
-    hooks = [
-        row[0] for row in db.execute(_webhooks_sql(pos, integration_id, "?"), params).fetchall()
-    ]
+    sql = _webhooks_sql("sqlite", pos, integration_id, "?{0}")
+    hooks = [row[0] for row in db.execute(sql, params).fetchall()]
     if not hooks:
         return ()
     ids = tuple(new_id() for _ in hooks)
@@ -154,15 +197,11 @@ async def _write_postgresql(
     now: datetime,
     pos: bool,
 ) -> tuple[uuid.UUID, ...]:
-    select_params: tuple[Any, ...] = (account_id, event)
+    select_params: tuple[Any, ...] = (account_id, event, payload)
     if pos and integration_id is not None:
         select_params += (integration_id,)
-    hooks = [
-        row[0]
-        for row in (
-            await conn.exec_driver_sql(_webhooks_sql(pos, integration_id, "${0}"), select_params)
-        ).all()
-    ]
+    sql = _webhooks_sql("postgresql", pos, integration_id, "${0}")
+    hooks = [row[0] for row in (await conn.exec_driver_sql(sql, select_params)).all()]
     event_params = (
         event_id,
         account_id,
