@@ -104,9 +104,8 @@ class RotateSecretItem(BaseModel):
     )
     overlap_seconds: int = Field(
         default=cases.DEFAULT_OVERLAP_SECONDS,
-        ge=0,
-        le=cases.MAX_OVERLAP_SECONDS,
-        description="How long the previous key keeps signing beside the new one",
+        description="How long the previous key keeps signing beside the new one "
+        f"(0 to {cases.MAX_OVERLAP_SECONDS} seconds; 0 replaces it at once)",
     )
 
 
