@@ -57,6 +57,11 @@ _FILTER_SQL = {
 }
 
 
+# The event row the connection inserted last (its rowid), evaluated only for a webhook with a
+# filter.
+_LAST_EVENT_BODY = "(SELECT events.payload FROM events WHERE events.rowid = last_insert_rowid())"
+
+
 def webhook_match_sql(
     dialect: str, *, account: str, event: str, payload: str, pos: bool, integration: str | None
 ) -> str:
@@ -79,15 +84,18 @@ def webhook_match_sql(
 
 
 def _webhooks_sql(dialect: str, pos: bool, integration_id: int | None, mark: str) -> str:
-    """The matching webhooks; parameters: account, event, body[, integration id]."""
+    """The matching webhooks; parameters: account, event[, integration id], then (PostgreSQL
+    only) the body. SQLite reads the body from the event row just inserted instead: binding
+    it would cost every event, filtered webhooks or not."""
     marks = [mark.format(i) for i in (1, 2, 3, 4)]
+    named = pos and integration_id is not None
     condition = webhook_match_sql(
         dialect,
         account=marks[0],
         event=marks[1],
-        payload=marks[2],
+        payload=_LAST_EVENT_BODY if dialect == "sqlite" else marks[3 if named else 2],
         pos=pos,
-        integration=None if integration_id is None else marks[3],
+        integration=marks[2] if named else None,
     )
     return "SELECT id FROM webhooks WHERE " + condition
 
@@ -163,9 +171,9 @@ def write_sqlite_rows(
 ) -> tuple[uuid.UUID, ...]:
     """The event row (in column order, driver values), its deliveries and queue rows, on a
     plain sqlite3 connection inside the caller's transaction; returns the delivery ids."""
-    event_hex, account, event, _, integration_id, payload, _, stamp = event_row
+    event_hex, account, event, _, integration_id, _, _, stamp = event_row
     db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", event_row)
-    params: tuple[Any, ...] = (account, event, payload)
+    params: tuple[Any, ...] = (account, event)
     if pos and integration_id is not None:
         params += (integration_id,)
     sql = _webhooks_sql("sqlite", pos, integration_id, "?{0}")
@@ -197,9 +205,10 @@ async def _write_postgresql(
     now: datetime,
     pos: bool,
 ) -> tuple[uuid.UUID, ...]:
-    select_params: tuple[Any, ...] = (account_id, event, payload)
+    select_params: tuple[Any, ...] = (account_id, event)
     if pos and integration_id is not None:
         select_params += (integration_id,)
+    select_params += (payload,)
     sql = _webhooks_sql("postgresql", pos, integration_id, "${0}")
     hooks = [row[0] for row in (await conn.exec_driver_sql(sql, select_params)).all()]
     event_params = (
