@@ -148,3 +148,40 @@ async def test_bad_filters_are_refused_with_400(database, filter_, message) -> N
         patched = await stack.api.patch(f"/webhooks/{hook['webhookid']}", json={"filter": filter_})
         assert_error(patched, 400, "ERROR_INVALID_FILTER")
         assert (await stack.api.get(f"/webhooks/{hook['webhookid']}")).json()["filter"] is None
+
+
+async def test_pos_events_match_both_the_integration_and_the_filter(database) -> None:
+    async with frozen_stack(database) as stack:
+        hook = await create_webhook(
+            stack.api,
+            event="pos.order.updated",
+            integrationid=2001,
+            filter={"location_id": ["loc-1"], "customer_id": [None, "cust-9"]},
+        )
+        account = uuid.UUID(stack.api.account_id)
+        order = {
+            "order_id": "ord-1",
+            "device_id": None,
+            "customer_id": None,
+            "location_id": "loc-1",
+            "updated_at": "2026-11-26T10:15:00Z",
+        }
+        cases = [
+            (2001, {}, True),
+            (2001, {"customer_id": "cust-9"}, True),
+            (2001, {"location_id": "loc-2"}, False),
+            (2002, {}, False),  # another integration: never, filter or not
+        ]
+        for integration, extra, delivered in cases:
+            async with stack.runtime.db.transaction() as conn:
+                emitted = await emit(
+                    conn,
+                    account_id=account,
+                    event="pos.order.updated",
+                    consumer_id=uuid.UUID(CONSUMER),
+                    fields={**order, **extra},
+                    now=stack.clock.now(),
+                    integration_id=integration,
+                )
+            got = await _receivers(stack.runtime, str(emitted.id))
+            assert got == ({uuid.UUID(hook["webhookid"])} if delivered else set()), extra

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from hookline.delivery.webhooks import expire_previous_secrets
+from hookline.delivery.webhooks import expire_previous_secrets, run_secret_expiry
 from hookline.store.tables import webhooks
 from hookline.verify import InvalidSignature, verify, verify_standard
 from tests.delivery_api.control_helpers import OLD_SECRET, frozen_stack, worker_of
@@ -150,3 +151,32 @@ async def test_rotation_rejects_bad_input(database) -> None:
         async with stack.runtime.db.read() as conn:
             sealed = (await conn.execute(select(webhooks.c.secret_encrypted))).scalar_one()
         assert stack.runtime.secret_box.decrypt(sealed) == OLD_SECRET
+
+
+async def test_the_secret_expiry_service_forgets_ended_overlaps_only(database) -> None:
+    async with frozen_stack(database) as stack:
+        api, runtime = stack.api, stack.runtime
+        ended = await create_webhook(api, signingsecret=OLD_SECRET)
+        running = await create_webhook(
+            api, url="https://example.com/still", signingsecret="still-old"
+        )
+        for hook, overlap in ((ended, 60), (running, 3600)):
+            response = await api.post(
+                f"/webhooks/{hook['webhookid']}/rotate-secret", json={"overlap_seconds": overlap}
+            )
+            assert response.status_code == 200, response.text
+        await stack.advance(61)
+        stop, ticked = asyncio.Event(), asyncio.Event()
+        service = asyncio.create_task(run_secret_expiry(runtime, stop, ticked=ticked.set))
+        await asyncio.wait_for(ticked.wait(), timeout=10)
+        stop.set()
+        await asyncio.wait_for(service, timeout=10)
+        async with runtime.db.read() as conn:
+            rows = (await conn.execute(select(webhooks.c.url, webhooks.c.secret_encrypted))).all()
+        stored = {url: runtime.secret_box.decrypt(sealed) for url, sealed in rows}
+        assert OLD_SECRET not in stored[ended["url"]]
+        assert stored[ended["url"]].startswith("whsec_")  # the new secret, plain again
+        assert "still-old" in stored[running["url"]]  # its overlap runs for another hour
+        listed = {item["url"]: item for item in (await api.get("/webhooks")).json()}
+        assert listed[ended["url"]]["rotation_overlap_until"] is None
+        assert listed[running["url"]]["rotation_overlap_until"] is not None

@@ -145,12 +145,13 @@ class RotatingKey(SigningKey):
 class Ed25519Key(SigningKey):
     """Standard Webhooks' asymmetric scheme: ``webhook-signature: v1a,<base64 Ed25519
     signature of "id.timestamp.body">``. There is no shared secret, so no
-    ``X-Chift-Signature``."""
+    ``X-Chift-Signature``, and the HMAC parts of :class:`SigningKey` stay unset (a
+    subclass only so that callers keep one key type). Signing costs ~35 us, ten times an
+    HMAC key's."""
 
     __slots__ = ("_current", "_previous", "_until")
 
     def __init__(self, current: str, previous: str | None, until: int | None) -> None:
-        super().__init__(b"", b"")
         self._current = private_key(current)
         self._previous = private_key(previous) if previous else None
         self._until = until or 0
