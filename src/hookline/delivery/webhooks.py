@@ -249,12 +249,12 @@ async def create_webhook(
     integration: IntegrationRef | None = None,
     created_by: uuid.UUID | None = None,
     signature_scheme: str = Scheme.HMAC,
-    filter: Any = None,
+    payload_filter: Any = None,
 ) -> Webhook:
     """Subscribe ``url`` to ``event``; the webhook starts ``active``.
 
     ``signature_scheme`` ``ed25519`` makes hookline generate a key pair (no secret may be
-    given); ``filter`` restricts the events delivered (:func:`validate_filter`).
+    given); ``payload_filter`` restricts the events delivered (:func:`validate_filter`).
 
     ``integration`` is the caller's lookup of ``integration_id`` (None when it does not
     exist). A POS event needs a POS integration: the webhook then receives only events of
@@ -286,7 +286,7 @@ async def create_webhook(
             error_code="ERROR_INVALID_INTEGRATION",
         )
     scheme = _check_scheme(signature_scheme)
-    payload_filter = validate_filter(event, filter)
+    checked_filter = validate_filter(event, payload_filter)
     keys: dict[str, Any] = {"public_key": None}
     if scheme is Scheme.ED25519:
         if signing_secret:
@@ -306,7 +306,7 @@ async def create_webhook(
         "url": url,
         **keys,
         "signature_scheme": scheme.value,
-        "payload_filter": payload_filter,
+        "payload_filter": checked_filter,
         "integration_id": integration_id,
         "status": "active",
         "created_by": created_by,
@@ -354,13 +354,13 @@ async def update_webhook(
     status: str | None = None,
     url: str | None = None,
     signing_secret: str | None = None,
-    filter: Any = None,
+    payload_filter: Any = None,
 ) -> Webhook:
     """Change status, url, signing secret and/or filter; ``None`` leaves a field as it is.
 
     An empty ``signing_secret`` removes the secret (HMAC webhooks; it replaces the secret at
     once, ending any rotation overlap: rotate-secret is the graceful way). An empty
-    ``filter`` (``{}``) removes the filter. Re-activating clears the automatic disabling
+    ``payload_filter`` (``{}``) removes the filter. Re-activating clears the automatic disabling
     state (reason and failing-since), so the failure clock starts again. Event and
     integration cannot change: delete and re-create the webhook instead.
     """
@@ -383,8 +383,8 @@ async def update_webhook(
         _check_secret(signing_secret)
         values["secret_encrypted"] = box.encrypt(signing_secret) if signing_secret else None
         values["previous_secret_until"] = None
-    if filter is not None:
-        new_filter = validate_filter(current.event, filter)
+    if payload_filter is not None:
+        new_filter = validate_filter(current.event, payload_filter)
         if new_filter != current.filter:
             values["payload_filter"] = new_filter
     if not values:

@@ -470,7 +470,7 @@ async def webhook_edit(request: Request, webhook_id: str) -> Response:
                 status=form.get("status") or None,
                 url=form.get("url") or None,
                 signing_secret=secret,
-                filter=new_filter if "filter" in form else None,
+                payload_filter=new_filter if "filter" in form else None,
                 now=runtime.clock.now(),
             )
     except HooklineError as error:

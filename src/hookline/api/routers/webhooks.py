@@ -225,7 +225,7 @@ async def create_webhook(
             integration=integration,
             now=runtime.clock.now(),
             signature_scheme=item.signature_scheme,
-            filter=item.filter,
+            payload_filter=item.filter,
         )
     return WebhookInstanceGetItem.of(webhook)
 
@@ -271,7 +271,7 @@ async def update_webhook(
             status=item.status,
             url=item.url,
             signing_secret=item.signingsecret,
-            filter=item.filter,
+            payload_filter=item.filter,
             now=runtime.clock.now(),
         )
     return WebhookInstanceGetItem.of(webhook)
