@@ -23,8 +23,8 @@ from hookline.catalog import example_for as catalog_example
 from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as webhook_cases
+from hookline.delivery.probe import SentTest, send_test_event
 from hookline.delivery.stats import attempts_over_time
-from hookline.delivery.test_send import SentTest, send_test_event
 from hookline.errors import HooklineError, InvalidRequest
 from hookline.platform.accounts import check_api_key
 from hookline.platform.connections import list_connections

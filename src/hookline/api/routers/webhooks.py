@@ -18,7 +18,7 @@ from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as cases
 from hookline.delivery.logs import WebhookLog
-from hookline.delivery.test_send import SentTest, send_test_event
+from hookline.delivery.probe import SentTest, send_test_event
 from hookline.delivery.webhooks import Webhook
 from hookline.platform.integrations import integration_ref
 
