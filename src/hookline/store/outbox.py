@@ -10,6 +10,11 @@ compilation or per-row type processing) and in as few round trips as each driver
   queue rows are inserted by one statement (data-modifying CTEs; foreign keys are checked at
   the end of the statement, so the event row is visible to them).
 
+Which webhooks receive an event is decided by ONE condition per dialect,
+:func:`webhook_match_sql` (account, event type, status, POS integration, payload filter),
+used by every fan-out statement here and in ``event_pg.py`` (``event_batch.py`` calls
+:func:`write_sqlite_rows`).
+
 Values are converted exactly as the column types would (UUID: 32 hex chars on SQLite; naive
 UTC text), so rows are indistinguishable from ORM-written ones.
 """
