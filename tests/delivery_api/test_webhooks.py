@@ -27,6 +27,8 @@ GET_ITEM_FIELDS = {
     "integrationid",
     "circuit",  # hookline extension
 }
+# hookline extensions (issue 15): signing scheme, rotation overlap, payload filter
+EXTENSION_FIELDS = {"signature_scheme", "public_key", "rotation_overlap_until", "filter"}
 
 
 async def test_create_returns_the_contract_item_active_without_secret(api: ApiClient) -> None:
@@ -40,7 +42,8 @@ async def test_create_returns_the_contract_item_active_without_secret(api: ApiCl
     )
     assert response.status_code == 200
     item = response.json()
-    assert set(item) == GET_ITEM_FIELDS
+    assert set(item) == GET_ITEM_FIELDS | EXTENSION_FIELDS
+    assert (item["signature_scheme"], item["public_key"], item["filter"]) == ("hmac", None, None)
     assert item["accountid"] == api.account_id
     assert item["event"] == "account.flow.executed"
     assert item["url"] == "https://example.com/in"

@@ -5,25 +5,45 @@ limits, URL shape, catalog membership, one (url, event) per account, and the POS
 ``delivery`` must not import ``platform``, so callers resolve ``integrationid`` against the
 connector catalog themselves and pass what they found as an :class:`IntegrationRef`.
 
-The signing secret is encrypted with the runtime's secret box before it reaches the database
-and is never part of a returned value; only ``has_secret`` tells whether one is set.
+The signing keys are encrypted with the runtime's secret box before they reach the database
+and are never part of a returned value (a generated secret is returned once, by the rotation
+that made it); ``has_secret`` tells whether one is set. The encrypted value is a plain secret
+or a key set (:mod:`hookline.delivery.signing`): rotation keeps the previous key for an
+overlap, and Ed25519 webhooks keep their private key there too.
+
+The previous key of a rotation is forgotten (removed from the stored value) by
+:func:`expire_previous_secrets`, which the ``secret-expiry`` service runs every scheduler
+interval, and by any change of the webhook after its overlap; signing already stops using it
+at the end of the overlap, whatever is stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.catalog import BY_NAME
+from hookline.catalog import BY_NAME, schema_for
+from hookline.delivery.signing import (
+    KEYSET_PREFIX,
+    KeySet,
+    Scheme,
+    new_ed25519_key,
+    new_hmac_secret,
+    public_key,
+)
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
+from hookline.periodic import Ticked, every
+from hookline.runtime import Runtime
 from hookline.security import SecretBox
 from hookline.store.tables import webhooks
 
@@ -32,6 +52,13 @@ MAX_URL = 500
 MAX_SECRET = 100
 STATUSES = ("active", "inactive")
 POS_API = "POS"  # the catalog's name for the Point of Sale unified API
+DEFAULT_OVERLAP_SECONDS = 86_400
+MAX_OVERLAP_SECONDS = 30 * 86_400
+MAX_FILTER_FIELDS = 20
+MAX_FILTER_VALUES = 100
+EXPIRY_BATCH = 500
+
+Filter = dict[str, list[Any]]
 
 
 @dataclass(frozen=True)
@@ -56,6 +83,16 @@ class Webhook:
     has_secret: bool
     disabled_reason: str | None = None
     failing_since: datetime | None = None
+    signature_scheme: Scheme = Scheme.HMAC
+    public_key: str | None = None  # ``whpk_``: Ed25519 webhooks only
+    previous_secret_until: datetime | None = None  # end of a rotation's overlap
+    filter: Filter | None = None
+
+
+@dataclass(frozen=True)
+class Rotated:
+    webhook: Webhook
+    generated_secret: str | None  # a generated ``whsec_`` secret, shown once; else None
 
 
 def webhook_from_row(row: Any) -> Webhook:
@@ -72,6 +109,10 @@ def webhook_from_row(row: Any) -> Webhook:
         has_secret=row.secret_encrypted is not None,
         disabled_reason=row.disabled_reason,
         failing_since=row.failing_since,
+        signature_scheme=Scheme(row.signature_scheme),
+        public_key=row.public_key,
+        previous_secret_until=row.previous_secret_until,
+        filter=row.payload_filter,
     )
 
 
@@ -108,6 +149,81 @@ def _check_secret(secret: str) -> None:
             f"The signingsecret is longer than {MAX_SECRET} characters",
             error_code="ERROR_INVALID_SECRET",
         )
+    if secret.startswith(KEYSET_PREFIX):  # would read as a key set when signing
+        raise InvalidRequest(
+            f"The signingsecret cannot start with {KEYSET_PREFIX!r}",
+            error_code="ERROR_INVALID_SECRET",
+        )
+
+
+def _check_scheme(scheme: str) -> Scheme:
+    try:
+        return Scheme(scheme)
+    except ValueError:
+        raise InvalidRequest(
+            f"Unknown signature_scheme {scheme!r}; expected hmac or ed25519",
+            error_code="ERROR_INVALID_SIGNATURE_SCHEME",
+        ) from None
+
+
+def _no_secret_for_ed25519() -> InvalidRequest:
+    return InvalidRequest(
+        "An ed25519 webhook takes no signingsecret: hookline generates its key pair",
+        detail="Use POST /webhooks/{id}/rotate-secret to change the key",
+        error_code="ERROR_INVALID_SECRET",
+    )
+
+
+def _bad_filter(message: str, detail: str = "") -> InvalidRequest:
+    return InvalidRequest(message, detail=detail, error_code="ERROR_INVALID_FILTER")
+
+
+def validate_filter(event: str, value: Any) -> Filter | None:
+    """``value`` as a payload filter of ``event``: body field -> non-empty list of accepted
+    scalar values, each field in the event type's schema and each value valid for it.
+    ``None`` or ``{}`` mean "no filter" (every event is delivered)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _bad_filter("The filter must be an object: body field -> list of accepted values")
+    if not value:
+        return None
+    if len(value) > MAX_FILTER_FIELDS:
+        raise _bad_filter(f"A filter may name at most {MAX_FILTER_FIELDS} fields")
+    properties: dict[str, Any] = schema_for(BY_NAME[event])["properties"]
+    result: Filter = {}
+    for field, accepted in value.items():
+        if field not in properties:
+            raise _bad_filter(
+                f"Unknown field {field!r} in the filter: {event} has no such body field",
+                detail="Known fields: " + ", ".join(properties),
+            )
+        if not isinstance(accepted, list) or not 0 < len(accepted) <= MAX_FILTER_VALUES:
+            raise _bad_filter(
+                f"The filter's {field!r} must be a list of 1 to {MAX_FILTER_VALUES} values"
+            )
+        checker = Draft202012Validator(properties[field], format_checker=FormatChecker())
+        for item in accepted:
+            if isinstance(item, dict | list | float):
+                raise _bad_filter(
+                    f"The filter's {field!r} values must be strings, integers, booleans or null"
+                )
+            problem = next(iter(checker.iter_errors(item)), None)
+            if problem is not None:
+                raise _bad_filter(
+                    f"The filter's {field!r} accepts a value no {event} body can have",
+                    detail=f"{item!r}: {problem.message}",
+                )
+        result[field] = list(dict.fromkeys(accepted))  # duplicates removed, order kept
+    return result
+
+
+def _unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _from_unix(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def _check_event(event: str) -> str:
@@ -132,8 +248,13 @@ async def create_webhook(
     integration_id: int | None = None,
     integration: IntegrationRef | None = None,
     created_by: uuid.UUID | None = None,
+    signature_scheme: str = Scheme.HMAC,
+    payload_filter: Any = None,
 ) -> Webhook:
     """Subscribe ``url`` to ``event``; the webhook starts ``active``.
+
+    ``signature_scheme`` ``ed25519`` makes hookline generate a key pair (no secret may be
+    given); ``payload_filter`` restricts the events delivered (:func:`validate_filter`).
 
     ``integration`` is the caller's lookup of ``integration_id`` (None when it does not
     exist). A POS event needs a POS integration: the webhook then receives only events of
@@ -164,15 +285,28 @@ async def create_webhook(
             f"integrationid applies only to events of a unified API; {event} has none",
             error_code="ERROR_INVALID_INTEGRATION",
         )
-    if signing_secret is not None:
-        _check_secret(signing_secret)
+    scheme = _check_scheme(signature_scheme)
+    checked_filter = validate_filter(event, payload_filter)
+    keys: dict[str, Any] = {"public_key": None}
+    if scheme is Scheme.ED25519:
+        if signing_secret:
+            raise _no_secret_for_ed25519()
+        private = new_ed25519_key()
+        keys["public_key"] = public_key(private)
+        keys["secret_encrypted"] = box.encrypt(KeySet(scheme, private).encode())
+    else:
+        if signing_secret is not None:
+            _check_secret(signing_secret)
+        keys["secret_encrypted"] = box.encrypt(signing_secret) if signing_secret else None
     await _refuse_duplicate(conn, account_id, url, event, exclude=None)
     values = {
         "id": new_id(),
         "account_id": account_id,
         "event": event,
         "url": url,
-        "secret_encrypted": box.encrypt(signing_secret) if signing_secret else None,
+        **keys,
+        "signature_scheme": scheme.value,
+        "payload_filter": checked_filter,
         "integration_id": integration_id,
         "status": "active",
         "created_by": created_by,
@@ -220,12 +354,15 @@ async def update_webhook(
     status: str | None = None,
     url: str | None = None,
     signing_secret: str | None = None,
+    payload_filter: Any = None,
 ) -> Webhook:
-    """Change status, url and/or signing secret; ``None`` leaves a field as it is.
+    """Change status, url, signing secret and/or filter; ``None`` leaves a field as it is.
 
-    An empty ``signing_secret`` removes the secret. Re-activating clears the automatic
-    disabling state (reason and failing-since), so the failure clock starts again.
-    Event and integration cannot change: delete and re-create the webhook instead.
+    An empty ``signing_secret`` removes the secret (HMAC webhooks; it replaces the secret at
+    once, ending any rotation overlap: rotate-secret is the graceful way). An empty
+    ``payload_filter`` (``{}``) removes the filter. Re-activating clears the automatic disabling
+    state (reason and failing-since), so the failure clock starts again. Event and
+    integration cannot change: delete and re-create the webhook instead.
     """
     current = await get_webhook(conn, account_id=account_id, webhook_id=webhook_id)
     values: dict[str, Any] = {}
@@ -241,10 +378,19 @@ async def update_webhook(
             await _refuse_duplicate(conn, account_id, url, current.event, exclude=webhook_id)
             values["url"] = url
     if signing_secret is not None:
+        if current.signature_scheme is Scheme.ED25519:
+            raise _no_secret_for_ed25519()
         _check_secret(signing_secret)
         values["secret_encrypted"] = box.encrypt(signing_secret) if signing_secret else None
+        values["previous_secret_until"] = None
+    if payload_filter is not None:
+        new_filter = validate_filter(current.event, payload_filter)
+        if new_filter != current.filter:
+            values["payload_filter"] = new_filter
     if not values:
         return current
+    if "secret_encrypted" not in values and _overlap_over(current, now):
+        values.update(await _forgotten_previous(conn, box, webhook_id, now))
     values["updated_at"] = now
     statement = update(webhooks).where(webhooks.c.id == webhook_id).values(values)
     await _write(conn, statement, values.get("url", current.url), current.event)
@@ -293,6 +439,117 @@ def _duplicate(url: str, event: str) -> InvalidRequest:
         f"A webhook for {event} to this url already exists",
         detail=url,
         error_code="ERROR_WEBHOOK_DUPLICATE",
+    )
+
+
+def _overlap_over(webhook: Webhook, now: datetime) -> bool:
+    until = webhook.previous_secret_until
+    return until is not None and _unix(until) <= _unix(now)
+
+
+async def _read_keys(conn: AsyncConnection, box: SecretBox, webhook_id: uuid.UUID) -> KeySet | None:
+    value = (
+        await conn.execute(select(webhooks.c.secret_encrypted).where(webhooks.c.id == webhook_id))
+    ).scalar_one_or_none()
+    return KeySet.decode(box.decrypt(value)) if value else None
+
+
+async def _forgotten_previous(
+    conn: AsyncConnection, box: SecretBox, webhook_id: uuid.UUID, now: datetime
+) -> dict[str, Any]:
+    """The column values that drop a previous key whose overlap has ended."""
+    keys = await _read_keys(conn, box, webhook_id)
+    if keys is None:
+        return {"previous_secret_until": None}
+    kept = keys.expired(_unix(now))
+    return {
+        "secret_encrypted": box.encrypt(kept.encode()),
+        "previous_secret_until": _from_unix(kept.previous_until),
+    }
+
+
+async def rotate_secret(
+    conn: AsyncConnection,
+    box: SecretBox,
+    *,
+    account_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    now: datetime,
+    signing_secret: str | None = None,
+    overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
+) -> Rotated:
+    """Give the webhook a new key; the current one keeps signing for ``overlap_seconds``.
+
+    HMAC: ``signing_secret`` or, when omitted, a generated ``whsec_`` secret (returned once).
+    Ed25519: a new key pair (no secret may be given; the new public key is on the webhook).
+    A previous key still in its overlap is dropped: only the last two keys ever sign. A
+    webhook without a secret simply gets one (nothing to overlap with).
+    """
+    current = await get_webhook(conn, account_id=account_id, webhook_id=webhook_id)
+    if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
+        raise InvalidRequest(
+            f"overlap_seconds must be between 0 and {MAX_OVERLAP_SECONDS}",
+            error_code="ERROR_INVALID_OVERLAP",
+        )
+    generated: str | None = None
+    values: dict[str, Any] = {}
+    if current.signature_scheme is Scheme.ED25519:
+        if signing_secret:
+            raise _no_secret_for_ed25519()
+        new = new_ed25519_key()
+        values["public_key"] = public_key(new)
+    elif signing_secret:
+        _check_secret(signing_secret)
+        new = signing_secret
+    else:
+        new = generated = new_hmac_secret()
+    keys = await _read_keys(conn, box, webhook_id)
+    seconds = _unix(now)
+    if keys is None:
+        rotated = KeySet(current.signature_scheme, new)
+    else:
+        rotated = keys.expired(seconds).rotated(new, now=seconds, overlap_seconds=overlap_seconds)
+    values.update(
+        secret_encrypted=box.encrypt(rotated.encode()),
+        previous_secret_until=_from_unix(rotated.previous_until),
+        updated_at=now,
+    )
+    await conn.execute(update(webhooks).where(webhooks.c.id == webhook_id).values(values))
+    webhook = await get_webhook(conn, account_id=account_id, webhook_id=webhook_id)
+    return Rotated(webhook, generated)
+
+
+async def expire_previous_secrets(conn: AsyncConnection, box: SecretBox, now: datetime) -> int:
+    """Forget the previous keys whose overlap has ended (a batch); returns how many."""
+    rows = (
+        await conn.execute(
+            select(webhooks.c.id).where(webhooks.c.previous_secret_until <= now).limit(EXPIRY_BATCH)
+        )
+    ).all()
+    for (webhook_id,) in rows:
+        values = await _forgotten_previous(conn, box, webhook_id, now)
+        await conn.execute(update(webhooks).where(webhooks.c.id == webhook_id).values(values))
+    return len(rows)
+
+
+async def run_secret_expiry(
+    runtime: Runtime, stop: asyncio.Event, *, ticked: Ticked = None
+) -> None:
+    """The background service that forgets ended rotation overlaps' previous keys."""
+
+    async def tick() -> None:
+        while True:
+            async with runtime.db.transaction() as conn:
+                done = await expire_previous_secrets(conn, runtime.secret_box, runtime.clock.now())
+            if done < EXPIRY_BATCH:
+                return
+
+    await every(
+        max(runtime.settings.scheduler_interval_seconds, 1.0),
+        stop,
+        tick,
+        what="rotation overlap expiry",
+        ticked=ticked,
     )
 
 

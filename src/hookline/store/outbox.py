@@ -13,7 +13,8 @@ compilation or per-row type processing) and in as few round trips as each driver
   them). The general path, the group commit of ``POST /events`` and ``POST /events/batch``
   all run it.
 
-Every path matches webhooks with the one condition of its dialect (``_WEBHOOK_MATCH``).
+Every path matches webhooks with the one condition of its dialect (``_WEBHOOK_MATCH``:
+account, event type, status, POS integration, payload filter).
 
 Values are converted exactly as the column types would (UUID: 32 hex chars on SQLite; naive
 UTC text), so rows are indistinguishable from ORM-written ones.
@@ -85,13 +86,23 @@ def sqlite_time(value: datetime) -> str:
 # statement's event rows, or parameters): ``account`` and ``event`` (its type), ``pos``
 # (a POS event is scoped to one integration), ``integration`` and ``payload`` (its bytes).
 _WEBHOOK_MATCH = {
+    # The payload filter (``payload_filter``: body field -> accepted values, scalars only)
+    # sits behind a CASE, so webhooks without a filter never parse the body.
     "postgresql": (
         "{h}.account_id = {account} AND {h}.event = {event} AND {h}.status = 'active' "
-        "AND (NOT {pos} OR {h}.integration_id IS NOT DISTINCT FROM {integration})"
+        "AND (NOT {pos} OR {h}.integration_id IS NOT DISTINCT FROM {integration}) "
+        "AND (CASE WHEN {h}.payload_filter IS NULL THEN true ELSE NOT EXISTS ("
+        "SELECT 1 FROM jsonb_each({h}.payload_filter) AS f WHERE NOT f.value @> "
+        "jsonb_build_array(convert_from({payload}, 'UTF8')::jsonb -> f.key)) END)"
     ),
     "sqlite": (
         "{h}.account_id = {account} AND {h}.event = {event} AND {h}.status = 'active' "
-        "AND (NOT {pos} OR {h}.integration_id IS {integration})"
+        "AND (NOT {pos} OR {h}.integration_id IS {integration}) "
+        "AND (CASE WHEN {h}.payload_filter IS NULL THEN 1 ELSE NOT EXISTS ("
+        "SELECT 1 FROM json_each({h}.payload_filter) AS f WHERE NOT EXISTS ("
+        "SELECT 1 FROM json_each(f.value) AS a "
+        "WHERE a.type = json_type(CAST({payload} AS TEXT), '$.\"' || f.key || '\"') "
+        "AND a.atom IS json_extract(CAST({payload} AS TEXT), '$.\"' || f.key || '\"'))) END)"
     ),
 }
 
@@ -105,7 +116,9 @@ def webhook_match(
     )
 
 
-# SQLite looks the webhooks up per event, with named parameters (sqlite3 ignores the unused).
+# SQLite looks the webhooks up per event, right after inserting it, with named parameters.
+# A filter reads the body from that event row (its rowid) rather than from a parameter:
+# binding the body would cost every event, filtered webhooks or not.
 _SQLITE_WEBHOOKS = "SELECT h.id FROM webhooks h WHERE " + webhook_match(
     "sqlite",
     h="h",
@@ -113,7 +126,7 @@ _SQLITE_WEBHOOKS = "SELECT h.id FROM webhooks h WHERE " + webhook_match(
     event=":event",
     pos=":pos",
     integration=":integration",
-    payload=":payload",
+    payload="(SELECT events.payload FROM events WHERE events.rowid = last_insert_rowid())",
 )
 
 
@@ -193,15 +206,9 @@ def write_sqlite_rows(
 ) -> tuple[uuid.UUID, ...]:
     """The event row (in column order, driver values), its deliveries and queue rows, on a
     plain sqlite3 connection inside the caller's transaction; returns the delivery ids."""
-    event_hex, account, event, _, integration_id, payload, _, stamp, _ = event_row
+    event_hex, account, event, _, integration_id, _, _, stamp, _ = event_row
     db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 9)})", event_row)
-    params = {
-        "account": account,
-        "event": event,
-        "pos": int(pos),
-        "integration": integration_id,
-        "payload": payload,
-    }
+    params = {"account": account, "event": event, "pos": int(pos), "integration": integration_id}
     hooks = [row[0] for row in db.execute(_SQLITE_WEBHOOKS, params).fetchall()]
     if not hooks:
         return ()

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from hookline.store.types import UTCDateTime
 
@@ -34,6 +35,10 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+# jsonb on PostgreSQL (fan-out reads it with jsonb operators); Python None is SQL NULL.
+_JSON_DOC = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def _created() -> Column:
@@ -85,6 +90,14 @@ webhooks = Table(
     Column("created_by", Uuid, nullable=True),
     Column("disabled_reason", String(200), nullable=True),
     Column("failing_since", UTCDateTime(), nullable=True),
+    # Signing: ``secret_encrypted`` holds the keys (see delivery/signing.py); these copy what
+    # a reader needs without decrypting: the scheme, the Ed25519 public key (``whpk_``) and
+    # the end of a rotation's overlap (NULL when none).
+    Column("signature_scheme", String(16), nullable=False, server_default=text("'hmac'")),
+    Column("public_key", String(100), nullable=True),
+    Column("previous_secret_until", UTCDateTime(), nullable=True),
+    # Body field -> accepted values, checked at fan-out (store/outbox.py); NULL = every event.
+    Column("payload_filter", _JSON_DOC, nullable=True),
     _created(),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("account_id", "url", "event"),

@@ -23,6 +23,7 @@ from hookline.catalog import example_for as catalog_example
 from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as webhook_cases
+from hookline.delivery.probe import SentTest, send_test_event
 from hookline.delivery.stats import attempts_over_time
 from hookline.errors import HooklineError, InvalidRequest
 from hookline.platform.accounts import check_api_key
@@ -386,7 +387,12 @@ async def webhook_create(request: Request) -> Response:
 @router.get("/webhooks/{webhook_id}")
 async def webhook_page(request: Request, webhook_id: str) -> Response:
     session = await current_session(request)
-    webhook_uuid = _parse_id(webhook_id)
+    return await _webhook_page(request, session, _parse_id(webhook_id))
+
+
+async def _webhook_page(
+    request: Request, session: Session, webhook_uuid: uuid.UUID, test: SentTest | None = None
+) -> Response:
     runtime = _runtime(request)
     outcome = request.query_params.get("status") or None
     cursor = request.query_params.get("cursor") or None
@@ -419,7 +425,23 @@ async def webhook_page(request: Request, webhook_id: str) -> Response:
         status_filter=outcome or "",
         chart=attempts_chart(buckets, title="Attempts of this webhook, last 24 hours"),
         since_default=since_default,
+        test=test,
     )
+
+
+@router.post("/webhooks/{webhook_id}/test")
+async def webhook_test(request: Request, webhook_id: str) -> Response:
+    """Send a test event now and show its attempt on the webhook's page."""
+    session = await current_session(request)
+    webhook_uuid = _parse_id(webhook_id)
+    await checked_form(request, session)
+    try:
+        test = await send_test_event(
+            _runtime(request), account_id=session.account_id, webhook_id=webhook_uuid
+        )
+    except HooklineError as error:
+        return _failure(request, session, error)
+    return await _webhook_page(request, session, webhook_uuid, test)
 
 
 @router.post("/webhooks/{webhook_id}/edit")
@@ -433,6 +455,11 @@ async def webhook_edit(request: Request, webhook_id: str) -> Response:
         secret = ""
     elif form.get("signingsecret"):
         secret = form["signingsecret"]
+    raw_filter = form.get("filter", "").strip()
+    try:
+        new_filter = json.loads(raw_filter) if raw_filter else {}
+    except ValueError:
+        return _failure(request, session, InvalidRequest("The filter is not valid JSON"))
     try:
         async with runtime.db.transaction() as conn:
             await webhook_cases.update_webhook(
@@ -443,6 +470,7 @@ async def webhook_edit(request: Request, webhook_id: str) -> Response:
                 status=form.get("status") or None,
                 url=form.get("url") or None,
                 signing_secret=secret,
+                payload_filter=new_filter if "filter" in form else None,
                 now=runtime.clock.now(),
             )
     except HooklineError as error:

@@ -20,6 +20,7 @@ from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as cases
 from hookline.delivery.logs import WebhookLog
+from hookline.delivery.probe import SentTest, send_test_event
 from hookline.delivery.webhooks import Webhook
 from hookline.platform.integrations import integration_ref
 from hookline.runtime import Runtime
@@ -27,6 +28,12 @@ from hookline.runtime import Runtime
 router = APIRouter(tags=["Webhooks"])
 
 Status = Literal["active", "inactive"]
+SignatureScheme = Literal["hmac", "ed25519"]
+_FILTER_DOC = (
+    "hookline extension: body field -> list of accepted values (strings, integers, booleans, "
+    "null); only events whose body matches every field are delivered. Fields must exist in "
+    "the event type's schema."
+)
 
 
 class WebhookInstancePostItem(BaseModel):
@@ -34,12 +41,23 @@ class WebhookInstancePostItem(BaseModel):
     url: str = Field(max_length=500)
     signingsecret: str | None = Field(default=None, max_length=100)
     integrationid: int | None = None
+    # hookline extensions
+    signature_scheme: SignatureScheme = Field(
+        default="hmac",
+        description="hookline extension: `ed25519` signs `webhook-signature: v1a,...` with a "
+        "key pair hookline generates (no signingsecret); the public key is `public_key`.",
+    )
+    filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC)
 
 
 class WebhookInstancePatchItem(BaseModel):
     status: Status | None = None
     url: str | None = Field(default=None, max_length=500)
     signingsecret: str | None = Field(default=None, max_length=100)
+    # hookline extension
+    filter: dict[str, Any] | None = Field(
+        default=None, description=_FILTER_DOC + " `{}` removes the filter."
+    )
 
 
 class CircuitItem(BaseModel):
@@ -62,6 +80,17 @@ class WebhookInstanceGetItem(BaseModel):
     integrationid: int | None = None
     # hookline extension: the circuit of the webhook's destination
     circuit: CircuitItem | None = None
+    # hookline extensions
+    signature_scheme: SignatureScheme = "hmac"
+    public_key: str | None = Field(
+        default=None, description="`whpk_` Ed25519 public key (ed25519 webhooks only)"
+    )
+    rotation_overlap_until: datetime | None = Field(
+        default=None,
+        description="End of the current rotation's overlap: until then deliveries carry the "
+        "previous key's signature too",
+    )
+    filter: dict[str, list[Any]] | None = None
 
     @classmethod
     def of(
@@ -84,6 +113,55 @@ class WebhookInstanceGetItem(BaseModel):
                 opened_at=circuit.opened_at,
                 retry_at=circuit.retry_at,
             ),
+            signature_scheme=webhook.signature_scheme.value,
+            public_key=webhook.public_key,
+            rotation_overlap_until=webhook.previous_secret_until,
+            filter=webhook.filter,
+        )
+
+
+class RotateSecretItem(BaseModel):
+    signingsecret: str | None = Field(
+        default=None,
+        max_length=100,
+        description="The new secret (HMAC webhooks); generated (`whsec_...`) when omitted",
+    )
+    overlap_seconds: int = Field(
+        default=cases.DEFAULT_OVERLAP_SECONDS,
+        description="How long the previous key keeps signing beside the new one "
+        f"(0 to {cases.MAX_OVERLAP_SECONDS} seconds; 0 replaces it at once)",
+    )
+
+
+class RotatedSecretItem(WebhookInstanceGetItem):
+    signingsecret: str | None = Field(
+        default=None, description="The generated secret: shown in this answer only"
+    )
+
+
+class SentTestItem(BaseModel):
+    webhooklogid: uuid.UUID
+    webhookid: uuid.UUID
+    message_id: uuid.UUID = Field(description="The request's `webhook-id`")
+    event: str
+    httpstatus: int | None = Field(description="None when no response was received")
+    duration_ms: float
+    outcome: Literal["delivered", "failed"]
+    error_class: str | None = None
+    response_excerpt: str | None = None
+
+    @classmethod
+    def of(cls, webhook_id: uuid.UUID, attempt: SentTest) -> SentTestItem:
+        return cls(
+            webhooklogid=attempt.log_id,
+            webhookid=webhook_id,
+            message_id=attempt.message_id,
+            event=attempt.event,
+            httpstatus=attempt.http_status,
+            duration_ms=attempt.duration_ms,
+            outcome=attempt.outcome,  # type: ignore[arg-type]
+            error_class=attempt.error_class,
+            response_excerpt=attempt.response_excerpt,
         )
 
 
@@ -175,6 +253,8 @@ async def create_webhook(
             integration_id=item.integrationid,
             integration=integration,
             now=runtime.clock.now(),
+            signature_scheme=item.signature_scheme,
+            payload_filter=item.filter,
         )
         circuit = await _circuit(conn, runtime, webhook)
     return WebhookInstanceGetItem.of(webhook, circuit)
@@ -224,10 +304,55 @@ async def update_webhook(
             status=item.status,
             url=item.url,
             signing_secret=item.signingsecret,
+            payload_filter=item.filter,
             now=runtime.clock.now(),
         )
         circuit = await _circuit(conn, runtime, webhook)
     return WebhookInstanceGetItem.of(webhook, circuit)
+
+
+@router.post(
+    "/webhooks/{webhookid}/rotate-secret",
+    response_model=RotatedSecretItem,
+    tags=["hookline"],
+    responses=_responses,
+)
+async def rotate_secret(
+    webhookid: uuid.UUID,
+    account_id: AccountId,
+    runtime: RuntimeDep,
+    item: RotateSecretItem | None = None,
+) -> RotatedSecretItem:
+    """Replace the signing key; the previous one keeps signing for ``overlap_seconds``
+    (``webhook-signature`` then carries both). A generated secret is returned once, here."""
+    item = item or RotateSecretItem()
+    async with runtime.db.transaction() as conn:
+        rotated = await cases.rotate_secret(
+            conn,
+            runtime.secret_box,
+            account_id=account_id,
+            webhook_id=webhookid,
+            signing_secret=item.signingsecret,
+            overlap_seconds=item.overlap_seconds,
+            now=runtime.clock.now(),
+        )
+    shown = WebhookInstanceGetItem.of(rotated.webhook).model_dump()
+    return RotatedSecretItem(**shown, signingsecret=rotated.generated_secret)
+
+
+@router.post(
+    "/webhooks/{webhookid}/test",
+    response_model=SentTestItem,
+    tags=["hookline"],
+    responses=_responses,
+)
+async def test_send(
+    webhookid: uuid.UUID, account_id: AccountId, runtime: RuntimeDep
+) -> SentTestItem:
+    """Send the event type's example body now (header ``x-hookline-test: 1``), signed and
+    SSRF-guarded like any delivery; answers the attempt, which is also logged (attempt 0)."""
+    attempt = await send_test_event(runtime, account_id=account_id, webhook_id=webhookid)
+    return SentTestItem.of(webhookid, attempt)
 
 
 @router.delete(
