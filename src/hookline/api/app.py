@@ -16,6 +16,7 @@ from hookline.api.routers import (
     connections,
     consumers,
     events,
+    events_read,
     executions,
     health,
     integrations,
@@ -78,5 +79,6 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
         orders,
     ):
         app.include_router(module.router)
+    app.include_router(events_read.router)
     app.include_router(dashboard.router)
     return app

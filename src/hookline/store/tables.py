@@ -161,6 +161,8 @@ webhook_logs = Table(
     Column("response_headers", Text, nullable=True),
     # outcome too, so a webhook's 24-hour health is counted from the index alone.
     Index("ix_webhook_logs_webhook_created_outcome", "webhook_id", "created_at", "outcome"),
+    # An event's page lists the attempts of each of its deliveries.
+    Index("ix_webhook_logs_delivery", "delivery_id"),
     Index("ix_webhook_logs_account_created", "account_id", "created_at"),
 )
 

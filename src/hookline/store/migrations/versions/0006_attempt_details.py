@@ -1,4 +1,4 @@
-"""webhook_logs: request and response headers of each attempt; health counted from an index
+"""webhook_logs: each attempt's headers; indexes for health and a delivery's attempts
 
 Revision ID: 0006
 Revises: 0003
@@ -28,9 +28,12 @@ def upgrade() -> None:
         unique=False,
     )
     op.drop_index("ix_webhook_logs_webhook_created", table_name="webhook_logs")
+    # The attempts of one delivery (an event's page groups them by webhook).
+    op.create_index("ix_webhook_logs_delivery", "webhook_logs", ["delivery_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_webhook_logs_delivery", table_name="webhook_logs")
     op.create_index(
         "ix_webhook_logs_webhook_created",
         "webhook_logs",
