@@ -66,11 +66,25 @@ async def webhooks_health(
     """The account's webhooks with their health, those needing attention first (failing the
     longest first), then in creation order."""
     hooks = await list_webhooks(conn, account_id=account_id)
+    return sorted(await _health(conn, hooks, now), key=_attention)
+
+
+async def webhook_health(
+    conn: AsyncConnection, webhook: Webhook, *, now: datetime
+) -> WebhookHealth:
+    """The health of one webhook (already read, so already checked to be the caller's)."""
+    [found] = await _health(conn, [webhook], now)
+    return found
+
+
+async def _health(
+    conn: AsyncConnection, hooks: list[Webhook], now: datetime
+) -> list[WebhookHealth]:
     if not hooks:
         return []
     ids = [hook.id for hook in hooks]
     counts: dict[uuid.UUID, list[int]] = {hook_id: [0, 0] for hook_id in ids}
-    # The ids are the account's own: no account filter here, it would need the table rows.
+    # The ids are the caller's own: no account filter here, it would need the table rows.
     rows = await conn.execute(
         select(webhook_logs.c.webhook_id, webhook_logs.c.outcome, func.count().label("n"))
         .where(
@@ -93,12 +107,10 @@ async def webhooks_health(
     successes = {
         row.id: row.last
         for row in await conn.execute(
-            select(webhooks.c.id, last_success.label("last")).where(
-                webhooks.c.account_id == account_id
-            )
+            select(webhooks.c.id, last_success.label("last")).where(webhooks.c.id.in_(ids))
         )
     }
-    found = [
+    return [
         WebhookHealth(
             webhook=hook,
             attempts=counts[hook.id][0],
@@ -108,7 +120,6 @@ async def webhooks_health(
         )
         for hook in hooks
     ]
-    return sorted(found, key=_attention)
 
 
 def _attention(item: WebhookHealth) -> tuple[int, float]:
