@@ -347,10 +347,11 @@ def _parse_id(value: str) -> uuid.UUID:
 
 
 def _failure(request: Request, session: Session, error: HooklineError) -> HTMLResponse:
-    """A domain error as a page: the use case's own message, with its status code."""
+    """A domain error as a page: the use case's own message, with its status code (an
+    unknown id, or another account's, is the 404 page)."""
     return render(
         request,
-        "ui_error.html",
+        "ui_404.html" if error.status_code == 404 else "ui_error.html",
         session,
         status_code=error.status_code,
         error=error.message,
