@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.catalog import BY_NAME
@@ -172,19 +172,7 @@ async def list_events(
     found: list[StoredEvent] = []
     scanned = 0
     while True:
-        query = select(events).where(events.c.account_id == account_id)
-        if since is not None:
-            query = query.where(events.c.created_at >= since)
-        if until is not None:
-            query = query.where(events.c.created_at <= until)
-        if anchor is not None:
-            query = query.where(
-                or_(
-                    events.c.created_at < anchor[0],
-                    and_(events.c.created_at == anchor[0], events.c.id < anchor[1]),
-                )
-            )
-        query = query.order_by(events.c.created_at.desc(), events.c.id.desc()).limit(window)
+        query = window_statement(account_id, since, until, anchor, window)
         rows = (await conn.execute(query)).all()
         for row in rows:
             if matches(row):
@@ -197,6 +185,43 @@ async def list_events(
         anchor = (rows[-1].created_at, rows[-1].id)
         if scanned >= SCAN_BUDGET:
             return EventPage(found, rows[-1].id)
+
+
+def window_statement(
+    account_id: uuid.UUID,
+    since: datetime | None,
+    until: datetime | None,
+    anchor: tuple[datetime, uuid.UUID] | None,
+    size: int,
+) -> Select[Any]:
+    """The next ``size`` events of the account, newest first, older than ``anchor``: a range
+    of ``ix_events_account_created``."""
+    query = select(events).where(events.c.account_id == account_id)
+    if since is not None:
+        query = query.where(events.c.created_at >= since)
+    if until is not None:
+        query = query.where(events.c.created_at <= until)
+    if anchor is not None:  # the first condition bounds the index range, the second is exact
+        query = query.where(
+            events.c.created_at <= anchor[0],
+            or_(
+                events.c.created_at < anchor[0],
+                and_(events.c.created_at == anchor[0], events.c.id < anchor[1]),
+            ),
+        )
+    return query.order_by(events.c.created_at.desc(), events.c.id.desc()).limit(size)
+
+
+def attempts_statement(delivery_ids: list[uuid.UUID], account_id: uuid.UUID) -> Select[Any]:
+    """The attempts of some deliveries, oldest first (``ix_webhook_logs_delivery``)."""
+    return (
+        select(webhook_logs)
+        .where(
+            webhook_logs.c.delivery_id.in_(delivery_ids),
+            webhook_logs.c.account_id == account_id,
+        )
+        .order_by(webhook_logs.c.created_at, webhook_logs.c.id)
+    )
 
 
 async def get_event(
@@ -229,14 +254,7 @@ async def get_event(
     ).all()
     logs: dict[uuid.UUID, list[Attempt]] = {item.id: [] for item in rows}
     if logs:
-        found = await conn.execute(
-            select(webhook_logs)
-            .where(
-                webhook_logs.c.delivery_id.in_(list(logs)),
-                webhook_logs.c.account_id == account_id,
-            )
-            .order_by(webhook_logs.c.created_at, webhook_logs.c.id)
-        )
+        found = await conn.execute(attempts_statement(list(logs), account_id))
         for log in found:
             kept = logs[log.delivery_id]
             kept.append(

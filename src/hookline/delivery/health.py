@@ -12,8 +12,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.webhooks import Webhook, list_webhooks
@@ -84,32 +85,12 @@ async def _health(
         return []
     ids = [hook.id for hook in hooks]
     counts: dict[uuid.UUID, list[int]] = {hook_id: [0, 0] for hook_id in ids}
-    # The ids are the caller's own: no account filter here, it would need the table rows.
-    rows = await conn.execute(
-        select(webhook_logs.c.webhook_id, webhook_logs.c.outcome, func.count().label("n"))
-        .where(
-            webhook_logs.c.webhook_id.in_(ids),
-            webhook_logs.c.created_at >= now - WINDOW,
-            webhook_logs.c.created_at <= now,
-        )
-        .group_by(webhook_logs.c.webhook_id, webhook_logs.c.outcome)
-    )
-    for row in rows:
+    for row in await conn.execute(counts_statement(ids, now)):
         pair = counts[row.webhook_id]
         pair[0] += int(row.n)
         if row.outcome == "delivered":
             pair[1] += int(row.n)
-    last_success = (
-        select(func.max(deliveries.c.updated_at))
-        .where(deliveries.c.webhook_id == webhooks.c.id, deliveries.c.status == "delivered")
-        .scalar_subquery()
-    )
-    successes = {
-        row.id: row.last
-        for row in await conn.execute(
-            select(webhooks.c.id, last_success.label("last")).where(webhooks.c.id.in_(ids))
-        )
-    }
+    successes = {row.id: row.last for row in await conn.execute(last_success_statement(ids))}
     return [
         WebhookHealth(
             webhook=hook,
@@ -120,6 +101,30 @@ async def _health(
         )
         for hook in hooks
     ]
+
+
+def counts_statement(ids: list[uuid.UUID], now: datetime) -> Select[Any]:
+    """Attempts per (webhook, outcome) over the window. The ids are the caller's own webhooks:
+    no account filter here, it would need the table's rows instead of the index alone."""
+    return (
+        select(webhook_logs.c.webhook_id, webhook_logs.c.outcome, func.count().label("n"))
+        .where(
+            webhook_logs.c.webhook_id.in_(ids),
+            webhook_logs.c.created_at >= now - WINDOW,
+            webhook_logs.c.created_at <= now,
+        )
+        .group_by(webhook_logs.c.webhook_id, webhook_logs.c.outcome)
+    )
+
+
+def last_success_statement(ids: list[uuid.UUID]) -> Select[Any]:
+    """Per webhook, when its latest delivered delivery was delivered (one index step each)."""
+    last = (
+        select(func.max(deliveries.c.updated_at))
+        .where(deliveries.c.webhook_id == webhooks.c.id, deliveries.c.status == "delivered")
+        .scalar_subquery()
+    )
+    return select(webhooks.c.id, last.label("last")).where(webhooks.c.id.in_(ids))
 
 
 def _attention(item: WebhookHealth) -> tuple[int, float]:
