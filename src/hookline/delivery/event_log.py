@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,7 +121,7 @@ def _event(row: Any) -> StoredEvent:
     )
 
 
-def _matcher(filters: EventFilter) -> Any:
+def _matcher(filters: EventFilter) -> Callable[[Any], bool]:
     needle = (
         b'"connectionid":"%s"' % str(filters.connection_id).encode()
         if filters.connection_id

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import DELIVERY_TOPIC
@@ -33,7 +33,7 @@ class RecoveryPreview:
     next_retry_at: datetime | None
 
 
-def _retrying(webhook_id: uuid.UUID, account_id: uuid.UUID) -> list[object]:
+def _retrying(webhook_id: uuid.UUID, account_id: uuid.UUID) -> list[ColumnElement[bool]]:
     return [
         deliveries.c.webhook_id == webhook_id,
         deliveries.c.account_id == account_id,
