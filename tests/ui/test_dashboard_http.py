@@ -242,7 +242,7 @@ async def test_invalid_webhook_forms_show_the_rule_that_was_broken(dashboards, r
 
 async def test_catalog_page_lists_every_event_type_with_schema_and_example(dashboards) -> None:
     board = await dashboards()
-    page = await board.http.get("/ui/events")
+    page = await board.http.get("/ui/event-types")
     assert page.status_code == 200
     names = re.findall(r'<code class="event-name">([a-z._]+)</code>', page.text)
     assert len(names) == 13

@@ -16,6 +16,7 @@ from hookline.api.routers import (
     connections,
     consumers,
     events,
+    events_read,
     executions,
     health,
     integrations,
@@ -29,6 +30,7 @@ from hookline.api.routers import (
 from hookline.background import BackgroundServices
 from hookline.delivery.emit import rehearse_emit
 from hookline.runtime import Runtime, freeze_startup_objects
+from hookline.ui import explorer as dashboard_explorer
 from hookline.ui import routes as dashboard
 
 
@@ -80,5 +82,7 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
         orders,
     ):
         app.include_router(module.router)
+    app.include_router(events_read.router)
     app.include_router(dashboard.router)
+    app.include_router(dashboard_explorer.router)  # last: its catch-all answers the 404 page
     return app

@@ -44,6 +44,8 @@ class WebhookLog:
     response_excerpt: str | None
     next_attempt_at: datetime | None
     created_at: datetime
+    request_headers: str | None = None  # header block sent, "Name: value" lines (CRLF)
+    response_headers: str | None = None  # header block received
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,20 @@ def log_from_row(row: Any) -> WebhookLog:
         response_excerpt=row.response_excerpt,
         next_attempt_at=row.next_attempt_at,
         created_at=row.created_at,
+        request_headers=row.request_headers,
+        response_headers=row.response_headers,
     )
+
+
+def header_pairs(block: str | None) -> list[tuple[str, str]]:
+    """A stored header block as (name, value) pairs, in the order they were on the wire."""
+    if not block:
+        return []
+    pairs = []
+    for line in block.split("\r\n"):
+        name, _, value = line.partition(":")
+        pairs.append((name.strip(), value.strip()))
+    return pairs
 
 
 def status_condition(status: str) -> Any:

@@ -67,6 +67,9 @@ class SendResult(NamedTuple):
     retryable_error: bool = True
     excerpt: str | None = None
     retry_after: str | None = None
+    # The header blocks as on the wire ("Name: value" lines joined by CRLF), for the log.
+    request_headers: str | None = None  # None when the request could not be built
+    response_headers: str | None = None  # None when no response was received
 
 
 @functools.lru_cache(maxsize=4096)
@@ -147,32 +150,36 @@ class Sender:
         """
         assert self._connector is not None, "use `async with Sender(...)`"
         started = time.perf_counter()
+        block: str | None = None
         try:
             target = self._target(url)
-            request = _request_bytes(target.head, headers, body)
+            block = _header_block(headers, body)
+            request = b"".join((target.head, block.encode("latin-1"), b"\r\n\r\n", body))
             async with asyncio.timeout(self._total):
-                status, excerpt, retry_after = await self._exchange(target, request)
+                status, excerpt, retry_after, received = await self._exchange(target, request)
             return SendResult(
                 status,
                 (time.perf_counter() - started) * 1000.0,
                 excerpt=excerpt,
                 retry_after=retry_after,
+                request_headers=block,
+                response_headers=received,
             )
         except aiohttp.ClientSSLError as error:
             # Before PERMANENT_ERRORS: a certificate error is a ValueError too, but receivers
             # renew certificates, so it is retried on the schedule.
-            return _failure(started, error, retryable=True)
+            return _failure(started, error, retryable=True, sent=block)
         except PERMANENT_ERRORS as error:
-            return _failure(started, error, retryable=False)
+            return _failure(started, error, retryable=False, sent=block)
         except TRANSIENT_ERRORS as error:
-            return _failure(started, _explained(error), retryable=True)
+            return _failure(started, _explained(error), retryable=True, sent=block)
 
     async def _exchange(
         self, target: _Target, request: bytes
-    ) -> tuple[int, str | None, str | None]:
+    ) -> tuple[int, str | None, str | None, str]:
         """Write ``request`` on a pooled connection and read the response's status line,
-        headers and excerpt; the connection goes back to the pool only when the response was
-        read to its end and the server allows keep-alive."""
+        headers (as one text block) and excerpt; the connection goes back to the pool only
+        when the response was read to its end and the server allows keep-alive."""
         assert self._connector is not None
         conn = await self._connector.connect(target.request, _NO_TRACES, self._connect_timeout)
         try:
@@ -197,7 +204,8 @@ class Sender:
         else:
             conn.close()  # unread rest: drop this connection rather than drain it
         retry_after = None if status < 300 else message.headers.get("Retry-After")
-        return status, excerpt, retry_after
+        received = b"\r\n".join(map(b": ".join, message.raw_headers))  # under a µs
+        return status, excerpt, retry_after, received.decode("latin-1")
 
     async def _read_excerpt(self, payload: StreamReader, encoding: str | None) -> str | None:
         """At most ``response_excerpt_bytes`` of the body: a huge reply cannot exhaust memory.
@@ -223,13 +231,16 @@ class Sender:
         return data.decode("utf-8", errors="replace")
 
 
-def _failure(started: float, error: BaseException, *, retryable: bool) -> SendResult:
+def _failure(
+    started: float, error: BaseException, *, retryable: bool, sent: str | None = None
+) -> SendResult:
     return SendResult(
         None,
         (time.perf_counter() - started) * 1000.0,
         error_class=type(error).__name__,
         retryable_error=retryable,
         excerpt=str(error)[:200] or None,
+        request_headers=sent,
     )
 
 
@@ -264,12 +275,13 @@ def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
         return data
 
 
-def _request_bytes(head: bytes, headers: dict[str, str], body: bytes) -> bytes:
-    """The whole request: head, ``headers``, ``Content-Length`` and body, for one write."""
+def _header_block(headers: dict[str, str], body: bytes) -> str:
+    """``headers`` and ``Content-Length`` as written after the request line and Host, without
+    the blank line that ends them: sent on the wire and kept in the attempt's log."""
     lines = [f"{name}: {value}" for name, value in headers.items()]
     _check_header_text("".join(lines))
-    lines.append(f"Content-Length: {len(body)}\r\n\r\n")
-    return b"".join((head, "\r\n".join(lines).encode("latin-1"), body))
+    lines.append(f"Content-Length: {len(body)}")
+    return "\r\n".join(lines)
 
 
 def _check_header_text(text: str) -> None:

@@ -584,6 +584,8 @@ class DeliveryWorker:
                     http_status=status,
                     duration_ms=result.duration_ms,
                     response_excerpt=result.excerpt,
+                    request_headers=result.request_headers,
+                    response_headers=result.response_headers,
                 )
             else:
                 record = self._decide(item, result)
@@ -673,6 +675,8 @@ class DeliveryWorker:
             response_excerpt=result.excerpt,
             next_attempt_at=decision.next_attempt_at,
             disable_reason=decision.disable_reason,
+            request_headers=result.request_headers,
+            response_headers=result.response_headers,
         )
 
     # -- recording ----------------------------------------------------------------------------

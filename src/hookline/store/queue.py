@@ -66,6 +66,8 @@ class AttemptRecord:
     response_excerpt: str | None = None
     next_attempt_at: datetime | None = None
     disable_reason: str | None = None
+    request_headers: str | None = None  # the header block sent (signatures included)
+    response_headers: str | None = None  # the header block received
 
 
 async def _relaxed_commit(conn: AsyncConnection) -> None:
@@ -200,6 +202,8 @@ LOG_COLUMNS = (
     "response_excerpt",
     "next_attempt_at",
     "created_at",
+    "request_headers",
+    "response_headers",
 )
 _INSERT_LOGS = (
     f"INSERT INTO {webhook_logs.name} ({', '.join(LOG_COLUMNS)}) "
@@ -230,6 +234,8 @@ _LOG_TYPES = (
     "text",
     "timestamptz",
     "timestamptz",
+    "text",
+    "text",
 )
 _INSERT_LOGS_PG = (
     f"INSERT INTO {webhook_logs.name} ({', '.join(LOG_COLUMNS)}) SELECT * FROM unnest("
@@ -309,6 +315,8 @@ def _log_row(native: _Native, item: AttemptRecord, stamp: Any) -> tuple[Any, ...
         item.response_excerpt,
         None if item.next_attempt_at is None else native.time(item.next_attempt_at),
         stamp,
+        item.request_headers,
+        item.response_headers,
     )
 
 

@@ -126,10 +126,11 @@ _DELIVERED_POSTGRESQL = (
     f"INSERT INTO webhook_logs ({', '.join(LOG_COLUMNS)}) "
     "SELECT l.id, l.webhook_id, l.delivery_id, l.event_id, l.account_id, l.event, l.url, "
     "l.integration_id, l.http_status, l.attempt, l.duration_ms, 'delivered', NULL, l.excerpt, "
-    "NULL, $5 FROM unnest($6::uuid[], $7::uuid[], $2::uuid[], $8::uuid[], $9::uuid[], "
-    "$10::varchar[], $11::varchar[], $12::int[], $4::int[], $3::int[], $13::float8[], "
-    "$14::text[]) AS l(id, webhook_id, delivery_id, event_id, account_id, event, url, "
-    "integration_id, http_status, attempt, duration_ms, excerpt)"
+    "NULL, $5, l.request_headers, l.response_headers FROM unnest($6::uuid[], $7::uuid[], "
+    "$2::uuid[], $8::uuid[], $9::uuid[], $10::varchar[], $11::varchar[], $12::int[], "
+    "$4::int[], $3::int[], $13::float8[], $14::text[], $15::text[], $16::text[]) "
+    "AS l(id, webhook_id, delivery_id, event_id, account_id, event, url, integration_id, "
+    "http_status, attempt, duration_ms, excerpt, request_headers, response_headers)"
 )
 # SQLite takes a batch as three prepared statements run once per row (``executemany`` binds
 # in C): the general path's delivery update, guarded by the lease, a delete of the queue rows
@@ -146,7 +147,7 @@ _DELETE_LEASED_SQLITE = "DELETE FROM delivery_queue WHERE delivery_id = ?5 AND l
 _LOG_SQLITE = (
     f"INSERT INTO webhook_logs ({', '.join(LOG_COLUMNS)}) VALUES ("
     + ", ".join("?" * 11)
-    + ", 'delivered', NULL, ?, NULL, ?)"
+    + ", 'delivered', NULL, ?, NULL, ?, ?, ?)"
 )
 
 
@@ -261,6 +262,8 @@ class PostgresQueueLink:
             [d.integration_id for d in items],
             [round(item.duration_ms, 3) for item in records],
             [item.response_excerpt for item in records],
+            [item.request_headers for item in records],
+            [item.response_headers for item in records],
         )
         await self._run(lambda conn: conn.execute(_DELIVERED_POSTGRESQL, *params))
 
@@ -357,6 +360,8 @@ class SQLiteQueueLink:
                     round(item.duration_ms, 3),
                     item.response_excerpt,
                     stamp,
+                    item.request_headers,
+                    item.response_headers,
                 )
             )
         await self._unit(_record_delivered_rows, marks, logs)

@@ -196,7 +196,14 @@ webhook_logs = Table(
     Column("response_excerpt", Text, nullable=True),
     Column("next_attempt_at", UTCDateTime(), nullable=True),
     _created(),
-    Index("ix_webhook_logs_webhook_created", "webhook_id", "created_at"),
+    # What was sent and what came back, each header block as the text on the wire
+    # ("Name: value" lines joined by CRLF): one small value per attempt, cheap to write.
+    Column("request_headers", Text, nullable=True),
+    Column("response_headers", Text, nullable=True),
+    # outcome too, so a webhook's 24-hour health is counted from the index alone.
+    Index("ix_webhook_logs_webhook_created_outcome", "webhook_id", "created_at", "outcome"),
+    # An event's page lists the attempts of each of its deliveries.
+    Index("ix_webhook_logs_delivery", "delivery_id"),
     Index("ix_webhook_logs_account_created", "account_id", "created_at"),
 )
 

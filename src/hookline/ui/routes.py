@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from hookline.catalog import BY_NAME, EVENT_TYPES, schema_for
@@ -23,14 +24,22 @@ from hookline.catalog import example_for as catalog_example
 from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as webhook_cases
+from hookline.delivery.health import webhook_health, webhooks_health
 from hookline.delivery.probe import SentTest, send_test_event
+from hookline.delivery.recovery import recovery_preview, send_retrying_now
 from hookline.delivery.stats import attempts_over_time
 from hookline.errors import HooklineError, InvalidRequest
 from hookline.platform.accounts import check_api_key
-from hookline.platform.connections import list_connections
-from hookline.platform.consumers import list_consumers
+from hookline.platform.connections import find_connection, list_connections
+from hookline.platform.consumers import find_consumer, list_consumers
 from hookline.platform.integrations import integration_ref, list_integrations
-from hookline.platform.issues import IssueFilter, count_open_issues, list_issues
+from hookline.platform.issues import (
+    IssueFilter,
+    count_open_issues,
+    get_issue,
+    issue_occurrences_of,
+    list_issues,
+)
 from hookline.runtime import Runtime
 from hookline.ui import revocations
 from hookline.ui.chart import attempts_chart
@@ -48,7 +57,7 @@ from hookline.ui.session import (
 
 HERE = Path(__file__).parent
 CONSUMERS_PER_PAGE = 200  # the page loads each shown consumer's connections
-router = APIRouter(prefix="/ui", include_in_schema=False)
+OVERVIEW_HEALTH_ROWS = 8
 
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -57,7 +66,8 @@ templates = Environment(
     lstrip_blocks=True,
 )
 templates.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
-templates.filters["dt"] = lambda value: value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+templates.filters["dt"] = lambda value: value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+templates.filters["rate"] = lambda value: "—" if value is None else f"{value * 100:.0f} %"
 
 NOTICES = {
     "created": "Webhook created.",
@@ -65,6 +75,8 @@ NOTICES = {
     "deleted": "Webhook deleted.",
     "redelivered": "Redelivery queued: it will be sent in a moment.",
     "recovered": "Recovery queued: {count} failed delivery(ies) will be sent again.",
+    "sentnow": "{count} retrying delivery(ies) will be sent now.",
+    "resent": "Resend queued: it will be sent in a moment.",
     "signedout": "You are signed out.",
 }
 
@@ -143,6 +155,35 @@ def render(
 
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
+
+
+async def not_found_page(request: Request) -> HTMLResponse:
+    """The styled 404: with the navigation when signed in, without it otherwise."""
+    try:
+        session: Session | None = await current_session(request)
+    except HTTPException:
+        session = None
+    return render(request, "ui_404.html", session, status_code=404)
+
+
+class PageRoute(APIRoute):
+    """A dashboard route: a 404 (unknown or malformed id) is the styled page, not JSON."""
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as error:
+                if error.status_code != 404:
+                    raise
+                return await not_found_page(request)
+
+        return handle
+
+
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=PageRoute)
 
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
@@ -254,10 +295,12 @@ async def root() -> Response:
 async def overview(request: Request) -> Response:
     session = await current_session(request)
     runtime = _runtime(request)
+    now = runtime.clock.now()
     async with runtime.db.read() as conn:
-        buckets = await attempts_over_time(conn, session.account_id, now=runtime.clock.now())
-        hooks = await webhook_cases.list_webhooks(conn, account_id=session.account_id)
+        buckets = await attempts_over_time(conn, session.account_id, now=now)
+        health = await webhooks_health(conn, account_id=session.account_id, now=now)
         open_issues = await count_open_issues(conn, session.account_id)
+    hooks = [item.webhook for item in health]
     totals = {
         "delivered": sum(b.delivered for b in buckets),
         "retry": sum(b.retry for b in buckets),
@@ -271,11 +314,13 @@ async def overview(request: Request) -> Response:
         totals=totals,
         webhook_count=len(hooks),
         inactive_count=sum(1 for hook in hooks if hook.status != "active"),
+        failing_count=sum(1 for item in health if item.state == "failing"),
+        health=health[:OVERVIEW_HEALTH_ROWS],
         open_issues=open_issues,
     )
 
 
-@router.get("/events")
+@router.get("/event-types")
 async def catalog_page(request: Request) -> Response:
     session = await current_session(request)
     event_types = [
@@ -289,7 +334,7 @@ async def catalog_page(request: Request) -> Response:
         }
         for t in EVENT_TYPES
     ]
-    return render(request, "ui_events.html", session, event_types=event_types)
+    return render(request, "ui_event_types.html", session, event_types=event_types)
 
 
 # --- webhooks -----------------------------------------------------------------------------
@@ -303,10 +348,11 @@ def _parse_id(value: str) -> uuid.UUID:
 
 
 def _failure(request: Request, session: Session, error: HooklineError) -> HTMLResponse:
-    """A domain error as a page: the use case's own message, with its status code."""
+    """A domain error as a page: the use case's own message, with its status code (an
+    unknown id, or another account's, is the 404 page)."""
     return render(
         request,
-        "ui_error.html",
+        "ui_404.html" if error.status_code == 404 else "ui_error.html",
         session,
         status_code=error.status_code,
         error=error.message,
@@ -326,15 +372,16 @@ async def _webhooks_page(
     form: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    async with _runtime(request).db.read() as conn:
-        found = await webhook_cases.list_webhooks(conn, account_id=session.account_id)
+    runtime = _runtime(request)
+    async with runtime.db.read() as conn:
+        found = await webhooks_health(conn, account_id=session.account_id, now=runtime.clock.now())
         pos = await _pos_integrations(conn)
     return render(
         request,
         "ui_webhooks.html",
         session,
         status_code=status_code,
-        webhooks=found,
+        health=found,
         event_types=EVENT_TYPES,
         pos_integrations=pos,
         error=error,
@@ -412,6 +459,7 @@ async def _webhook_page(
             buckets = await attempts_over_time(
                 conn, session.account_id, now=runtime.clock.now(), webhook_id=webhook_uuid
             )
+            health = await webhook_health(conn, webhook, now=runtime.clock.now())
     except HooklineError as error:
         return _failure(request, session, error)
     since_default = (runtime.clock.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
@@ -426,6 +474,7 @@ async def _webhook_page(
         chart=attempts_chart(buckets, title="Attempts of this webhook, last 24 hours"),
         since_default=since_default,
         test=test,
+        health=health,
     )
 
 
@@ -514,6 +563,64 @@ async def log_redeliver(request: Request, webhook_id: str, log_id: str) -> Respo
     return redirect(f"/ui/webhooks/{webhook_uuid}?notice=redelivered")
 
 
+def _since(value: str | None) -> datetime | None:
+    """A ``datetime-local`` value (or any ISO time) as UTC; None when malformed."""
+    try:
+        moment = datetime.fromisoformat(value or "")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@router.get("/webhooks/{webhook_id}/recover")
+async def webhook_recover_preview(request: Request, webhook_id: str) -> Response:
+    """What recover would do, before it runs: failed deliveries since the time (which it
+    sends again) and retrying ones (which it leaves to their schedule, or sends now)."""
+    session = await current_session(request)
+    webhook_uuid = _parse_id(webhook_id)
+    runtime = _runtime(request)
+    since = _since(request.query_params.get("since"))
+    if since is None:
+        since = runtime.clock.now() - timedelta(days=1)
+    try:
+        async with runtime.db.read() as conn:
+            webhook = await webhook_cases.get_webhook(
+                conn, account_id=session.account_id, webhook_id=webhook_uuid
+            )
+            preview = await recovery_preview(
+                conn, account_id=session.account_id, webhook_id=webhook_uuid, since=since
+            )
+    except HooklineError as error:
+        return _failure(request, session, error)
+    return render(
+        request,
+        "ui_recover.html",
+        session,
+        webhook=webhook,
+        preview=preview,
+        since_value=since.strftime("%Y-%m-%dT%H:%M"),
+    )
+
+
+@router.post("/webhooks/{webhook_id}/send-retrying")
+async def webhook_send_retrying(request: Request, webhook_id: str) -> Response:
+    session = await current_session(request)
+    webhook_uuid = _parse_id(webhook_id)
+    await checked_form(request, session)
+    runtime = _runtime(request)
+    try:
+        async with runtime.db.transaction() as conn:
+            count = await send_retrying_now(
+                conn,
+                account_id=session.account_id,
+                webhook_id=webhook_uuid,
+                now=runtime.clock.now(),
+            )
+    except HooklineError as error:
+        return _failure(request, session, error)
+    return redirect(f"/ui/webhooks/{webhook_uuid}?notice=sentnow&count={count}")
+
+
 @router.post("/webhooks/{webhook_id}/recover")
 async def webhook_recover(request: Request, webhook_id: str) -> Response:
     session = await current_session(request)
@@ -569,10 +676,36 @@ async def consumers_page(request: Request) -> Response:
 @router.get("/issues")
 async def issues_page(request: Request) -> Response:
     session = await current_session(request)
+    status = "closed" if request.query_params.get("status") == "closed" else "open"
     async with _runtime(request).db.read() as conn:
-        found = await list_issues(conn, session.account_id, IssueFilter(status="open"))
+        found = await list_issues(conn, session.account_id, IssueFilter(status=status))
         names = {
             consumer.id: consumer.name
             for consumer in await list_consumers(conn, session.account_id)
         }
-    return render(request, "ui_issues.html", session, issues=found, consumer_names=names)
+    return render(
+        request, "ui_issues.html", session, issues=found, consumer_names=names, status=status
+    )
+
+
+@router.get("/issues/{issue_id}")
+async def issue_page(request: Request, issue_id: str) -> Response:
+    session = await current_session(request)
+    issue_uuid = _parse_id(issue_id)
+    try:
+        async with _runtime(request).db.read() as conn:
+            issue = await get_issue(conn, session.account_id, issue_uuid)
+            occurrences = await issue_occurrences_of(conn, issue.id)
+            consumer = await find_consumer(conn, session.account_id, issue.consumer_id)
+            connection = await find_connection(conn, session.account_id, issue.connection_id)
+    except HooklineError as error:
+        return _failure(request, session, error)
+    return render(
+        request,
+        "ui_issue.html",
+        session,
+        issue=issue,
+        occurrences=occurrences,
+        consumer=consumer,
+        connection=connection,
+    )

@@ -19,6 +19,7 @@ from hookline.delivery import circuits as circuit_cases
 from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as cases
+from hookline.delivery.attempts import AttemptDetail, get_attempt
 from hookline.delivery.logs import WebhookLog
 from hookline.delivery.probe import SentTest, send_test_event
 from hookline.delivery.webhooks import Webhook
@@ -402,6 +403,67 @@ async def webhook_logs(
     if page.next_cursor is not None:
         response.headers["X-Next-Cursor"] = str(page.next_cursor)
     return [WebhookLogItem.of(log) for log in page.items]
+
+
+class HeaderItem(BaseModel):
+    name: str
+    value: str
+
+
+class PlannedAttemptItem(BaseModel):
+    attempt: int
+    at: datetime
+
+
+class AttemptDetailItem(WebhookLogItem):
+    """One attempt whole: the log item plus what was sent and what came back."""
+
+    request_headers: list[HeaderItem]
+    request_body: str | None = None  # the exact bytes sent (the event's body), as text
+    response_headers: list[HeaderItem]
+    delivery_status: str | None = None  # where the delivery stands now
+    delivery_attempts: int | None = None
+    delivery_next_attempt_at: datetime | None = None
+    retry_schedule: list[PlannedAttemptItem]  # attempts still planned if every retry fails
+
+    @classmethod
+    def of_detail(cls, found: AttemptDetail) -> AttemptDetailItem:
+        state = found.delivery
+        return cls(
+            **WebhookLogItem.of(found.log).model_dump(),
+            request_headers=[HeaderItem(name=n, value=v) for n, v in found.request_header_pairs],
+            request_body=found.request_text,
+            response_headers=[HeaderItem(name=n, value=v) for n, v in found.response_header_pairs],
+            delivery_status=state.status if state else None,
+            delivery_attempts=state.attempts if state else None,
+            delivery_next_attempt_at=state.next_attempt_at if state else None,
+            retry_schedule=[PlannedAttemptItem(attempt=p.number, at=p.at) for p in found.ahead],
+        )
+
+
+@router.get(
+    "/webhooks/{webhookid}/logs/{webhooklogid}",
+    response_model=AttemptDetailItem,
+    tags=["hookline"],
+    responses=_responses,
+)
+async def webhook_log(
+    webhookid: uuid.UUID,
+    webhooklogid: uuid.UUID,
+    account_id: AccountId,
+    conn: ReadConn,
+    runtime: RuntimeDep,
+) -> AttemptDetailItem:
+    """One attempt whole: request headers (signatures included) and body, response status,
+    headers and body excerpt, timing, and the retry schedule ahead."""
+    found = await get_attempt(
+        conn,
+        account_id=account_id,
+        webhook_id=webhookid,
+        log_id=webhooklogid,
+        schedule=runtime.settings.retry_schedule,
+    )
+    return AttemptDetailItem.of_detail(found)
 
 
 @router.post(
