@@ -69,6 +69,7 @@ def serve(
     import uvicorn
 
     from hookline.api.app import create_app
+    from hookline.api.server import BoundedHeadProtocol
 
     settings = Settings(**({"database_url": database_url} if database_url else {}))
     _setup_logging(settings.log_level)
@@ -83,6 +84,7 @@ def serve(
         log_level=settings.log_level,
         access_log=False,
         proxy_headers=False,
+        http=BoundedHeadProtocol,  # 431 for an oversized request head
     )
     console.print(
         f"hookline {__version__} on http://{config.host}:{config.port} "
