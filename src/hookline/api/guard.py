@@ -27,7 +27,6 @@ MAX_JSON_DEPTH = 64
 # Routes that take HTML forms rather than JSON: the dashboard and the activation page.
 FORM_PREFIXES = ("/ui/", "/ui?", "/activation/")
 
-_STRINGS = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKETS = bytes(value for value in range(256) if value not in b"[]{}")
@@ -42,12 +41,19 @@ class BodyRefused(HTTPException):
         self.error_code = error_code
 
 
+def outside_strings(body: bytes) -> bytes:
+    """The body without its string literals, in C-speed passes (a regex costs ~0.5 us per
+    string): drop escaped backslashes, then escaped quotes, then every other quoted span."""
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(unescaped.split(b'"')[0::2])
+
+
 def json_nesting_problem(body: bytes, limit: int = MAX_JSON_DEPTH) -> str | None:
     """Why the body's brackets (outside strings) cannot be parsed safely, or None: nested
     deeper than ``limit``, or unbalanced (a parser would recurse into every unclosed one)."""
     if body.count(b"[") + body.count(b"{") <= limit:
         return None  # fewer opening brackets than the limit: cannot nest deeper
-    brackets = _STRINGS.sub(b"", body).translate(_BRACKETS, _NOT_BRACKETS)
+    brackets = outside_strings(body).translate(_BRACKETS, _NOT_BRACKETS)
     # Each pass removes the innermost level (the pairs with nothing left inside).
     for _ in range(limit):
         shorter = brackets.replace(b"[]", b"")
