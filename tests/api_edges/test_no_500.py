@@ -171,6 +171,10 @@ async def test_nul_in_queries_paths_and_other_bodies_is_a_400(api: ApiClient) ->
         await api.post("/events", json=connection_event(consumer_id, status="a\x00")),
     ):
         chift_error(response, 400, "ERROR_NUL_CHARACTER")
+    # a raw NUL byte is not JSON at all: refused by the parser
+    raw = b'{"name": "a\x00b"}'
+    for path in ("/consumers", "/events"):
+        refused(await api.post(path, content=raw, headers={"content-type": "application/json"}))
     assert await count(api, syncs) == 0 and await count(api, events) == 0
     # a literal backslash-u0000 (escaped backslash) is ordinary text
     literal = await api.post("/consumers", json={"name": "a\\u0000b"})

@@ -66,8 +66,9 @@ def json_nesting_problem(body: bytes, limit: int = MAX_JSON_DEPTH) -> str | None
 
 
 def has_nul(body: bytes) -> bool:
-    """A raw NUL byte or a ``\\u0000`` escape that is not itself escaped (``\\\\u0000``)."""
-    return b"\x00" in body or (b"\\u0000" in body and _NUL_ESCAPE.search(body) is not None)
+    """A ``\\u0000`` escape that is not itself escaped (``\\\\u0000``). A raw NUL byte is
+    not valid JSON: the parser refuses it (400) on its own."""
+    return b"\\u0000" in body and _NUL_ESCAPE.search(body) is not None
 
 
 def is_json(content_type: bytes) -> bool:
