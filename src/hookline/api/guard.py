@@ -25,7 +25,7 @@ from hookline.api.errors import error_body
 MAX_JSON_DEPTH = 64
 
 # Routes that take HTML forms rather than JSON: the dashboard and the activation page.
-FORM_PREFIXES = ("/ui/", "/ui?", "/activation/")
+FORM_PREFIXES = ("/ui/", "/activation/")
 
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
