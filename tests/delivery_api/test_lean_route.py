@@ -69,7 +69,7 @@ async def test_the_lean_route_serves_post_events_and_only_that(
 async def test_the_openapi_entry_is_the_documented_routes(api: ApiClient) -> None:
     served = (await api.get("/openapi.json")).json()
     expected = _documented_app(runtime_of(api)).openapi()
-    assert served["paths"]["/events"] == expected["paths"]["/events"]
+    assert served["paths"]["/events"]["post"] == expected["paths"]["/events"]["post"]
     operation = served["paths"]["/events"]["post"]
     assert operation["security"] == [{"HTTPBearer": []}]
     assert set(operation["responses"]) == {"202", "400", "409", "413"}
@@ -105,7 +105,7 @@ async def test_every_answer_is_the_documented_routes(api: ApiClient, documented:
         ),
         ("POST", {"json": {**connection_event(), "integrationid": 424242}}),
         ("POST", {"json": connection_event(), "headers": {"x-chift-client-requestid": "k" * 201}}),
-        ("GET", {}),
+        ("DELETE", {}),  # 405: GET /events is the event list, POST the two routes above
     ]
     for method, kwargs in cases:
         lean = await api.request(method, "/events", **kwargs)

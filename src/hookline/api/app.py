@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from hookline import __version__
-from hookline.api.errors import install_error_handlers
+from hookline.api.errors import document_validation_errors, install_error_handlers
+from hookline.api.guard import RequestGuard
 from hookline.api.routers import (
     activation,
     agents,
@@ -61,6 +63,8 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    app.add_middleware(RequestGuard)
+    _document_errors(app)
     # events first: every request walks the routers in this order until one matches, and
     # POST /events is the hot path (no other path starts with /events). catalog before
     # webhooks: /webhooks/list must win over /webhooks/{webhookid}.
@@ -86,3 +90,15 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(dashboard_explorer.router)  # last: its catch-all answers the 404 page
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """The generated OpenAPI document, with each operation's 422 shape (see api.errors)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_validation_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -80,6 +80,7 @@ def serve(
     """Run the API, delivery workers and schedulers (SQLite by default)."""
     import uvicorn
 
+    from hookline.api.server import BoundedHeadProtocol
     from hookline.api.serving import build_app
 
     overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
@@ -101,6 +102,7 @@ def serve(
         "log_level": settings.log_level,
         "access_log": False,
         "proxy_headers": False,
+        "http": BoundedHeadProtocol,  # 431 for an oversized request head
     }
     if processes == 1:
         config = uvicorn.Config(build_app(runtime, run_background=run_background), **options)

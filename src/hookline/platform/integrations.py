@@ -250,7 +250,14 @@ async def ensure_builtin_integrations(conn: AsyncConnection, *, now: datetime) -
         await conn.execute(insert(integrations), missing)
 
 
+# integrations.id is a 32-bit INTEGER column: a larger id cannot exist, and asking the
+# database for it fails (PostgreSQL refuses the parameter, SQLite beyond 64 bits).
+MAX_INTEGRATION_ID = 2**31 - 1
+
+
 async def find_integration(conn: AsyncConnection, integration_id: int) -> Integration | None:
+    if not -MAX_INTEGRATION_ID - 1 <= integration_id <= MAX_INTEGRATION_ID:
+        return None
     row = (
         await conn.execute(select(integrations).where(integrations.c.id == integration_id))
     ).first()

@@ -41,6 +41,7 @@ from hookline.store.tables import (
     connections,
     consumer_issues,
     consumers,
+    executions,
     integrations,
     issue_occurrences,
     syncs,
@@ -461,6 +462,8 @@ async def report_issue(
         ).first()
         if found is None:
             raise NotFound(f"Sync {sync_id} not found", error_code="ERROR_SYNC_NOT_FOUND")
+    if execution_id is not None:
+        await _check_execution(conn, account_id, consumer_id, sync_id, execution_id)
     return await raise_issue(
         conn,
         account_id=account_id,
@@ -474,6 +477,33 @@ async def report_issue(
         context=context,
         execution_id=execution_id,
     )
+
+
+async def _check_execution(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    sync_id: uuid.UUID | None,
+    execution_id: uuid.UUID,
+) -> None:
+    """A reported ``executionid`` must be one of the caller's executions: of this consumer (or
+    a parent execution, which has none) and of the given sync. Anything else is not found, so
+    another account's ids reveal nothing."""
+    row = (
+        await conn.execute(
+            select(executions.c.consumer_id, executions.c.sync_id).where(
+                executions.c.id == execution_id, executions.c.account_id == account_id
+            )
+        )
+    ).first()
+    if (
+        row is None
+        or row.consumer_id not in (None, consumer_id)
+        or (sync_id is not None and row.sync_id != sync_id)
+    ):
+        raise NotFound(
+            f"Execution {execution_id} not found", error_code="ERROR_EXECUTION_NOT_FOUND"
+        )
 
 
 # --- reads -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hookline.api.deps import AccountId, ReadConn, RuntimeDep
+from hookline.api.limits import Int32
 from hookline.api.routers.activation import activation_url, public_base
 from hookline.errors import InvalidRequest
 from hookline.platform import connections as use_cases
@@ -65,7 +66,7 @@ class CredentialItem(BaseModel):
 class PostConnectionItem(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    integrationid: int | None = None
+    integrationid: Int32 | None = None
     name: str | None = Field(default=None, max_length=80)
     credentials: list[CredentialItem] | None = None
     country: str | None = None

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from hookline.api.deps import AccountId, ReadConn, RuntimeDep
+from hookline.api.limits import PageQuery, UtcDatetime
 from hookline.platform import executions as cases
 from hookline.platform import runners
 from hookline.platform.executions import ExecutionView
@@ -140,10 +141,10 @@ async def get_sync_executions(
     account_id: AccountId,
     conn: ReadConn,
     flowid: uuid.UUID | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageQuery = 1,
     size: Annotated[int, Query(ge=1, le=500)] = 50,
-    date_to: datetime | None = None,
-    date_from: datetime | None = None,
+    date_to: UtcDatetime | None = None,
+    date_from: UtcDatetime | None = None,
 ) -> ChiftPageSyncExecutionItem:
     items, total = await cases.list_sync_executions(
         conn,
@@ -225,8 +226,8 @@ async def get_consumer_executions(
     flowid: uuid.UUID,
     account_id: AccountId,
     conn: ReadConn,
-    date_to: datetime | None = None,
-    date_from: datetime | None = None,
+    date_to: UtcDatetime | None = None,
+    date_from: UtcDatetime | None = None,
 ) -> list[ChainExecutionItem]:
     views = await cases.list_consumer_executions(
         conn,

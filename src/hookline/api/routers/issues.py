@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from hookline.api.deps import AccountId, ReadConn, RuntimeDep
+from hookline.api.limits import FilterDate
 from hookline.errors import NotFound
 from hookline.platform import issues as use_cases
 
@@ -113,8 +114,8 @@ def _uuid(value: str, what: str) -> uuid.UUID:
 async def get_issues(
     account_id: AccountId,
     conn: ReadConn,
-    created_on: date | None = None,
-    last_seen_on: date | None = None,
+    created_on: FilterDate | None = None,
+    last_seen_on: FilterDate | None = None,
     error_code: str | None = None,
     status: IssueStatus = IssueStatus.all,
     level: IssueLevel | None = None,
@@ -138,8 +139,8 @@ async def get_issues_by_consumer_id(
     consumer_id: str,
     account_id: AccountId,
     conn: ReadConn,
-    created_on: date | None = None,
-    last_seen_on: date | None = None,
+    created_on: FilterDate | None = None,
+    last_seen_on: FilterDate | None = None,
     error_code: str | None = None,
     status: IssueStatus = IssueStatus.all,
     level: IssueLevel | None = None,

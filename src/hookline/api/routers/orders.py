@@ -4,7 +4,6 @@ connectors (hookline extension)."""
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel
 
 from hookline.api.deps import AccountId, ReadConn, RuntimeDep
+from hookline.api.limits import FilterDate, PageQuery
 from hookline.errors import InvalidRequest
 from hookline.platform import orders as use_cases
 from hookline.platform.pos_schema import POSLocationItem, POSOrderItem, PushedOrder
@@ -19,7 +19,7 @@ from hookline.platform.pos_schema import POSLocationItem, POSOrderItem, PushedOr
 router = APIRouter(tags=["Point of Sale"])
 
 ConnectionHeader = Annotated[str | None, Header(alias="x-chift-connectionid")]
-PageParam = Annotated[int, Query(ge=1)]
+PageParam = PageQuery
 SizeParam = Annotated[int, Query(ge=1, le=100)]
 
 
@@ -105,8 +105,8 @@ async def get_orders(
     conn: ReadConn,
     page: PageParam = 1,
     size: SizeParam = 50,
-    date_from: date | None = None,
-    date_to: date | None = None,
+    date_from: FilterDate | None = None,
+    date_to: FilterDate | None = None,
     location_id: str | None = None,
     state: States = States.all,
     closure_id: str | None = None,

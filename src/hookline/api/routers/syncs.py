@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hookline.api.deps import AccountId, ReadConn, RuntimeDep
+from hookline.api.limits import Int32
 from hookline.platform import syncs as cases
 from hookline.platform.runners import SECRET_KEY
 from hookline.platform.syncs import ConsumerFlow, ConsumerSync, Flow, Sync, parse_id
@@ -22,22 +23,108 @@ router = APIRouter(tags=["Syncs"])
 
 
 # --- bodies (mirroring the contract's schemas) -------------------------------------------
+# Request bodies are checked as strictly as the contract's schemas (enums, required fields,
+# key names), so nothing the contract rejects is stored and echoed. Like those schemas they
+# let unknown keys through (``extra="allow"``) unless the contract closes the object. The
+# read models stay lenient: they describe data already stored.
+
+Conditions = dict[Literal["hideIf"], dict[str, Any]]
 
 
 class SyncsConnectionItem(BaseModel):
-    one_api: int | None = None
-    connection_type: int | None = None
-    display_order: int = 0
+    one_api: Int32 | None = None
+    connection_type: Int32 | None = None
+    display_order: Int32 = 0
     display_hidden: bool = False
 
 
+class FieldItemValue(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    label: str
+
+
+class FieldItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    type: Literal["fixed", "api"]
+    display_condition: dict[str, Any] | None = None
+    values: list[FieldItemValue] | None = Field(default_factory=list)
+    api_route: str | None = None
+    connection_type: Int32 | None = None
+
+
+class CreateSyncMappingToFieldItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    display_order: Int32 = 0
+    challenge_question: str | None = None
+    conditions: Conditions | None = None
+    source_field: FieldItem
+    target_field: FieldItem
+    display_delete: bool = False
+    logic: dict[str, Any] | None = None
+    manual_mapping: bool = False
+
+
 class CreateSyncMappingItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    display_order: Int32 = 0
+    challenge_question: str | None = None
+    conditions: Conditions | None = None
+    sub_mappings: list[CreateSyncMappingToFieldItem] = Field(default_factory=list)
+
+
+class StoredSyncMappingItem(BaseModel):
+    """A mapping as read back (stored data, possibly older than the strict input model)."""
+
     model_config = ConfigDict(extra="allow")
     name: str
     display_order: int = 0
     challenge_question: str | None = None
     conditions: dict[str, dict[str, Any]] | None = None
     sub_mappings: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class DatastoreColumn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    title: str
+    type: str
+    optional: bool | None = False
+
+
+class DatastoreDef(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    columns: list[DatastoreColumn]
+    search_column: str | None = None
+
+
+class FlowDataStoreItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    name: str
+    status: Literal["active", "inactive"] | None = "active"
+    definition: DatastoreDef
+
+
+class FlowConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    definitionFields: list[dict[str, Any]] | None = None
+    doorkeyFields: list[dict[str, Any]] | None = None
+    customFields: list[dict[str, Any]] | None = None
+    datastores: list[FlowDataStoreItem] | None = Field(default_factory=list)
+
+
+class FlowExecutionChain(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class FlowExecutionCode(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str
 
 
 class FlowTrigger(BaseModel):
@@ -55,7 +142,7 @@ class FlowExecution(BaseModel):
     and ``signingsecret`` choose and configure the runner (see the README)."""
 
     type: Literal["code", "module"]
-    data: dict[str, Any] | None
+    data: FlowExecutionCode | FlowExecutionChain | None
     runner: str | None = Field(default=None, max_length=40)
     url: str | None = Field(default=None, max_length=500)
     timeout_seconds: float | None = Field(default=None, gt=0, le=86400)
@@ -83,13 +170,13 @@ class ReadFlowExecution(BaseModel):
 class CreateFlowItem(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     execution: FlowExecution
-    config: dict[str, Any] | None = Field(default_factory=lambda: {"datastores": []})
+    config: FlowConfig | None = Field(default_factory=lambda: FlowConfig(datastores=[]))
     triggers: list[FlowTrigger]
 
 
 class CreateSyncItem(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    config: dict[str, Any] | None = None
+    config: dict[Literal["datalayer", "presync"], Any] | None = None
     connections: list[SyncsConnectionItem]
     mappings: list[CreateSyncMappingItem] = Field(default_factory=list)
     flows: list[CreateFlowItem] = Field(default_factory=list)
@@ -119,7 +206,7 @@ class ReadSyncItem(BaseModel):
     name: str
     config: dict[str, Any] | None = None
     connections: list[SyncsConnectionItem]
-    mappings: list[CreateSyncMappingItem] = Field(default_factory=list)
+    mappings: list[StoredSyncMappingItem] = Field(default_factory=list)
     syncid: uuid.UUID
     consumers: list[str]
     flows: list[ReadFlowItem]
@@ -220,9 +307,9 @@ class ReadMappingItem(BaseModel):
 class ReadSyncMappingItem(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
-    display_order: int = 0
+    display_order: Int32 = 0
     challenge_question: str | None = None
-    conditions: dict[str, dict[str, Any]] | None = None
+    conditions: Conditions | None = None
     values: list[ReadMappingItem]
     hidden_source_ids: list[str]
     sub_mapping_name: str
@@ -273,7 +360,11 @@ async def get_sync(syncid: str, account_id: AccountId, conn: ReadConn) -> ReadSy
 
 
 def _flow_item(flow: CreateFlowItem) -> dict[str, Any]:
-    item = flow.model_dump(mode="json")
+    item = flow.model_dump(mode="json", exclude={"config"})
+    # The config as sent (keys not given stay absent), or null.
+    item["config"] = (
+        flow.config.model_dump(mode="json", exclude_unset=True) if flow.config else None
+    )
     item["execution"] = flow.execution.model_dump(mode="json", exclude_none=True)
     item["execution"].setdefault("data", None)
     if flow.execution.signingsecret is None:

@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.api.deps import AccountId, ReadConn, RuntimeDep
+from hookline.api.limits import Int32, OffsetQuery, UtcDatetime
 from hookline.delivery import circuits as circuit_cases
 from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
@@ -38,10 +39,14 @@ _FILTER_DOC = (
 
 
 class WebhookInstancePostItem(BaseModel):
+    # Unknown fields are refused (400): {"status": "inactive"} must not create an active
+    # webhook. The contract's schema does not allow extra properties either.
+    model_config = ConfigDict(extra="forbid")
+
     event: str = Field(max_length=80)
     url: str = Field(max_length=500)
     signingsecret: str | None = Field(default=None, max_length=100)
-    integrationid: int | None = None
+    integrationid: Int32 | None = None
     # hookline extensions
     signature_scheme: SignatureScheme = Field(
         default="hmac",
@@ -52,6 +57,9 @@ class WebhookInstancePostItem(BaseModel):
 
 
 class WebhookInstancePatchItem(BaseModel):
+    """Lenient on purpose: fields that cannot change (``event``, ``integrationid``) are
+    ignored, so a client may send back the object it read."""
+
     status: Status | None = None
     url: str | None = Field(default=None, max_length=500)
     signingsecret: str | None = Field(default=None, max_length=100)
@@ -215,7 +223,7 @@ class RedeliveryItem(BaseModel):
 
 
 class RecoverItem(BaseModel):
-    since: datetime
+    since: UtcDatetime
 
 
 class RecoveredItem(BaseModel):
@@ -383,10 +391,10 @@ async def webhook_logs(
     conn: ReadConn,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=log_cases.MAX_LIMIT)] = log_cases.DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
     cursor: uuid.UUID | None = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
-    since: datetime | None = None,
+    since: UtcDatetime | None = None,
 ) -> list[WebhookLogItem]:
     """Attempts newest first. When the page is full, ``X-Next-Cursor`` holds the value to pass
     as ``cursor`` for the next (older) page."""
