@@ -22,6 +22,7 @@ from hookline.api.routers import (
     issues,
     metrics,
     orders,
+    stream,
     syncs,
     token,
     webhooks,
@@ -76,6 +77,7 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
         executions,
         issues,
         orders,
+        stream,
     ):
         app.include_router(module.router)
     app.include_router(dashboard.router)
