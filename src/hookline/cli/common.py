@@ -13,6 +13,7 @@ import asyncio
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
@@ -52,8 +53,39 @@ def settings_for(database_url: str | None = None) -> Settings:
     from hookline.config import Settings
 
     settings = Settings(**({"database_url": database_url} if database_url else {}))
+    check_database_url(settings.resolved_database_url)
     CliState.database = describe_database(settings.resolved_database_url)
     return settings
+
+
+def check_database_url(url: str) -> None:
+    """:class:`ConfigError` for a URL that names no database hookline can use (checked
+    before anything connects; the message never repeats the URL, which may hold a
+    password)."""
+    from urllib.parse import urlsplit
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from hookline.config import ConfigError
+
+    where = "HOOKLINE_DATABASE_URL / --database-url"
+    split = urlsplit(url)
+    try:
+        split.port  # noqa: B018 - parsing it is the check
+        parsed = make_url(url)
+    except ValueError:
+        raise ConfigError(
+            f"{where} is malformed: the port of host {split.hostname} is not a number "
+            "(postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE)"
+        ) from None
+    except ArgumentError:
+        raise ConfigError(
+            f"{where} is not a URL (postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"{where}: {backend}:// is not supported (postgresql:// or sqlite:///)")
 
 
 def runtime_for(database_url: str | None = None) -> Runtime:
@@ -79,9 +111,16 @@ def on_database(
         finally:
             await runtime.db.dispose()
 
+    new = runtime.db.is_sqlite and not _sqlite_file(runtime.db.url).exists()
     result = asyncio.run(run())
-    note(f"database: {CliState.database}")
+    note(f"database: {CliState.database}" + (" (new)" if new else ""))
     return result
+
+
+def _sqlite_file(url: str) -> Path:
+    from sqlalchemy.engine import make_url
+
+    return Path(make_url(url).database or "")
 
 
 def describe_database(url: str) -> str:
@@ -120,8 +159,7 @@ def explain(error: BaseException) -> str | None:
         detail = error.detail if isinstance(error.detail, str) else ""
         return error.message + (f" ({detail})" if detail else "")
     if isinstance(error, (ArgumentError, NoSuchModuleError)):
-        reason = _first_line(error)
-        return f"HOOKLINE_DATABASE_URL is not a database URL hookline can use ({reason})"
+        return f"HOOKLINE_DATABASE_URL / --database-url cannot be used: {_first_line(error)}"
     if isinstance(error, DBAPIError):
         return f"cannot use {where}: {_first_line(error.orig or error)}"
     if isinstance(error, socket.gaierror):
