@@ -63,31 +63,38 @@ class Stream:
         settings = self.hub.runtime.settings
         db = self.hub.runtime.db
         clock = self.hub.runtime.clock
-        last_event = last_sent = time.monotonic()
+        last_event = last_sent = next_poll = time.monotonic()
         while True:
-            self.woken.clear()  # cleared before reading: a commit during the read wakes again
-            if self.ended is None:
+            now = time.monotonic()
+            if self.ended is None and (self.woken.is_set() or now >= next_poll):
+                self.woken.clear()  # before reading: a commit during the read wakes again
+                next_poll = now + settings.stream_poll_seconds
                 async with db.read() as conn:
                     batch = await read_new_events(conn, self.account_id, self.cursor)
                 batch = [e for e in batch if not self.types or e.event in self.types]
-                now = time.monotonic()
                 if batch:
                     last_event = last_sent = now
                     yield batch
-                elif now - last_sent >= KEEPALIVE_SECONDS:
-                    last_sent = now
-                    yield KEEPALIVE
+            if self.ended is None:
                 if now - last_event >= settings.stream_idle_seconds:
                     self.ended = StreamEnd.IDLE
                 elif self.expires_at is not None and clock.now() >= self.expires_at:
                     self.ended = StreamEnd.TOKEN_EXPIRED
+                elif now - last_sent >= KEEPALIVE_SECONDS:
+                    last_sent = now
+                    yield KEEPALIVE
             if self.ended is not None:
                 yield self.ended
                 return
-            timeout = min(
-                settings.stream_poll_seconds,
-                max(0.0, last_event + settings.stream_idle_seconds - time.monotonic()),
-                max(0.0, last_sent + KEEPALIVE_SECONDS - time.monotonic()),
+            now = time.monotonic()
+            timeout = max(
+                0.0,
+                min(
+                    next_poll,
+                    last_event + settings.stream_idle_seconds,
+                    last_sent + KEEPALIVE_SECONDS,
+                )
+                - now,
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.woken.wait(), timeout)
