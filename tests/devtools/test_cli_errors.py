@@ -95,6 +95,9 @@ def test_unknown_variable_is_a_one_line_warning(tmp_path: Path) -> None:
 def test_blank_account_name(tmp_path: Path) -> None:
     line = one_line_error(hookline(tmp_path, "accounts", "create", "   "))
     assert "The account name cannot be empty" in line
+    account = "0192f3c4-0000-7000-8000-000000000001"
+    label = one_line_error(hookline(tmp_path, "accounts", "add-key", account, "--name", " "), 2)
+    assert "--name must not be blank" in label
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
