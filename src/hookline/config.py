@@ -1,5 +1,16 @@
 """Settings, read once from ``HOOKLINE_*`` environment variables and an optional TOML file.
 
+Strict on purpose: a ``HOOKLINE_CONFIG`` file that does not exist, is not valid TOML or has a
+key that is no setting is an error (:class:`ConfigError`, with the file, line and column or
+the likely intended key), and :func:`unknown_variables` names ``HOOKLINE_*`` variables that
+mean nothing, so a typo is never silently ignored.
+
+The data directory is one absolute path however a command is started: ``HOOKLINE_DATA_DIR``
+(a relative value is taken from the current folder), else the nearest ``.hookline`` folder
+in the current folder or a parent of it that holds a database or secrets, else ``.hookline``
+in the current folder. So ``hookline serve`` started in a checkout and a CLI command run
+from any folder inside it use the same database.
+
 Secrets that are not given are generated on first start and persisted (mode 0600) in the
 data directory, so a restart keeps tokens and encrypted webhook secrets valid. Several hosts
 sharing one PostgreSQL database must all be given the same secrets through the environment.
@@ -7,9 +18,13 @@ sharing one PostgreSQL database must all be given the same secrets through the e
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import secrets
+import tomllib
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,13 +32,46 @@ from typing import Annotated, Any
 from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 DEFAULT_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+PREFIX = "HOOKLINE_"
+DATA_DIR_NAME = ".hookline"
+# HOOKLINE_* variables that are not settings: the config file's name, the developer tools'
+# credentials and server, and the test suite's and benchmarks' own.
+OTHER_VARIABLES = frozenset(
+    {
+        "CONFIG",
+        "URL",
+        "KEY_FILE",
+        "ACCOUNT_ID",
+        "CLIENT_ID",
+        "CLIENT_SECRET",
+        "TEST_POSTGRES_URL",
+        "REQUIRE_POSTGRES",
+        "BENCH_POSTGRES_URL",
+        "BROWSER_BACKENDS",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, explained in one line."""
+
+
+def find_data_dir(start: Path | None = None) -> Path:
+    """The nearest ``.hookline`` holding a database or secrets, from ``start`` (the current
+    folder) up; ``start/.hookline`` when there is none."""
+    here = (start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        candidate = folder / DATA_DIR_NAME
+        if (candidate / "hookline.db").is_file() or (candidate / "secrets.json").is_file():
+            return candidate
+    return here / DATA_DIR_NAME
 
 
 def _split_csv(value: Any) -> Any:
@@ -33,9 +81,9 @@ def _split_csv(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HOOKLINE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
 
-    data_dir: Path = Path(".hookline")
+    data_dir: Path = Field(default_factory=find_data_dir)
     database_url: str | None = None
     database_schema: str | None = None  # PostgreSQL schema to live in (default: search_path)
     host: str = "127.0.0.1"
@@ -86,6 +134,11 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int | None = None
 
+    # Live event streams (`hookline listen`).
+    stream_max_per_account: int = 5  # open streams per account, in each server process
+    stream_idle_seconds: float = 3600.0  # a stream that carried no event this long ends
+    stream_poll_seconds: float = 1.0  # how often a stream looks for events nothing woke it for
+
     # Platform schedulers.
     agent_down_after_seconds: float = 15 * 60.0
     issue_autoclose_days: float = 7.0
@@ -99,6 +152,11 @@ class Settings(BaseSettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -109,9 +167,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("HOOKLINE_CONFIG")
+        config_file = os.environ.get(PREFIX + "CONFIG")
         if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            values = read_config_file(Path(config_file), set(settings_cls.model_fields))
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=values))
         return tuple(sources)
 
     @property
@@ -165,6 +224,50 @@ def _load_or_create_secrets(data_dir: Path) -> dict[str, str]:
     with os.fdopen(fd, "w") as handle:
         json.dump(values, handle)
     return values
+
+
+def read_config_file(path: Path, known: set[str]) -> dict[str, Any]:
+    """The TOML file's settings; :class:`ConfigError` when it is missing, not TOML, or has
+    a key that is no setting."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"HOOKLINE_CONFIG names {path}, which does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(f"cannot read the config file {path}: {reason}") from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        where = re.search(r"\(at line (\d+), column (\d+)\)$", message)
+        if where:
+            message = message[: where.start()].strip()
+            raise ConfigError(
+                f"{path}, line {where[1]}, column {where[2]}: invalid TOML: {message}"
+            ) from None
+        raise ConfigError(f"{path}: invalid TOML: {message}") from None
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{path}: unknown setting {key!r}{_did_you_mean(key, known)}")
+    return values
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``HOOKLINE_*`` variable that is neither a setting nor one of
+    :data:`OTHER_VARIABLES`, with the likely intended name."""
+    known = {PREFIX + name.upper() for name in Settings.model_fields}
+    known |= {PREFIX + name for name in OTHER_VARIABLES}
+    return [
+        f"unknown variable {name}{_did_you_mean(name, known)}; it is ignored"
+        for name in sorted(environ if environ is not None else os.environ)
+        if name.startswith(PREFIX) and name not in known
+    ]
+
+
+def _did_you_mean(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def load_settings(**overrides: Any) -> Settings:

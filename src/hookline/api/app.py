@@ -25,6 +25,7 @@ from hookline.api.routers import (
     issues,
     metrics,
     orders,
+    stream,
     syncs,
     token,
     webhooks,
@@ -84,6 +85,7 @@ def create_app(runtime: Runtime, *, run_background: bool = True) -> FastAPI:
         executions,
         issues,
         orders,
+        stream,
     ):
         app.include_router(module.router)
     app.include_router(events_read.router)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hookline.cli.common import DatabaseOption, on_database
+from hookline.cli.common import DatabaseOption, fail, on_database
 
 if TYPE_CHECKING:
     from hookline.platform.accounts import NewApiKey
@@ -45,7 +45,7 @@ def list_(database_url: DatabaseOption = None) -> None:
             return await list_accounts(conn)
 
     table = Table("accountId", "name", "created")
-    for account in on_database(database_url, work):
+    for account in on_database(database_url, work, migrate=True):
         table.add_row(str(account.id), account.name, account.created_at.isoformat())
     console.print(table)
 
@@ -61,6 +61,8 @@ def add_key(
     from hookline.platform.accounts import create_api_key, list_accounts
 
     account = _account_id(account_id)
+    if name is not None and not name.strip():
+        fail("the key's --name must not be blank (leave it out for no label)", code=2)
 
     async def work(runtime: Runtime) -> NewApiKey | None:
         async with runtime.db.transaction() as conn:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hookline.bootstrap import prepare_database
+from hookline.cli.common import describe_database
 from hookline.config import Settings
 from hookline.demo_scenario import ALL_EVENTS, DemoDelivery, DemoResult, run_demo
 from hookline.runtime import Runtime
@@ -114,7 +115,9 @@ def register(app: typer.Typer) -> None:
             finally:
                 await runtime.db.dispose()
 
-        where = database_url or f"{data_dir / 'hookline.db'} (temporary)"
+        where = describe_database(settings.resolved_database_url) + (
+            "" if database_url else " (temporary)"
+        )
         console.print(f"[bold]hookline demo[/bold] on {where}")
         try:
             result = asyncio.run(main())

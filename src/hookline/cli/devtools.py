@@ -1,9 +1,12 @@
-"""``hookline listen`` and ``hookline trigger``: see and provoke real deliveries while developing.
+"""``hookline listen`` and ``hookline trigger``: see and provoke events while developing.
 
 Both talk to a running hookline over its public HTTP API (with aiohttp), exactly like any
-client, so they work against a local server as well as a remote one. ``listen`` registers
-temporary webhooks with a random secret, checks both signatures of every delivery with
-:mod:`hookline.verify`, prints it, optionally forwards it, and removes its webhooks on exit.
+client, so they work against a local server as well as a remote one. ``listen`` opens a
+stream to the server (``GET /stream/events``, server-sent events) over its own outbound
+connection: the server never calls back into this machine, so its outbound address guard
+stays on. Each event arrives with the headers of a real delivery, signed with a secret made
+for this run; ``listen`` checks them with :mod:`hookline.verify`, prints the event, and can
+forward it to a local app unchanged.
 """
 
 from __future__ import annotations
@@ -14,24 +17,36 @@ import contextlib
 import json
 import secrets
 import signal
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import aiohttp
 import typer
-from aiohttp import web
 from rich.console import Console
 from rich.markup import escape
 
-from hookline.catalog import BY_NAME, EVENT_TYPES, example_for
+from hookline.catalog import BY_NAME, example_for
+from hookline.cli.common import fail
 from hookline.verify import InvalidSignature, verify
 
 console = Console(highlight=False, soft_wrap=True)
+error_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="HOOKLINE_URL", help="Base URL of the hookline server.")
+]
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        envvar="HOOKLINE_KEY_FILE",
+        help="API key as JSON ({accountId, clientId, clientSecret}: what "
+        "`hookline accounts create NAME --json` prints).",
+    ),
 ]
 AccountOption = Annotated[
     str | None,
@@ -56,6 +71,7 @@ HOP_HEADERS = {
     "keep-alive",
     "accept-encoding",
 }
+KEY_FIELDS = ("accountId", "clientId", "clientSecret")
 
 
 class ApiError(Exception):
@@ -67,24 +83,60 @@ class Credentials:
     account_id: str
     client_id: str
     client_secret: str
+    source: str = "options"
 
     @classmethod
-    def from_options(
-        cls, account_id: str | None, client_id: str | None, client_secret: str | None
+    def resolve(
+        cls,
+        key_file: Path | None,
+        account_id: str | None,
+        client_id: str | None,
+        client_secret: str | None,
+        url: str,
     ) -> Credentials:
-        missing = [
-            name
-            for name, value in (
-                ("HOOKLINE_ACCOUNT_ID / --account-id", account_id),
-                ("HOOKLINE_CLIENT_ID / --client-id", client_id),
-                ("HOOKLINE_CLIENT_SECRET / --client-secret", client_secret),
+        """From ``--key-file``, else the three options (or their variables), else the local
+        development key (see :mod:`hookline.cli.devkey`); a one-line error otherwise."""
+        if key_file is not None:
+            return cls.from_key_file(key_file)
+        given = {
+            "HOOKLINE_ACCOUNT_ID / --account-id": account_id,
+            "HOOKLINE_CLIENT_ID / --client-id": client_id,
+            "HOOKLINE_CLIENT_SECRET / --client-secret": client_secret,
+        }
+        if any(given.values()):
+            missing = [name for name, value in given.items() if not value]
+            if missing:
+                fail(f"missing credentials: {', '.join(missing)}", code=2)
+            return cls(str(account_id), str(client_id), str(client_secret), "options")
+        from hookline.cli.devkey import local_development_key
+
+        local = local_development_key(url)
+        if local is None:
+            fail(
+                "no credentials: pass --key-file key.json (from `hookline accounts create "
+                "NAME --json > key.json`) or set HOOKLINE_KEY_FILE, or HOOKLINE_ACCOUNT_ID, "
+                "HOOKLINE_CLIENT_ID and HOOKLINE_CLIENT_SECRET",
+                code=2,
             )
-            if not value
-        ]
+        path, values = local
+        return cls(*(values[name] for name in KEY_FIELDS), source=str(path))
+
+    @classmethod
+    def from_key_file(cls, path: Path) -> Credentials:
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            fail(f"key file {path} does not exist", code=2)
+        except OSError as error:
+            fail(f"cannot read key file {path}: {error.strerror or error}", code=2)
+        except ValueError as error:
+            fail(f"key file {path} is not JSON: {error}", code=2)
+        if not isinstance(values, dict):
+            fail(f"key file {path} is not a JSON object", code=2)
+        missing = [name for name in KEY_FIELDS if not isinstance(values.get(name), str)]
         if missing:
-            console.print(f"[red]missing credentials:[/red] {', '.join(missing)}")
-            raise typer.Exit(2)
-        return cls(str(account_id), str(client_id), str(client_secret))
+            fail(f"key file {path} lacks {', '.join(missing)}", code=2)
+        return cls(*(values[name] for name in KEY_FIELDS), source=str(path))
 
 
 class HooklineClient:
@@ -102,9 +154,15 @@ class HooklineClient:
             "clientId": self.creds.client_id,
             "clientSecret": self.creds.client_secret,
         }
-        data = await self._call("POST", "/token", json=body, auth=False)
+        try:
+            data = await self._call("POST", "/token", json=body, auth=False)
+        except ApiError as error:
+            raise ApiError(f"{error} (API key from {self.creds.source})") from None
         self._token = data["access_token"]
         return self._token
+
+    def forget_token(self) -> None:
+        self._token = None
 
     async def _call(
         self, method: str, path: str, *, auth: bool = True, retried: bool = False, **kwargs: Any
@@ -116,29 +174,34 @@ class HooklineClient:
             method, self.base_url + path, headers=headers, **kwargs
         ) as response:
             if response.status == 401 and auth and not retried:
-                self._token = None  # expired during a long listen: sign in again, once
+                self._token = None  # expired: sign in again, once
                 return await self._call(method, path, retried=True, **kwargs)
             text = await response.text()
             if response.status >= 400:
                 raise ApiError(_error_message(response.status, text))
             return json.loads(text) if text else None
 
-    async def event_types(self) -> list[dict[str, Any]]:
-        return await self._call("GET", "/webhooks/list")
-
-    async def create_webhook(
-        self, event: str, url: str, secret: str, integration_id: int | None
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"event": event, "url": url, "signingsecret": secret}
-        if integration_id is not None:
-            body["integrationid"] = integration_id
-        return await self._call("POST", "/webhooks", json=body)
-
-    async def delete_webhook(self, webhook_id: str) -> None:
-        await self._call("DELETE", f"/webhooks/{webhook_id}")
-
-    async def webhooks(self) -> list[dict[str, Any]]:
-        return await self._call("GET", "/webhooks")
+    @contextlib.asynccontextmanager
+    async def open_stream(
+        self, events: list[str], secret: str, last_event_id: str | None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """``GET /stream/events``: open until the server ends it or the connection drops
+        (no read times out before 60 s; the server sends a keep-alive every 15 s)."""
+        headers = {
+            "Authorization": f"Bearer {self._token or await self._login()}",
+            "Accept": "text/event-stream",
+            "X-Hookline-Signing-Secret": secret,
+        }
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        params = [("event", name) for name in events]
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+        async with self.http.get(
+            self.base_url + "/stream/events", headers=headers, params=params, timeout=timeout
+        ) as response:
+            if response.status >= 400:
+                raise ApiError(_error_message(response.status, await response.text()))
+            yield response
 
     async def send_event(self, body: dict[str, Any]) -> Any:
         return await self._call("POST", "/events", json=body)
@@ -163,33 +226,15 @@ def new_signing_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def choose_events(requested: str | None, integration_id: int | None) -> list[str]:
-    """The event types to listen to: the requested ones (checked), or every type.
-
-    POS event types need an integration id; without one they are left out of "every type"
-    (with a note) and refused when asked for by name.
-    """
-    if requested:
-        names = [name.strip() for name in requested.split(",") if name.strip()]
-        unknown = [name for name in names if name not in BY_NAME]
-        if unknown:
-            console.print(f"[red]unknown event type(s):[/red] {', '.join(unknown)}")
-            raise typer.Exit(2)
-        pos = [name for name in names if BY_NAME[name].api == "POS"]
-        if pos and integration_id is None:
-            console.print(
-                f"[red]{', '.join(pos)} need(s) --integration-id[/red] "
-                "(the id of a Point of Sale integration)"
-            )
-            raise typer.Exit(2)
-        return list(dict.fromkeys(names))
-    names = [t.name for t in EVENT_TYPES if t.api != "POS" or integration_id is not None]
-    if integration_id is None:
-        console.print(
-            "[yellow]note:[/yellow] pos.* events skipped; pass --integration-id "
-            "to listen to them too"
-        )
-    return names
+def choose_events(requested: str | None) -> list[str]:
+    """The requested event types (checked, without repeats); empty means every type."""
+    if not requested:
+        return []
+    names = [name.strip() for name in requested.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BY_NAME]
+    if unknown:
+        fail(f"unknown event type(s): {', '.join(unknown)} (known: {', '.join(BY_NAME)})", code=2)
+    return list(dict.fromkeys(names))
 
 
 # --- listen -------------------------------------------------------------------------------
@@ -197,43 +242,40 @@ def choose_events(requested: str | None, integration_id: int | None) -> list[str
 
 @dataclass
 class Listener:
-    """The local receiving end: verifies, prints and forwards each delivery."""
+    """Shows each streamed event (after checking its signature) and forwards it."""
 
     secret: str
     forward_to: str | None
     http: aiohttp.ClientSession
     received: int = 0
-    seen_ids: set[str] = field(default_factory=set)
+    seen_ids: deque[str] = field(default_factory=lambda: deque(maxlen=1000))
 
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        headers = dict(request.headers)
-        now = datetime.now(UTC).strftime("%H:%M:%S")
-        msg_id = request.headers.get("webhook-id", "?")
-        try:
-            verify(body, request.headers, self.secret)
-        except InvalidSignature as error:
-            console.print(
-                f"{now} [red]REJECTED[/red] webhook-id={escape(msg_id)}: {escape(str(error))}"
-            )
-            return web.Response(status=400, text=f"invalid signature: {error}")
+    async def handle(self, data: dict[str, Any]) -> None:
+        event_id = str(data.get("eventid", "?"))
+        if event_id in self.seen_ids:
+            return  # sent again after a reconnection: shown already
+        self.seen_ids.append(event_id)
         self.received += 1
+        body = str(data.get("body", "")).encode("utf-8")
+        headers: dict[str, str] = dict(data.get("headers") or {})
         try:
-            payload: Any = json.loads(body)
-            event = payload.get("event", "?") if isinstance(payload, dict) else "?"
-            pretty = json.dumps(payload, indent=2, ensure_ascii=False)
-        except ValueError:
-            event, pretty = "?", body.decode(errors="replace")
-        again = " (redelivery)" if msg_id in self.seen_ids else ""
-        self.seen_ids.add(msg_id)
+            verify(body, headers, self.secret)
+            check = "[green]signature=ok[/green]"
+        except InvalidSignature as error:
+            check = f"[red]signature=INVALID[/red] ({escape(str(error))})"
+        now = datetime.now(UTC).strftime("%H:%M:%S")
         console.print(
-            f"{now} [green]verified[/green] [bold]{escape(event)}[/bold] "
-            f"webhook-id={escape(msg_id)}{again}"
+            f"{now} [bold]{escape(str(data.get('event', '?')))}[/bold] "
+            f"eventid={escape(event_id)} consumerid={escape(str(data.get('consumerid')))} "
+            f"{check}"
         )
+        try:
+            pretty = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+        except ValueError:
+            pretty = body.decode(errors="replace")
         console.print(escape(pretty))
         if self.forward_to:
             await self._forward(body, headers)
-        return web.Response(status=200, text="ok")
 
     async def _forward(self, body: bytes, headers: dict[str, str]) -> None:
         assert self.forward_to is not None
@@ -255,72 +297,118 @@ class Listener:
             )
 
 
+@dataclass(frozen=True)
+class StreamMessage:
+    """One server-sent event: its kind (``event:``), ``id:`` and parsed ``data:``."""
+
+    kind: str
+    id: str | None
+    data: Any
+
+
+async def read_messages(content: aiohttp.StreamReader) -> AsyncIterator[StreamMessage]:
+    """Parse a ``text/event-stream`` body (comments are keep-alives and are skipped)."""
+    kind, message_id, data = "message", None, []
+    async for raw in content:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield StreamMessage(kind, message_id, json.loads("\n".join(data)))
+            kind, message_id, data = "message", None, []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            kind = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            message_id = value
+
+
+class StreamEnded(Exception):
+    """The server ended the stream; ``reason`` says why (see ``GET /stream/events``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 async def run_listen(
     *,
     base_url: str,
     creds: Credentials,
     events: list[str],
-    host: str,
-    port: int,
-    public_url: str | None,
     forward_to: str | None,
-    integration_id: int | None,
     stop: asyncio.Event,
 ) -> int:
-    """Register, receive until ``stop`` is set, then always remove what was registered."""
+    """Stream the account's events until ``stop`` is set or the server ends the stream."""
     secret = new_signing_secret()
     timeout = aiohttp.ClientTimeout(total=30, connect=10)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         client = HooklineClient(http, base_url, creds)
         listener = Listener(secret, forward_to, http)
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        path = f"/hookline-listen/{secrets.token_hex(6)}"
-        app.router.add_post(path, listener.handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        created: list[str] = []
+        task = asyncio.create_task(_stream(client, listener, events, secret))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            console.print(f"stopped after {listener.received} event(s)")
+            return 0
         try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            target = (public_url.rstrip("/") if public_url else f"http://{host}:{bound}") + path
-            for event in events:
-                integration = integration_id if BY_NAME[event].api == "POS" else None
-                webhook = await client.create_webhook(event, target, secret, integration)
-                created.append(webhook["webhookid"])
-            console.print(
-                f"[bold green]Ready![/bold green] listening on {escape(target)} for "
-                f"{len(created)} event type(s)"
-                + (f", forwarding to {escape(forward_to)}" if forward_to else "")
-                + ". Press Ctrl+C to stop."
-            )
-            await stop.wait()
+            task.result()
+        except StreamEnded as ended:  # a normal end (idle, or the server is stopping)
+            console.print(f"the server ended the stream: {escape(str(ended))}")
             return 0
         except ApiError as error:
-            console.print(f"[red]hookline refused:[/red] {escape(str(error))}")
+            error_console.print(f"[red]error:[/red] hookline refused: {escape(str(error))}")
             return 1
-        except (aiohttp.ClientError, OSError) as error:
-            console.print(
-                f"[red]cannot reach {escape(base_url)}:[/red] "
-                f"{escape(type(error).__name__)} {escape(str(error))}"
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            error_console.print(
+                f"[red]error:[/red] lost the connection to {escape(base_url)}: "
+                f"{escape(type(error).__name__)} {escape(str(error))}".rstrip()
             )
             return 1
-        finally:
-            await _remove(client, created)
-            await runner.cleanup()
+        return 0
 
 
-async def _remove(client: HooklineClient, webhook_ids: list[str]) -> None:
-    """Delete the temporary webhooks, reporting (not raising) the ones that could not go."""
-    removed = 0
-    for webhook_id in webhook_ids:
-        try:
-            await client.delete_webhook(webhook_id)
-            removed += 1
-        except (ApiError, aiohttp.ClientError, OSError) as error:
-            console.print(f"[red]could not remove webhook {webhook_id}:[/red] {escape(str(error))}")
-    if webhook_ids:
-        console.print(f"removed {removed} of {len(webhook_ids)} temporary webhook(s)")
+async def _stream(
+    client: HooklineClient, listener: Listener, events: list[str], secret: str
+) -> None:
+    """Open the stream, and open it again after the last event seen when the token that
+    opened it expires; returns never (raises how it ended)."""
+    last_event_id: str | None = None
+    announced = False
+    while True:
+        async with client.open_stream(events, secret, last_event_id) as response:
+            async for message in read_messages(response.content):
+                if message.kind == "ready" and not announced:
+                    announced = True
+                    scope = ", ".join(events) if events else "all event types"
+                    console.print(
+                        f"[bold green]Ready![/bold green] streaming the events of account "
+                        f"{escape(str(message.data.get('accountid')))} from "
+                        f"{escape(client.base_url)} ({escape(scope)}). Press Ctrl+C to stop."
+                    )
+                    console.print(f"Signing secret for this run: {secret}")
+                    if listener.forward_to:
+                        console.print(f"Forwarding to {escape(listener.forward_to)}")
+                elif message.kind == "event":
+                    last_event_id = message.id or last_event_id
+                    await listener.handle(message.data)
+                elif message.kind == "end":
+                    reason = str(message.data.get("reason"))
+                    if reason == "token_expired":
+                        break  # sign in again and resume after the last event
+                    raise StreamEnded(reason, str(message.data.get("message", reason)))
+            else:
+                raise aiohttp.ClientPayloadError("the server closed the stream")
+        client.forget_token()
 
 
 @contextlib.contextmanager
@@ -339,48 +427,29 @@ def listen(
     forward_to: Annotated[
         str | None,
         typer.Option(
-            "--forward-to", help="Also POST each verified delivery (same body and headers) here."
+            "--forward-to",
+            help="Also POST each event here, with the body and signature headers of a real "
+            "delivery (e.g. http://localhost:3000/hooks).",
         ),
     ] = None,
     events: Annotated[
         str | None, typer.Option("--events", help="Comma-separated event types (default: all).")
     ] = None,
-    port: Annotated[int, typer.Option("--port", help="Local port to receive on (0: any).")] = 0,
-    host: Annotated[str, typer.Option("--host", help="Local address to receive on.")] = "127.0.0.1",
-    public_url: Annotated[
-        str | None,
-        typer.Option(
-            "--public-url",
-            help="URL at which hookline reaches this listener, if not http://HOST:PORT "
-            "(e.g. a tunnel).",
-        ),
-    ] = None,
-    integration_id: Annotated[
-        int | None,
-        typer.Option("--integration-id", help="Point of Sale integration for pos.* events."),
-    ] = None,
     url: UrlOption = DEFAULT_URL,
+    key_file: KeyFileOption = None,
     account_id: AccountOption = None,
     client_id: ClientIdOption = None,
     client_secret: ClientSecretOption = None,
 ) -> None:
-    """Receive this account's events locally: temporary webhooks, verified and printed."""
-    creds = Credentials.from_options(account_id, client_id, client_secret)
-    chosen = choose_events(events, integration_id)
+    """Stream this account's events from the server, check their signatures, print them."""
+    chosen = choose_events(events)
+    creds = Credentials.resolve(key_file, account_id, client_id, client_secret, url)
 
     async def main() -> int:
         stop = asyncio.Event()
         with _stop_on_signals(asyncio.get_running_loop(), stop):
             return await run_listen(
-                base_url=url,
-                creds=creds,
-                events=chosen,
-                host=host,
-                port=port,
-                public_url=public_url,
-                forward_to=forward_to,
-                integration_id=integration_id,
-                stop=stop,
+                base_url=url, creds=creds, events=chosen, forward_to=forward_to, stop=stop
             )
 
     code = asyncio.run(main())
@@ -414,20 +483,17 @@ def trigger(
         ),
     ] = None,
     url: UrlOption = DEFAULT_URL,
+    key_file: KeyFileOption = None,
     account_id: AccountOption = None,
     client_id: ClientIdOption = None,
     client_secret: ClientSecretOption = None,
 ) -> None:
-    """Send the catalog's example of EVENT to this account's matching webhooks."""
+    """Send the catalog's example of EVENT to this account (webhooks and `listen` streams)."""
     if event not in BY_NAME:
-        console.print(
-            f"[red]unknown event type:[/red] {escape(event)} (known: {', '.join(BY_NAME)})"
-        )
-        raise typer.Exit(2)
+        fail(f"unknown event type: {event} (known: {', '.join(BY_NAME)})", code=2)
     if BY_NAME[event].api == "POS" and integration_id is None:
-        console.print(f"[red]{event} needs --integration-id[/red] (a Point of Sale integration)")
-        raise typer.Exit(2)
-    creds = Credentials.from_options(account_id, client_id, client_secret)
+        fail(f"{event} needs --integration-id (a Point of Sale integration)", code=2)
+    creds = Credentials.resolve(key_file, account_id, client_id, client_secret, url)
     body = trigger_body(event, consumer_id=consumer, integration_id=integration_id)
 
     async def main() -> Any:
@@ -438,11 +504,9 @@ def trigger(
     try:
         result = asyncio.run(main())
     except ApiError as error:
-        console.print(f"[red]hookline refused:[/red] {escape(str(error))}")
-        raise typer.Exit(1) from None
+        fail(f"hookline refused: {error}")
     except (aiohttp.ClientError, OSError) as error:
-        console.print(f"[red]cannot reach {escape(url)}:[/red] {escape(str(error))}")
-        raise typer.Exit(1) from None
+        fail(f"cannot reach {url}: {type(error).__name__} {error}".rstrip())
     deliveries = result.get("deliveries", 0) if isinstance(result, dict) else 0
     event_id = result.get("eventid", "?") if isinstance(result, dict) else "?"
     console.print(
@@ -450,7 +514,10 @@ def trigger(
         f"{deliveries} delivery(ies) queued"
     )
     if not deliveries:
-        console.print("[yellow]no active webhook of this account matches this event[/yellow]")
+        console.print(
+            "no active webhook of this account matches this event "
+            "(open `hookline listen` streams see it all the same)"
+        )
     console.print(
         escape(json.dumps(result.get("body") if isinstance(result, dict) else result, indent=2))
     )

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hookline.cli.common import DatabaseOption, runtime_for
+from hookline.cli.common import CliState, DatabaseOption, note, runtime_for
 from hookline.errors import HooklineError
 
 app = typer.Typer(help="Manage the connector catalog.", no_args_is_help=True)
@@ -67,6 +67,7 @@ def add(
     except HooklineError as error:
         err_console.print(f"[red]error:[/red] {error.message} (nothing was added)")
         raise typer.Exit(1) from None
+    note(f"database: {CliState.database}")
     for item, new in zip(parsed, created, strict=True):
         console.print(f"{'added' if new else 'replaced'} {item.id} {item.name} ({item.api})")
 
@@ -91,6 +92,7 @@ def list_(
             await runtime.db.dispose()
 
     found = asyncio.run(run())
+    note(f"database: {CliState.database}")
     if as_json:
         typer.echo(
             json.dumps(

@@ -1,4 +1,8 @@
-"""hookline's command line: serve, worker, migrate, accounts, version."""
+"""hookline's command line: serve, worker, migrate, accounts, info, version.
+
+Errors a user can cause end in one line on stderr and a non-zero exit (see
+:mod:`hookline.cli.common`); ``hookline --debug COMMAND`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,30 @@ from hookline.bootstrap import prepare_database
 from hookline.cli import accounts as accounts_cli
 from hookline.cli import demo, devtools
 from hookline.cli import integrations as integrations_cli
-from hookline.cli.common import DatabaseOption, runtime_for
-from hookline.config import Settings
+from hookline.cli.common import (
+    CliState,
+    DatabaseOption,
+    fail,
+    note,
+    report_and_exit,
+    runtime_for,
+    settings_for,
+)
 from hookline.runtime import Runtime, freeze_startup_objects
 from hookline.store.capabilities import serves_several_processes
 
-app = typer.Typer(
+
+class HooklineApp(typer.Typer):
+    """A typer app whose errors are one line (see :func:`report_and_exit`)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as error:
+            report_and_exit(error)
+
+
+app = HooklineApp(
     help="hookline: events and webhooks for integration hubs.",
     no_args_is_help=True,
     add_completion=False,
@@ -30,8 +52,21 @@ app.add_typer(accounts_cli.app, name="accounts")
 app.add_typer(integrations_cli.app, name="integrations")
 devtools.register(app)
 demo.register(app)
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+console = Console(soft_wrap=True)
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    """hookline: events and webhooks for integration hubs."""
+    from hookline.config import unknown_variables
+
+    CliState.debug = debug
+    for warning in unknown_variables():
+        note(f"warning: {warning}")
 
 
 def _setup_logging(level: str) -> None:
@@ -47,6 +82,18 @@ def version() -> None:
 
 
 @app.command()
+def info(database_url: DatabaseOption = None) -> None:
+    """Show the data directory, database and config file this folder's commands use."""
+    import os
+
+    settings = settings_for(database_url)
+    console.print(f"data directory: {settings.data_dir}")
+    console.print(f"database: {CliState.database}")
+    console.print(f"config file: {os.environ.get('HOOKLINE_CONFIG') or '(none)'}")
+    console.print(f"server: http://{settings.host}:{settings.port}")
+
+
+@app.command()
 def migrate(database_url: DatabaseOption = None) -> None:
     """Bring the database schema up to date."""
     runtime = runtime_for(database_url)
@@ -58,7 +105,7 @@ def migrate(database_url: DatabaseOption = None) -> None:
             await runtime.db.dispose()
 
     asyncio.run(run())
-    console.print(f"[green]database is up to date[/green] ({runtime.db.dialect})")
+    console.print(f"[green]database is up to date[/green]: {CliState.database}")
 
 
 @app.command()
@@ -83,16 +130,15 @@ def serve(
     from hookline.api.server import BoundedHeadProtocol
     from hookline.api.serving import build_app
 
-    overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
-    settings = Settings(**overrides)
+    settings = settings_for(database_url)
     _setup_logging(settings.log_level)
     runtime = Runtime.create(settings)
     if processes > 1 and not serves_several_processes(runtime.db):
-        err_console.print(
-            f"error: --processes {processes} needs PostgreSQL: SQLite takes one writer at a "
-            "time, so more processes would only queue on its lock (set HOOKLINE_DATABASE_URL)"
+        fail(
+            f"--processes {processes} needs PostgreSQL: SQLite takes one writer at a time, so "
+            "more processes would only queue on its lock (set HOOKLINE_DATABASE_URL)",
+            code=2,
         )
-        raise typer.Exit(2)
     uvloop.run(_migrate_and_release(runtime))
     run_background = settings.run_worker and not no_worker
     options: dict[str, Any] = {
@@ -120,12 +166,11 @@ def serve(
             **options,
         )
     console.print(
-        f"hookline {__version__} on http://{config.host}:{config.port} "
-        f"({runtime.db.dialect}: {_redacted(runtime.db.url)}"
+        f"hookline {__version__} on http://{config.host}:{config.port} ({CliState.database}"
         f"{f'; {processes} processes' if processes > 1 else ''})"
     )
     if processes == 1:
-        uvicorn.Server(config).run()
+        _graceful_server_class()(config).run()
     else:
         from uvicorn.supervisors import Multiprocess
 
@@ -148,10 +193,9 @@ def worker(
     from hookline.delivery.emit import rehearse_emit
     from hookline.delivery.metrics_http import start_metrics_server
 
-    overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
+    settings = settings_for(database_url)
     if metrics_port is not None:
-        overrides["worker_metrics_port"] = metrics_port
-    settings = Settings(**overrides)
+        settings = settings.model_copy(update={"worker_metrics_port": metrics_port})
     _setup_logging(settings.log_level)
     runtime = Runtime.create(settings)
     if not serves_several_processes(runtime.db):
@@ -192,7 +236,7 @@ def worker(
             if endpoint
             else ""
         )
-        console.print(f"hookline worker running ({runtime.db.dialect}){where}")
+        console.print(f"hookline worker running ({CliState.database}){where}")
         await stopping.wait()
         if endpoint is not None:
             await endpoint.cleanup()
@@ -212,11 +256,21 @@ async def _migrate_and_release(runtime: Runtime) -> None:
         await runtime.db.dispose()
 
 
-def _redacted(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+def _graceful_server_class() -> Any:
+    import uvicorn
+
+    from hookline.api.routers.stream import close_streams
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's graceful shutdown waits for every open response: end the event
+        streams first (each tells its client why), or a connected `hookline listen` would
+        hold the shutdown forever."""
+
+        async def shutdown(self, sockets: list[Any] | None = None) -> None:
+            await close_streams(self.config.app)
+            await super().shutdown(sockets)
+
+    return GracefulServer
 
 
 if __name__ == "__main__":
