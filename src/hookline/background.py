@@ -20,6 +20,7 @@ Service = Callable[[Runtime, asyncio.Event], Awaitable[None]]
 
 def registered_services() -> list[tuple[str, Service]]:
     """The services every process runs: delivery first, then the platform's schedulers."""
+    from hookline.delivery.retention import run_retention
     from hookline.delivery.worker import run_delivery_worker
     from hookline.platform.agents import run_agent_watchdog
     from hookline.platform.connectors import run_pos_pollers
@@ -32,6 +33,7 @@ def registered_services() -> list[tuple[str, Service]]:
         ("flow-scheduler", run_flow_scheduler),
         ("issue-autoclose", run_issue_autoclose),
         ("pos-pollers", run_pos_pollers),
+        ("retention", run_retention),
     ]
 
 

@@ -12,7 +12,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import (
@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str | None = None
     log_level: str = "info"
+    # "text" (human-readable, the default) or "json" (one object per line, for log shippers).
+    log_format: Literal["text", "json"] = "text"
 
     jwt_secret: SecretStr | None = None
     encryption_key: SecretStr | None = None
@@ -72,6 +74,14 @@ class Settings(BaseSettings):
     # `hookline worker` serves /metrics, /healthz and /readyz here when a port is set.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int | None = None
+
+    # Retention: events, finished deliveries and attempt logs older than this are purged
+    # (0 keeps everything). ``retention_seconds``, when set, overrides the days (short
+    # windows for trials and the soak benchmark).
+    retention_days: float = 30.0
+    retention_seconds: float | None = None
+    retention_interval_seconds: float = 60.0
+    retention_batch_size: int = 1000
 
     # Platform schedulers.
     agent_down_after_seconds: float = 15 * 60.0

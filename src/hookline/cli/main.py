@@ -13,7 +13,7 @@ from rich.console import Console
 from hookline import __version__
 from hookline.bootstrap import prepare_database
 from hookline.cli import accounts as accounts_cli
-from hookline.cli import demo, devtools
+from hookline.cli import demo, devtools, purge
 from hookline.cli import integrations as integrations_cli
 from hookline.cli.common import DatabaseOption, runtime_for
 from hookline.config import Settings
@@ -28,6 +28,7 @@ app.add_typer(accounts_cli.app, name="accounts")
 app.add_typer(integrations_cli.app, name="integrations")
 devtools.register(app)
 demo.register(app)
+purge.register(app)
 console = Console()
 
 
