@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 import uvloop
 from rich.console import Console
+from rich.text import Text
 
 from hookline import __version__
 from hookline.bootstrap import prepare_database
@@ -17,6 +18,7 @@ from hookline.cli import demo, devtools, purge
 from hookline.cli import integrations as integrations_cli
 from hookline.cli.common import DatabaseOption, runtime_for
 from hookline.config import Settings
+from hookline.logconfig import configure_logging
 from hookline.runtime import Runtime, freeze_startup_objects
 
 app = typer.Typer(
@@ -32,10 +34,17 @@ purge.register(app)
 console = Console()
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _setup_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _announce(settings: Settings, message: str, level: int = logging.INFO) -> None:
+    """A long-running command's status line: printed, or a log record with JSON logs (so
+    every line of the process parses)."""
+    if settings.log_format == "json":
+        logging.getLogger("hookline.cli").log(level, Text.from_markup(message).plain)
+    else:
+        console.print(message)
 
 
 @app.command()
@@ -72,7 +81,7 @@ def serve(
     from hookline.api.app import create_app
 
     settings = Settings(**({"database_url": database_url} if database_url else {}))
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     runtime = Runtime.create(settings)
     uvloop.run(_migrate_and_release(runtime))
     server_app = create_app(runtime, run_background=settings.run_worker and not no_worker)
@@ -82,12 +91,15 @@ def serve(
         port=port or settings.port,
         loop="uvloop",
         log_level=settings.log_level,
+        # JSON logs: uvicorn's records go through the root handler like every other.
+        **({"log_config": None} if settings.log_format == "json" else {}),
         access_log=False,
         proxy_headers=False,
     )
-    console.print(
+    _announce(
+        settings,
         f"hookline {__version__} on http://{config.host}:{config.port} "
-        f"({runtime.db.dialect}: {_redacted(runtime.db.url)})"
+        f"({runtime.db.dialect}: {_redacted(runtime.db.url)})",
     )
     uvicorn.Server(config).run()
 
@@ -112,12 +124,14 @@ def worker(
     if metrics_port is not None:
         overrides["worker_metrics_port"] = metrics_port
     settings = Settings(**overrides)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     runtime = Runtime.create(settings)
     if runtime.db.is_sqlite:
-        console.print(
+        _announce(
+            settings,
             "[yellow]note:[/yellow] on SQLite, `hookline serve` already runs the "
-            "worker; run separate workers only against PostgreSQL."
+            "worker; run separate workers only against PostgreSQL.",
+            logging.WARNING,
         )
 
     async def run() -> None:
@@ -138,10 +152,12 @@ def worker(
                 )
             except OSError as error:
                 await runtime.db.dispose()
-                console.print(
+                _announce(
+                    settings,
                     f"[red]error:[/red] cannot serve metrics on "
                     f"{settings.worker_metrics_host}:{settings.worker_metrics_port}:"
-                    f" {error.strerror or error}"
+                    f" {error.strerror or error}",
+                    logging.ERROR,
                 )
                 raise typer.Exit(1) from None
         await services.start()
@@ -152,7 +168,7 @@ def worker(
             if endpoint
             else ""
         )
-        console.print(f"hookline worker running ({runtime.db.dialect}){where}")
+        _announce(settings, f"hookline worker running ({runtime.db.dialect}){where}")
         await stopping.wait()
         if endpoint is not None:
             await endpoint.cleanup()
