@@ -253,7 +253,8 @@ def _header(args: argparse.Namespace) -> list[str]:
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs; two webhooks "
         f"(one failing 10 %); retention {args.retention_seconds:g} s, purge every "
         f"{args.purge_seconds:g} s. Command: `.venv/bin/python -m bench.soak --backend "
-        f"{args.backend} --minutes {args.minutes:g} --rate {args.rate:g}`.",
+        f"{args.backend} --minutes {args.minutes:g} --rate {args.rate:g} --retention-seconds "
+        f"{args.retention_seconds:g} --purge-seconds {args.purge_seconds:g}`.",
         "",
         "| minute | DB MB | RSS MB | queue | p50 ms | p99 ms | received | flaky ok | "
         "purged rows | errors |",
