@@ -12,10 +12,10 @@ from datetime import timedelta
 
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
 
 from hookline.clock import FrozenClock
-from hookline.delivery import metrics
 from hookline.delivery.retention import purge, run_retention
 from hookline.store import retention as store
 from hookline.store.retention import Kind
@@ -170,7 +170,7 @@ async def test_the_service_purges_on_its_interval_and_counts_in_metrics(
     rt = await make_runtime(clock, retention_seconds=60, retention_interval_seconds=3600)
     account = await f.make_account(rt)
     await _delivered(rt, receiver, account, 3)
-    before = metrics.RETENTION_PURGED.labels(table="events")._value.get()
+    before = _purged_events()
     clock.advance(120)  # the rows are now two minutes old: past a one-minute retention
     ticks, stop = Ticks(), asyncio.Event()
     service = asyncio.create_task(run_retention(rt, stop, ticked=ticks))
@@ -181,7 +181,13 @@ async def test_the_service_purges_on_its_interval_and_counts_in_metrics(
         await service
     assert await _count(rt, events) == 0
     assert await _count(rt, deliveries) == 0
-    assert metrics.RETENTION_PURGED.labels(table="events")._value.get() - before == 3
+    assert _purged_events() - before == 3
+
+
+def _purged_events() -> float:
+    value = REGISTRY.get_sample_value("hookline_retention_purged_rows_total", {"table": "events"})
+    assert value is not None
+    return value
 
 
 async def test_zero_days_keeps_everything(make_runtime, receiver) -> None:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -92,7 +93,7 @@ async def purge(
 
 
 @contextlib.asynccontextmanager
-async def _one_at_a_time(db: Database):  # type: ignore[no-untyped-def]
+async def _one_at_a_time(db: Database) -> AsyncIterator[bool]:
     """Yield whether this process may purge: always on SQLite (one writer at a time
     anyway); on PostgreSQL while it holds the advisory lock, on a connection of its own."""
     if db.is_sqlite:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Table, and_, delete, exists, func, not_, or_, select, text
+from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, not_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.store.db import sqlite_call
@@ -56,16 +56,16 @@ def id_bound(moment: datetime) -> uuid.UUID:
     return uuid.UUID(int=(millis << 80) | (0x7 << 76) | (0b10 << 62))
 
 
-def _queued(delivery_id: object) -> object:
+def _queued(delivery_id: ColumnElement[uuid.UUID]) -> ColumnElement[bool]:
     return exists().where(delivery_queue.c.delivery_id == delivery_id)
 
 
-def _finished(table: Table = deliveries) -> object:
+def _finished(table: Table = deliveries) -> ColumnElement[bool]:
     """A delivery nobody will send again: not pending, no queue row."""
     return and_(table.c.status != "pending", not_(_queued(table.c.id)))
 
 
-def _event_kept(bound: uuid.UUID) -> object:
+def _event_kept(bound: uuid.UUID) -> ColumnElement[bool]:
     """An event keeps living while one of its deliveries does (unfinished, or younger)."""
     d = deliveries
     return exists().where(
@@ -76,7 +76,7 @@ def _event_kept(bound: uuid.UUID) -> object:
 
 def _window(
     table: Table, after: uuid.UUID | None, bound: uuid.UUID, *, inclusive: bool = False
-) -> object:
+) -> ColumnElement[bool]:
     """Ids after ``after`` (if any) and below ``bound`` (or up to it: ``inclusive``)."""
     condition = table.c.id <= bound if inclusive else table.c.id < bound
     return condition if after is None else and_(table.c.id > after, condition)
@@ -106,21 +106,34 @@ async def purge_step(
     bound: uuid.UUID,
     limit: int,
 ) -> Step:
-    """Delete the expired rows of ``kind`` among the next ``limit`` ids after ``after``."""
+    """Delete the expired rows of ``kind`` among the next ``limit`` ids after ``after``.
+
+    Queue rows are looked up by primary key for the batch's ids only: a ``NOT EXISTS``
+    against ``delivery_queue`` lets the planner hash the whole queue (a sequential scan of a
+    backlog per batch).
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")  # redone if lost
     table = {Kind.ATTEMPTS: webhook_logs, Kind.DELIVERIES: deliveries, Kind.EVENTS: events}[kind]
     end = await _window_end(conn, table, after, bound, limit)
     if end is None:
         return Step(0, None)
     in_window = _window(table, after, end, inclusive=True)
     if kind is Kind.ATTEMPTS:
-        # Logs are not referenced by anything: one statement, no locks needed.
-        result = await conn.execute(
-            delete(webhook_logs).where(in_window, not_(_queued(webhook_logs.c.delivery_id)))
-        )
+        # Logs are referenced by nothing: no locks, just the queue check.
+        rows = (await conn.execute(select(table.c.id, table.c.delivery_id).where(in_window))).all()
+        busy = await _queued_among(conn, {row.delivery_id for row in rows})
+        doomed = [row.id for row in rows if row.delivery_id not in busy]
+        if not doomed:
+            return Step(0, end)
+        result = await conn.execute(delete(table).where(table.c.id.in_(doomed)))
         return Step(result.rowcount, end)
-    keep_if = _finished() if kind is Kind.DELIVERIES else not_(_event_kept(bound))
-    if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")  # redone if lost
+    if kind is Kind.DELIVERIES:
+        # A queued delivery is pending (a redelivery sets the status first, under the row
+        # lock taken here): the status is the filter, the queue a second check.
+        keep_if = deliveries.c.status != "pending"
+    else:
+        keep_if = not_(_event_kept(bound))
     locked = (
         (
             await conn.execute(
@@ -132,10 +145,22 @@ async def purge_step(
         .scalars()
         .all()
     )
+    if kind is Kind.DELIVERIES and locked:
+        busy = await _queued_among(conn, set(locked))
+        locked = [delivery_id for delivery_id in locked if delivery_id not in busy]
     if not locked:
         return Step(0, end)
     result = await conn.execute(delete(table).where(table.c.id.in_(locked), keep_if))
     return Step(result.rowcount, end)
+
+
+async def _queued_among(conn: AsyncConnection, delivery_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    if not delivery_ids:
+        return set()
+    queued = await conn.execute(
+        select(delivery_queue.c.delivery_id).where(delivery_queue.c.delivery_id.in_(delivery_ids))
+    )
+    return set(queued.scalars())
 
 
 async def count_expired(conn: AsyncConnection, kind: Kind, bound: uuid.UUID) -> int:
