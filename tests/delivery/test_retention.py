@@ -284,3 +284,23 @@ async def test_cli_purge_and_dry_run(make_runtime, receiver, database) -> None:
     wrong = await asyncio.to_thread(_purge_cli, env, "--before", "last tuesday")
     assert wrong.returncode == 2
     assert "is not a date" in wrong.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_cli_vacuum_converts_an_older_sqlite_file(database) -> None:
+    import sqlite3
+
+    path = database.settings().data_dir / "hookline.db"
+    path.parent.mkdir(parents=True)
+    older = sqlite3.connect(path)  # a file whose first table came before auto_vacuum was set
+    older.execute("CREATE TABLE made_by_an_older_hookline (x)")
+    older.close()
+    env = database.env()
+    done = await asyncio.to_thread(_purge_cli, env, "--vacuum")
+    assert done.returncode == 0, done.stderr
+    assert "now gives space back" in done.stdout
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    finally:
+        check.close()
