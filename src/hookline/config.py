@@ -78,10 +78,10 @@ class Settings(BaseSettings):
     # Retention: events, finished deliveries and attempt logs older than this are purged
     # (0 keeps everything). ``retention_seconds``, when set, overrides the days (short
     # windows for trials and the soak benchmark).
-    retention_days: float = 30.0
-    retention_seconds: float | None = None
-    retention_interval_seconds: float = 60.0
-    retention_batch_size: int = 1000
+    retention_days: float = Field(default=30.0, ge=0)
+    retention_seconds: float | None = Field(default=None, ge=0)
+    retention_interval_seconds: float = Field(default=60.0, gt=0)
+    retention_batch_size: int = Field(default=1000, ge=1, le=10000)
 
     # Platform schedulers.
     agent_down_after_seconds: float = 15 * 60.0

@@ -330,7 +330,7 @@ class DeliveryWorker:
             disable_after_seconds=settings.disable_after_failing_seconds,
             rng=self._rng,
         )
-        if decision.disable_reason:  # rare: once per webhook that keeps failing
+        if decision.disable_reason:  # rare: a webhook being disabled (per delivery in flight)
             log.warning(
                 "disabling webhook %s: %s",
                 item.webhook_id,
