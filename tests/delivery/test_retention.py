@@ -304,3 +304,22 @@ async def test_cli_vacuum_converts_an_older_sqlite_file(database) -> None:
         assert check.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
     finally:
         check.close()
+
+
+async def test_an_idempotency_key_is_remembered_as_long_as_its_event(api) -> None:
+    from tests.delivery_api.helpers import connection_event, runtime_of
+
+    rt = runtime_of(api)
+    headers = {"x-chift-client-requestid": "req-kept"}
+    first = await api.post("/events", json=connection_event(), headers=headers)
+    replay = await api.post("/events", json=connection_event(), headers=headers)
+    assert replay.headers["x-idempotent-replayed"] == "true"
+    assert replay.json()["eventid"] == first.json()["eventid"]
+
+    report = await purge(rt.db, before=rt.clock.now() + FUTURE)
+    assert report.removed[Kind.EVENTS] == 1
+
+    again = await api.post("/events", json=connection_event(), headers=headers)
+    assert again.status_code == 202
+    assert "x-idempotent-replayed" not in again.headers
+    assert again.json()["eventid"] != first.json()["eventid"]
