@@ -13,12 +13,19 @@ import time
 import uvloop
 from aiohttp import web
 
-_received: list[tuple[float, bytes]] = []
+_received: list[tuple[float, bytes, str]] = []
+_flaky = 0
+FLAKY_EVERY = 10  # paths under /flaky answer 500 to every 10th request (the soak's 10 %)
 
 
 async def hook(request: web.Request) -> web.Response:
+    global _flaky
     body = await request.read()
-    _received.append((time.time(), body))
+    if request.path.startswith("/flaky"):
+        _flaky += 1
+        if _flaky % FLAKY_EVERY == 0:
+            return web.Response(status=500, text="flaky")
+    _received.append((time.time(), body, request.path))
     return web.Response(text="ok")
 
 
@@ -26,14 +33,25 @@ async def count(request: web.Request) -> web.Response:
     return web.Response(text=str(len(_received)))
 
 
-async def dump(request: web.Request) -> web.Response:
-    rows = []
-    for at, body in _received:
+def _rows(received: list[tuple[float, bytes, str]]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for at, body, path in received:
         try:
-            rows.append([at, json.loads(body).get("connectionid")])
+            rows.append([at, json.loads(body).get("connectionid"), path])
         except ValueError:
-            rows.append([at, None])
-    return web.json_response(rows)
+            rows.append([at, None, path])
+    return rows
+
+
+async def dump(request: web.Request) -> web.Response:
+    return web.json_response([row[:2] for row in _rows(_received)])
+
+
+async def take(request: web.Request) -> web.Response:
+    """What arrived since the last take, then forget it (a long run keeps memory flat)."""
+    taken = _received[:]
+    _received.clear()
+    return web.json_response(_rows(taken))
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -49,6 +67,7 @@ def main() -> None:
     app.router.add_get("/_count", count)
     app.router.add_get("/_dump", dump)
     app.router.add_post("/_reset", reset)
+    app.router.add_post("/_take", take)
     app.router.add_post("/{tail:.*}", hook)
     uvloop.install()
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=1024)

@@ -20,6 +20,7 @@ Service = Callable[[Runtime, asyncio.Event], Awaitable[None]]
 
 def registered_services() -> list[tuple[str, Service]]:
     """The services every process runs: delivery first, then the platform's schedulers."""
+    from hookline.delivery.retention import run_retention
     from hookline.delivery.webhooks import run_secret_expiry
     from hookline.delivery.worker import run_delivery_worker
     from hookline.platform.agents import run_agent_watchdog
@@ -34,6 +35,7 @@ def registered_services() -> list[tuple[str, Service]]:
         ("issue-autoclose", run_issue_autoclose),
         ("pos-pollers", run_pos_pollers),
         ("secret-expiry", run_secret_expiry),
+        ("retention", run_retention),
     ]
 
 

@@ -27,7 +27,7 @@ import tomllib
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import (
@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str | None = None
     log_level: str = "info"
+    # "text" (human-readable, the default) or "json" (one object per line, for log shippers).
+    log_format: Literal["text", "json"] = "text"
 
     jwt_secret: SecretStr | None = None
     encryption_key: SecretStr | None = None
@@ -138,6 +140,13 @@ class Settings(BaseSettings):
     stream_max_per_account: int = 5  # open streams per account, in each server process
     stream_idle_seconds: float = 3600.0  # a stream that carried no event this long ends
     stream_poll_seconds: float = 1.0  # how often a stream looks for events nothing woke it for
+    # Retention: events, finished deliveries and attempt logs older than this are purged
+    # (0 keeps everything). ``retention_seconds``, when set, overrides the days (short
+    # windows for trials and the soak benchmark).
+    retention_days: float = Field(default=30.0, ge=0)
+    retention_seconds: float | None = Field(default=None, ge=0)
+    retention_interval_seconds: float = Field(default=60.0, gt=0)
+    retention_batch_size: int = Field(default=1000, ge=1, le=10000)
 
     # Platform schedulers.
     agent_down_after_seconds: float = 15 * 60.0

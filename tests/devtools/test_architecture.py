@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "hookline.security": FOUNDATION,
     "hookline.verify": FOUNDATION,  # standard library only, copied into receivers
     "hookline.tracing": FOUNDATION,  # OpenTelemetry set-up; off unless configured
+    "hookline.logconfig": FOUNDATION,  # text or JSON log lines
     "hookline.catalog": STORAGE,
     "hookline.store": STORAGE,
     "hookline.runtime": RUNTIME,

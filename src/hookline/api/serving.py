@@ -11,7 +11,6 @@ with.
 
 from __future__ import annotations
 
-import logging
 import os
 
 from fastapi import FastAPI, Request
@@ -20,6 +19,7 @@ from prometheus_client import Info
 
 from hookline.api.app import create_app
 from hookline.config import Settings
+from hookline.logconfig import configure_logging
 from hookline.runtime import Runtime
 
 BENCH_ROUTES_ENV = "HOOKLINE_BENCH_ROUTES"
@@ -46,8 +46,5 @@ def app_from_environment() -> FastAPI:
     """Each child of ``--processes N``: settings from the environment the parent prepared
     (the parent already migrated the database)."""
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     return build_app(Runtime.create(settings), run_background=settings.run_worker)

@@ -14,11 +14,12 @@ from typing import Annotated, Any
 import typer
 import uvloop
 from rich.console import Console
+from rich.text import Text
 
 from hookline import __version__
 from hookline.bootstrap import prepare_database
 from hookline.cli import accounts as accounts_cli
-from hookline.cli import demo, devtools
+from hookline.cli import demo, devtools, purge
 from hookline.cli import integrations as integrations_cli
 from hookline.cli.common import (
     CliState,
@@ -29,6 +30,8 @@ from hookline.cli.common import (
     runtime_for,
     settings_for,
 )
+from hookline.config import Settings
+from hookline.logconfig import configure_logging
 from hookline.runtime import Runtime, freeze_startup_objects
 from hookline.store.capabilities import serves_several_processes
 
@@ -69,10 +72,20 @@ def main(
         note(f"warning: {warning}")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+purge.register(app)
+
+
+def _setup_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _announce(settings: Settings, message: str, level: int = logging.INFO) -> None:
+    """A long-running command's status line: printed, or a log record with JSON logs (so
+    every line of the process parses)."""
+    if settings.log_format == "json":
+        logging.getLogger("hookline.cli").log(level, Text.from_markup(message).plain)
+    else:
+        console.print(message)
 
 
 @app.command()
@@ -131,7 +144,7 @@ def serve(
     from hookline.api.serving import build_app
 
     settings = settings_for(database_url)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     runtime = Runtime.create(settings)
     if processes > 1 and not serves_several_processes(runtime.db):
         fail(
@@ -149,6 +162,8 @@ def serve(
         "access_log": False,
         "proxy_headers": False,
         "http": BoundedHeadProtocol,  # 431 for an oversized request head
+        # JSON logs: uvicorn's records go through the root handler like every other.
+        **({"log_config": None} if settings.log_format == "json" else {}),
     }
     if processes == 1:
         config = uvicorn.Config(build_app(runtime, run_background=run_background), **options)
@@ -165,9 +180,10 @@ def serve(
             workers=processes,
             **options,
         )
-    console.print(
+    _announce(
+        settings,
         f"hookline {__version__} on http://{config.host}:{config.port} ({CliState.database}"
-        f"{f'; {processes} processes' if processes > 1 else ''})"
+        f"{f'; {processes} processes' if processes > 1 else ''})",
     )
     if processes == 1:
         _graceful_server_class()(config).run()
@@ -196,12 +212,14 @@ def worker(
     settings = settings_for(database_url)
     if metrics_port is not None:
         settings = settings.model_copy(update={"worker_metrics_port": metrics_port})
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     runtime = Runtime.create(settings)
     if not serves_several_processes(runtime.db):
-        console.print(
+        _announce(
+            settings,
             "[yellow]note:[/yellow] on SQLite, `hookline serve` already runs the "
-            "worker; run separate workers only against PostgreSQL."
+            "worker; run separate workers only against PostgreSQL.",
+            logging.WARNING,
         )
 
     async def run() -> None:
@@ -222,10 +240,12 @@ def worker(
                 )
             except OSError as error:
                 await runtime.db.dispose()
-                console.print(
+                _announce(
+                    settings,
                     f"[red]error:[/red] cannot serve metrics on "
                     f"{settings.worker_metrics_host}:{settings.worker_metrics_port}:"
-                    f" {error.strerror or error}"
+                    f" {error.strerror or error}",
+                    logging.ERROR,
                 )
                 raise typer.Exit(1) from None
         await services.start()
@@ -236,7 +256,7 @@ def worker(
             if endpoint
             else ""
         )
-        console.print(f"hookline worker running ({CliState.database}){where}")
+        _announce(settings, f"hookline worker running ({CliState.database}){where}")
         await stopping.wait()
         if endpoint is not None:
             await endpoint.cleanup()

@@ -39,6 +39,18 @@ OPEN_CIRCUITS = Gauge(
     "until a probe succeeds.",
 )
 
+RETENTION_PURGED = Counter(
+    "hookline_retention_purged_rows",
+    "Rows removed by retention in this process, by table (events, deliveries, attempts).",
+    ["table"],
+)
+RETENTION_LAST_PASS = Gauge(
+    "hookline_retention_last_pass_timestamp_seconds",
+    "When this process last finished a retention pass (0: never).",
+)
+
+for _table in ("events", "deliveries", "attempts"):
+    RETENTION_PURGED.labels(table=_table)
 for _outcome in ("delivered", "retry", "failed", "disabled", "dropped"):
     ATTEMPTS.labels(outcome=_outcome)
 

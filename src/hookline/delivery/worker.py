@@ -45,6 +45,7 @@ from hookline.delivery import metrics, policy
 from hookline.delivery.destinations import Circuit, Destination, Limits, counts_as_failure
 from hookline.delivery.sender import Sender, SendResult, host_key
 from hookline.delivery.signing import SigningKey, delivery_headers
+from hookline.logconfig import ids
 from hookline.runtime import Runtime
 from hookline.store import destinations as shared
 from hookline.store import queue
@@ -602,7 +603,7 @@ class DeliveryWorker:
             self._capacity.set()
             raise
         except Exception as error:  # a bug must not lose the delivery: retry it
-            log.exception("delivery %s failed unexpectedly", item.delivery_id)
+            log.exception("delivery %s failed unexpectedly", item.delivery_id, extra=_log_ids(item))
             return self._decide(item, SendResult(None, 0.0, error_class=type(error).__name__))
         finally:
             dest.held -= 1
@@ -659,6 +660,13 @@ class DeliveryWorker:
             disable_after_seconds=settings.disable_after_failing_seconds,
             rng=self._rng,
         )
+        if decision.disable_reason:  # rare: a webhook being disabled (per delivery in flight)
+            log.warning(
+                "disabling webhook %s: %s",
+                item.webhook_id,
+                decision.disable_reason,
+                extra=_log_ids(item),
+            )
         error_class = result.error_class
         if (
             error_class is None
@@ -750,6 +758,15 @@ class DeliveryWorker:
             await asyncio.wait_for(
                 self._recorded.wait_for(lambda: self.recorded_count >= count), timeout
             )
+
+
+def _log_ids(item: ClaimedDelivery) -> dict[str, str]:
+    return ids(
+        account_id=item.account_id,
+        webhook_id=item.webhook_id,
+        event_id=item.event_id,
+        delivery_id=item.delivery_id,
+    )
 
 
 def _host_key(url: str | None) -> str:

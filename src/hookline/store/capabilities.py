@@ -52,3 +52,9 @@ def describe_database(url: str) -> str:
         f"{parsed.get_backend_name()} database {parsed.database or '(default)'} on "
         f"{parsed.host or 'localhost'}:{parsed.port or 5432}{user}"
     )
+
+
+def vacuums_incrementally(db: Database) -> bool:
+    """SQLite gives a purge's free pages back to the file system through incremental vacuum;
+    PostgreSQL's autovacuum reclaims space by itself."""
+    return db.is_sqlite

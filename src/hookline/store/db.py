@@ -24,8 +24,16 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # Every SQLite connection: WAL (readers never block the writer), NORMAL sync (durable across a
-# process crash; a power loss may lose the last commits), foreign keys enforced.
-SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+# process crash; a power loss may lose the last commits), foreign keys enforced. auto_vacuum
+# takes effect only on a new file, before its first table: retention then gives purged pages
+# back with incremental vacuum (an older file keeps reusing them; ``hookline purge --vacuum``
+# converts it).
+SQLITE_PRAGMAS = (
+    "auto_vacuum=INCREMENTAL",
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "foreign_keys=ON",
+)
 # aiosqlite runs each connection on a thread; while the event loop's thread holds the GIL, such
 # a thread that finished a statement waits up to the switch interval to go on: 5 ms by
 # default, per statement, with the writer lock held. 1 ms keeps those waits short at the cost

@@ -138,7 +138,8 @@ deliveries = Table(
 )
 
 # The hot queue: only deliveries that still have to be sent. Rows leave on success or final
-# failure, so the table stays small and its one index stays in memory.
+# failure, so the table stays small and its one index stays in memory. On PostgreSQL it (and
+# the tables retention purges) carries per-table autovacuum settings: migration 0007.
 delivery_queue = Table(
     "delivery_queue",
     metadata,
