@@ -13,7 +13,7 @@ import asyncio
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -53,7 +53,8 @@ def note(message: str) -> None:
 def settings_for(database_url: str | None = None) -> Settings:
     from hookline.config import Settings
 
-    settings = Settings(**({"database_url": database_url} if database_url else {}))
+    overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
+    settings = Settings(**overrides)
     check_database_url(settings.resolved_database_url)
     CliState.database = describe_database(settings.resolved_database_url)
     return settings

@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from hookline.bootstrap import prepare_database
-from hookline.cli.common import describe_database
 from hookline.config import Settings
 from hookline.demo_scenario import ALL_EVENTS, DemoDelivery, DemoResult, run_demo
 from hookline.runtime import Runtime
+from hookline.store.capabilities import describe_database
 
 LOOPBACK = ["127.0.0.1/32"]
 _SHOWN_FIELDS = ("connectionid", "status", "flowid", "error_code", "occurrences", "order_id")
