@@ -130,3 +130,29 @@ async def test_each_runtime_has_its_own_registry_with_the_built_ins(database: An
             assert runners_of(other).names() == ["external", "http"]
         finally:
             await other.db.dispose()
+
+
+async def test_the_api_runs_a_flow_on_a_runner_registered_on_the_runtime(database: Any) -> None:
+    async with frozen_app(database) as s:
+        runner = ScriptedRunner(Finished(ExecutionStatus.SUCCESS, "ok", None), resumable=False)
+        runners_of(s.rt).register(runner)
+        flow = {
+            "name": "scripted",
+            "execution": {"type": "code", "runner": "scripted", "data": {"code": "x"}},
+            "triggers": [{"id": "trigger-1", "type": "event"}],
+        }
+        sync = await s.api.post(
+            "/syncs", json={"name": "Sales", "connections": [{"one_api": 1}], "flows": [flow]}
+        )
+        assert sync.status_code == 200, sync.text
+        sync_id, flow_id = sync.json()["syncid"], sync.json()["flows"][0]["id"]
+        consumer = await new_consumer(s.api)
+        assert (await enable(s.api, consumer, sync_id, flow_id)).status_code == 200
+        triggered = await s.api.post(f"/syncs/{sync_id}/flows/{flow_id}/event", json={})
+        assert triggered.status_code == 200, triggered.text
+        await drain()
+        [job] = runner.jobs
+        assert str(job.consumer_id) == consumer
+        events = await flow_events(s.rt, s.api.account_id)
+        assert [e["event"] for e in events][-1] == "account.flow.executed"
+        assert events[-1]["status"] == "success"

@@ -18,6 +18,7 @@ from hookline.api.limits import PageQuery, UtcDatetime
 from hookline.platform import executions as cases
 from hookline.platform import runners
 from hookline.platform.executions import ExecutionView
+from hookline.platform.runners.registry import runners_of
 from hookline.platform.syncs import parse_id
 
 router = APIRouter(tags=["Executions"])
@@ -118,6 +119,7 @@ async def trigger_flow(
             now=runtime.clock.now(),
             timeout_seconds=runtime.settings.execution_timeout_seconds,
             run_lease_seconds=runtime.settings.run_lease_seconds,
+            runners=runners_of(runtime),
         )
     assert triggered is not None  # event triggers raise instead
     runners.dispatch(runtime, triggered.jobs)

@@ -17,6 +17,7 @@ from hookline.api.deps import AccountId, ReadConn, RuntimeDep
 from hookline.api.limits import Int32
 from hookline.platform import syncs as cases
 from hookline.platform.runners import SECRET_KEY
+from hookline.platform.runners.registry import runners_of
 from hookline.platform.syncs import ConsumerFlow, ConsumerSync, Flow, Sync, parse_id
 
 router = APIRouter(tags=["Syncs"])
@@ -350,6 +351,7 @@ async def create_sync(
             flow_items=[_flow_item(flow) for flow in body.flows],
             now=runtime.clock.now(),
             box=runtime.secret_box,
+            runners=runners_of(runtime),
         )
     return ReadSyncItem.of(sync)
 
@@ -386,6 +388,7 @@ async def create_flow(
             _flow_item(body),
             now=runtime.clock.now(),
             box=runtime.secret_box,
+            runners=runners_of(runtime),
         )
     return ReadFlowItem.of(flow)
 
