@@ -298,3 +298,18 @@ async def test_recover_requeues_the_failed_deliveries_since_the_given_time(
     response = await board.post(f"/ui/webhooks/{webhook_id}/recover", {"since": "yesterday"})
     assert response.status_code == 400
     assert "YYYY-MM-DDTHH:MM" in response.text
+
+
+async def test_the_webhook_page_shows_its_destinations_circuit(dashboards, runtime) -> None:
+    from hookline.delivery.sender import host_key
+    from hookline.store.destinations import open_circuit
+
+    board = await dashboards()
+    webhook_id = await create_via_form(board)
+    page = await board.http.get(f"/ui/webhooks/{webhook_id}")
+    assert '<span class="badge circuit-closed">closed</span> requests go out' in page.text
+    now = runtime.clock.now()
+    async with runtime.db.transaction() as conn:
+        await open_circuit(conn, host_key(RECEIVER), failures=20, now=now, cooldown=60)
+    page = await board.http.get(f"/ui/webhooks/{webhook_id}")
+    assert '<span class="badge circuit-open">open</span> after 20 consecutive' in page.text

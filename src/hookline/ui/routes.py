@@ -24,6 +24,7 @@ from hookline.catalog import example_for as catalog_example
 from hookline.delivery import logs as log_cases
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery import webhooks as webhook_cases
+from hookline.delivery.circuits import circuits_of_urls
 from hookline.delivery.health import webhook_health, webhooks_health
 from hookline.delivery.probe import SentTest, send_test_event
 from hookline.delivery.recovery import recovery_preview, send_retrying_now
@@ -460,6 +461,7 @@ async def _webhook_page(
                 conn, session.account_id, now=runtime.clock.now(), webhook_id=webhook_uuid
             )
             health = await webhook_health(conn, webhook, now=runtime.clock.now())
+            circuits = await circuits_of_urls(conn, [webhook.url], runtime.clock.now())
     except HooklineError as error:
         return _failure(request, session, error)
     since_default = (runtime.clock.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
@@ -475,6 +477,7 @@ async def _webhook_page(
         since_default=since_default,
         test=test,
         health=health,
+        circuit=circuits[webhook.url],
     )
 
 
