@@ -161,7 +161,7 @@ def test_a_destination_gains_lanes_on_fast_successes_and_loses_them_on_trouble()
     assert (dest.lane_cap, dest.cap) == (2, 12)  # a new destination starts slow
     for _ in range(10):
         assert not dest.record(failed=False, slow=False)
-    assert (dest.lane_cap, dest.cap) == (8, 40)  # capped by a third of the capacity
+    assert (dest.lane_cap, dest.cap) == (8, 40)  # capped by the limits' max_held
     dest.record(failed=False, slow=True)
     assert dest.lane_cap == 2
     for _ in range(6):
@@ -169,10 +169,41 @@ def test_a_destination_gains_lanes_on_fast_successes_and_loses_them_on_trouble()
     dest.sending[object()] = 0.0  # type: ignore[index]
     assert dest.stuck(now=2.5) and dest.lane_cap == 2  # a request in flight for too long
     assert [dest.record(failed=True, slow=False) for _ in range(3)] == [False, False, True]
-    dest.circuit = Circuit.OPEN
+    dest.set_circuit(Circuit.OPEN)
     assert (dest.lane_cap, dest.cap, dest.admit()) == (0, 0, False)
-    dest.circuit = Circuit.PROBING
+    dest.set_circuit(Circuit.PROBING)
     assert (dest.admit(), dest.admit()) == (True, False)  # one probe
     assert counts_as_failure(None, True) and counts_as_failure(503, True)
     assert counts_as_failure(429, True)
     assert not counts_as_failure(404, True) and not counts_as_failure(None, False)
+
+
+def test_a_destination_that_turns_slow_holds_only_its_slow_share() -> None:
+    """Deliveries claimed while a destination was fast and still waiting for a lane are the
+    excess once it turns slow; the ones being sent are not (they cannot be given back)."""
+    from hookline.delivery.destinations import Destination, Limits
+
+    limits = Limits(
+        lanes=8,
+        slow_lanes=2,
+        slow_seconds=2.0,
+        max_held=40,
+        circuit_failures=3,
+        cooldown_seconds=30.0,
+        max_cooldown_seconds=900.0,
+    )
+    dest = Destination("http://h:1", limits)
+    for _ in range(10):
+        dest.record(failed=False, slow=False)
+    assert dest.cap == 40 and dest.excess == 0
+    for n in range(40):
+        assert dest.admit()
+        dest.backlog.append(n)  # type: ignore[arg-type]
+    for _ in range(8):  # eight lanes took one each
+        dest.backlog.popleft()
+    assert dest.excess == 0
+    dest.record(failed=True, slow=False)  # back to 2 lanes: a cap of 12
+    assert dest.cap == 12 and dest.excess == 28  # 40 held, 12 allowed; 32 wait for a lane
+    for _ in range(30):
+        dest.backlog.popleft()
+    assert dest.excess == 2  # only what still waits can go back

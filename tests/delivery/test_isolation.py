@@ -120,7 +120,7 @@ async def test_a_hanging_destination_never_holds_the_capacity_others_need(
             # All of it happened while the hanging host still held every request it got.
             assert hanging.in_flight == 2 and not hanging.gate.is_set()
             assert hanging.peak == 2  # the lanes of a new destination
-            assert await leased(rt, bad) <= 10  # its share, not the worker
+            assert await leased(rt, bad) <= 12  # its share (6 per slow lane), not the worker
             hanging.gate.set()
             await worker.wait_recorded(5 + 2)
         assert len({r.headers["webhook-id"] for r in healthy}) == 5
@@ -166,7 +166,7 @@ async def test_webhooks_sharing_a_destination_share_its_room(make_runtime) -> No
         async with running_worker(rt) as worker:
             await hanging.wait_in_flight(2)
             await asyncio.wait_for(worker.idle.wait(), timeout=15)  # nothing more to claim
-            assert await leased(rt, first) + await leased(rt, second) <= 10
+            assert await leased(rt, first) + await leased(rt, second) <= 12  # 6 per slow lane
             assert hanging.peak == 2
             hanging.gate.set()
     finally:

@@ -192,3 +192,12 @@ async def test_a_postgres_claim_looks_queued_rows_up_by_key_not_by_scanning_the_
     finally:
         await rt.db.dispose()
         await database.drop()
+
+
+def test_turns_are_dealt_first_rows_first_across_webhooks() -> None:
+    from hookline.store.queue_link import deal_turns
+
+    assert deal_turns({"a": 3, "b": 1}, 10) == {"a": 3, "b": 1}  # everything fits
+    assert deal_turns({"a": 100, "b": 1, "c": 2}, 6) == {"a": 3, "b": 1, "c": 2}
+    assert deal_turns({"a": 100, "b": 100}, 5) in ({"a": 3, "b": 2}, {"a": 2, "b": 3})
+    assert deal_turns({"a": 50, "b": 0}, 7) == {"a": 7, "b": 0}

@@ -11,9 +11,11 @@ two webhooks on the same host share one). A worker keeps, per destination:
   to 4. A healthy receiver reaches its full 64 within its first 60 deliveries; a hanging one
   never holds more than 4 connections (after at most one round of its current lanes).
 - **held**, the deliveries claimed for it and not yet sent. A destination may hold at most
-  ``HELD_PER_LANE`` times its lanes (capped by a third of the worker's capacity); what it
-  cannot hold stays in the queue, unclaimed. So a hanging destination holds 24 deliveries, not
-  the worker: the rest of the capacity is always there for other destinations.
+  ``HELD_PER_LANE`` times its lanes (capped by two thirds of the worker's capacity); what it
+  cannot hold stays in the queue, unclaimed. When its lanes fall back to the slow limit, what
+  it holds beyond its new cap goes back to the queue at once. So a hanging destination holds 24
+  deliveries, not the worker: the rest of the capacity is always there for other destinations,
+  and a healthy one draining a backlog claims in large batches (fewer, cheaper claims).
 - **the circuit**. After ``circuit_failures`` consecutive failures the circuit opens: no
   request goes out and no attempt is spent, the deliveries wait in the queue. After the
   cool-down one worker sends one probe; a success closes the circuit, a failure opens it again
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import collections
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from hookline.config import Settings
@@ -67,7 +69,7 @@ class Limits:
             lanes=lanes,
             slow_lanes=max(1, min(lanes, settings.delivery_slow_host_concurrency)),
             slow_seconds=max(0.01, settings.delivery_slow_seconds),
-            max_held=max(1, capacity // 3),
+            max_held=max(1, capacity * 2 // 3),
             circuit_failures=max(1, settings.circuit_failures),
             cooldown_seconds=max(0.01, settings.circuit_cooldown_seconds),
             max_cooldown_seconds=max(
@@ -76,37 +78,64 @@ class Limits:
         )
 
 
-@dataclass(slots=True)
 class Destination:
-    key: str
-    limits: Limits
-    lane_limit: int = 0
-    lanes: int = 0  # lane tasks running
-    held: int = 0  # claimed and not yet attempted (queued for a lane or being sent)
-    failures: int = 0  # consecutive
-    circuit: Circuit = Circuit.CLOSED
-    backlog: collections.deque[ClaimedDelivery] = field(default_factory=collections.deque)
-    sending: dict[uuid.UUID, float] = field(default_factory=dict)  # id -> loop time sent
-    webhooks: set[uuid.UUID] = field(default_factory=set)
-    last_used: float = 0.0
+    """One destination's state in one worker. ``lane_cap`` and ``cap`` are kept as plain
+    attributes (read for every delivery) and recomputed when the lane limit or the circuit
+    changes: change those only through :meth:`set_circuit`, :meth:`set_lane_limit`,
+    :meth:`record`, :meth:`succeeded` and :meth:`stuck`."""
 
-    def __post_init__(self) -> None:
-        if not self.lane_limit:
-            self.lane_limit = self.limits.slow_lanes
+    __slots__ = (
+        "backlog",
+        "cap",
+        "circuit",
+        "failures",
+        "held",
+        "key",
+        "lane_cap",
+        "lane_limit",
+        "lanes",
+        "last_used",
+        "limits",
+        "sending",
+        "webhooks",
+    )
+
+    def __init__(self, key: str, limits: Limits) -> None:
+        self.key = key
+        self.limits = limits
+        self.lanes = 0  # lane tasks running
+        self.held = 0  # claimed and not yet attempted (queued for a lane or being sent)
+        self.failures = 0  # consecutive
+        self.circuit = Circuit.CLOSED
+        self.backlog: collections.deque[ClaimedDelivery] = collections.deque()
+        self.sending: dict[uuid.UUID, float] = {}  # id -> loop time sent
+        self.webhooks: set[uuid.UUID] = set()
+        self.last_used = 0.0
+        self.lane_limit = limits.slow_lanes
+        self.lane_cap = 0  # lanes allowed now
+        self.cap = 0  # deliveries this destination may hold now
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.circuit is Circuit.CLOSED:
+            self.lane_cap = self.lane_limit
+            self.cap = min(self.limits.max_held, HELD_PER_LANE * self.lane_limit)
+        else:
+            self.lane_cap = self.cap = 1 if self.circuit is Circuit.PROBING else 0
+
+    def set_circuit(self, circuit: Circuit) -> None:
+        self.circuit = circuit
+        self._refresh()
+
+    def set_lane_limit(self, lanes: int) -> None:
+        self.lane_limit = lanes
+        self._refresh()
 
     @property
-    def lane_cap(self) -> int:
-        """Lanes allowed now."""
-        if self.circuit is Circuit.CLOSED:
-            return self.lane_limit
-        return 1 if self.circuit is Circuit.PROBING else 0
-
-    @property
-    def cap(self) -> int:
-        """Deliveries this destination may hold now."""
-        if self.circuit is Circuit.CLOSED:
-            return min(self.limits.max_held, HELD_PER_LANE * self.lane_limit)
-        return 1 if self.circuit is Circuit.PROBING else 0
+    def excess(self) -> int:
+        """Claimed deliveries beyond the cap that are still waiting for a lane (after the
+        lanes fell back to the slow limit): they go back to the queue."""
+        return min(len(self.backlog), self.held - self.cap) if self.held > self.cap else 0
 
     @property
     def room(self) -> int:
@@ -118,17 +147,25 @@ class Destination:
         self.held += 1
         return True
 
+    def succeeded(self) -> None:
+        """A fast success (the common case, kept to one call): one more lane, up to the
+        limit."""
+        self.failures = 0
+        if self.lane_limit < self.limits.lanes:
+            self.lane_limit += 1
+            self._refresh()
+
     def record(self, *, failed: bool, slow: bool) -> bool:
         """Count one attempt's result; True when it makes the circuit open."""
         if failed:
             self.failures += 1
-            self.lane_limit = self.limits.slow_lanes
+            self.set_lane_limit(self.limits.slow_lanes)
             return self.circuit is Circuit.CLOSED and self.failures >= self.limits.circuit_failures
-        self.failures = 0
         if slow:
-            self.lane_limit = self.limits.slow_lanes
-        elif self.lane_limit < self.limits.lanes:
-            self.lane_limit += 1
+            self.failures = 0
+            self.set_lane_limit(self.limits.slow_lanes)
+        else:
+            self.succeeded()
         return False
 
     def stuck(self, now: float) -> bool:
@@ -138,7 +175,7 @@ class Destination:
             return False
         if now - min(self.sending.values()) < self.limits.slow_seconds:
             return False
-        self.lane_limit = self.limits.slow_lanes
+        self.set_lane_limit(self.limits.slow_lanes)
         return True
 
     @property

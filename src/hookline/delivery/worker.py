@@ -34,8 +34,9 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -94,6 +95,8 @@ class DeliveryWorker:
         self._limits = Limits.of(self.settings, self._capacity_limit)
         self._dests: dict[str, Destination] = {}
         self._fresh_cap = Destination("", self._limits).cap  # a destination not seen yet
+        self._slow_ms = self._limits.slow_seconds * 1000.0
+        self._loop_time: Callable[[], float] = time.monotonic  # the loop's clock, once running
         self._hook_dest: dict[uuid.UUID, Destination] = {}
         self._limited = False  # the last claim was cut by a destination's share
         self._writes: set[asyncio.Task[None]] = set()  # circuit writes and give-backs
@@ -126,6 +129,7 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._active = True
+        self._loop_time = asyncio.get_running_loop().time
         db = self.runtime.db
         db.on_wake(self.wake)
         helpers: list[asyncio.Task[None]] = []
@@ -324,7 +328,7 @@ class DeliveryWorker:
         if dest is None:
             dest = self._dests[key] = Destination(key, self._limits)
             if not key:  # deliveries to drop: nothing is sent, no limit to learn
-                dest.lane_limit = self._limits.lanes
+                dest.set_lane_limit(self._limits.lanes)
         hook = item.webhook_id
         known = self._hook_dest.get(hook)
         if known is not dest:
@@ -338,10 +342,12 @@ class DeliveryWorker:
         """Queue ``item`` for its destination's lanes; False when the destination may not
         hold it (full, or its circuit open): the caller gives it back."""
         dest = self._destination(item)
-        if not dest.admit():
+        if dest.held >= dest.cap:
             return False
+        dest.held += 1
         dest.backlog.append(item)
-        self._fill_lanes(dest)
+        if dest.lanes < dest.lane_cap:
+            self._fill_lanes(dest)
         return True
 
     def _fill_lanes(self, dest: Destination) -> None:
@@ -368,7 +374,7 @@ class DeliveryWorker:
             # No await between the last emptiness check and here: _dispatch sees either a
             # live lane (which will take its item) or the decremented count.
             dest.lanes -= 1
-            dest.last_used = asyncio.get_running_loop().time()
+            dest.last_used = self._loop_time()
             if backlog and not dest.lanes:
                 self._fill_lanes(dest)
 
@@ -380,24 +386,34 @@ class DeliveryWorker:
         opens = dest.record(
             failed=failed, slow=result.duration_ms >= self._limits.slow_seconds * 1000.0
         )
+        if dest.excess:
+            self._trim_backlog(dest)
         if dest.circuit is Circuit.CLOSED:
             if opens:
                 log.warning(
                     "circuit of %s opened after %d consecutive failures", dest.key, dest.failures
                 )
-                dest.circuit = Circuit.OPEN
+                dest.set_circuit(Circuit.OPEN)
                 self._return_backlog(dest)
                 self._write(dest, self._open_circuit, dest.key, dest.failures)
         elif not failed:  # the probe (or a request sent before it opened) got through
             log.info("circuit of %s closed", dest.key)
-            dest.circuit = Circuit.CLOSED
+            dest.set_circuit(Circuit.CLOSED)
             dest.failures = 0
             self._write(dest, self._close_circuit, dest.key)
             self.wake()
         elif dest.circuit is Circuit.PROBING:
-            dest.circuit = Circuit.OPEN
+            dest.set_circuit(Circuit.OPEN)
             self._return_backlog(dest)
             self._write(dest, self._reopen_circuit, dest.key)
+
+    def _trim_backlog(self, dest: Destination) -> None:
+        """Give back the newest deliveries a destination holds beyond its (just lowered) cap,
+        so a receiver that turned slow keeps no more of the worker than a slow one may."""
+        items = [dest.backlog.pop() for _ in range(dest.excess)]
+        dest.held -= len(items)
+        if items:
+            self._spawn(self._give_back_rows(self._release(items)))
 
     def _return_backlog(self, dest: Destination) -> None:
         items = list(dest.backlog)
@@ -506,7 +522,8 @@ class DeliveryWorker:
                 return
             now = loop.time()
             for key, dest in list(self._dests.items()):
-                dest.stuck(now)
+                if dest.stuck(now) and dest.excess:
+                    self._trim_backlog(dest)
                 if dest.idle and now - dest.last_used > FORGET_IDLE_SECONDS:
                     del self._dests[key]
                     for hook in dest.webhooks:
@@ -527,7 +544,7 @@ class DeliveryWorker:
         now = self.runtime.clock.now()
         for key, dest in self._dests.items():
             if dest.circuit is not Circuit.CLOSED and key not in rows and not self._writing[key]:
-                dest.circuit = Circuit.CLOSED  # closed by another worker
+                dest.set_circuit(Circuit.CLOSED)  # closed by another worker
                 dest.failures = 0
                 self.wake()
         for key, row in rows.items():
@@ -543,17 +560,17 @@ class DeliveryWorker:
             ):
                 mine = row.probe_owner == self.owner and dest.circuit is Circuit.PROBING
                 if not mine and dest.circuit is not Circuit.OPEN:
-                    dest.circuit = Circuit.OPEN
+                    dest.set_circuit(Circuit.OPEN)
                     self._return_backlog(dest)
                 continue
             until = now + timedelta(seconds=self.settings.delivery_timeout + 5.0)
             async with self.runtime.db.transaction(priority=True) as conn:
                 won = await shared.take_probe(conn, key, owner=self.owner, now=now, until=until)
             if won:
-                dest.circuit = Circuit.PROBING
+                dest.set_circuit(Circuit.PROBING)
                 self.wake()
             elif dest.circuit is not Circuit.OPEN:
-                dest.circuit = Circuit.OPEN
+                dest.set_circuit(Circuit.OPEN)
                 self._return_backlog(dest)
 
     # -- one delivery -------------------------------------------------------------------------
@@ -571,14 +588,17 @@ class DeliveryWorker:
             )
             span = self._attempt_span(item, headers) if self._tracing is not None else None
             sending = dest.sending
-            sending[item.delivery_id] = asyncio.get_running_loop().time()
+            sending[item.delivery_id] = self._loop_time()
             try:
                 result = await self._sender.send(item.url, item.payload, headers)
             finally:
                 del sending[item.delivery_id]
-            self._after_attempt(dest, result)
             status = result.status
             if status is not None and 200 <= status < 300:  # the common case needs no policy
+                if dest.circuit is Circuit.CLOSED and result.duration_ms < self._slow_ms:
+                    dest.succeeded()
+                else:
+                    self._after_attempt(dest, result)
                 record = AttemptRecord(
                     item,
                     policy.DELIVERED,
@@ -589,6 +609,7 @@ class DeliveryWorker:
                     response_headers=result.response_headers,
                 )
             else:
+                self._after_attempt(dest, result)
                 record = self._decide(item, result)
             if span is not None:
                 end_attempt(
@@ -607,7 +628,7 @@ class DeliveryWorker:
             return self._decide(item, SendResult(None, 0.0, error_class=type(error).__name__))
         finally:
             dest.held -= 1
-            if self._limited and dest.room * 2 >= dest.cap > 0:
+            if self._limited and (dest.cap - dest.held) * 2 >= dest.cap > 0:
                 self.wake()  # room for a claim's worth again
 
     def _attempt_span(self, item: ClaimedDelivery, headers: dict[str, str]) -> Span:

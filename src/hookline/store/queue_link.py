@@ -80,8 +80,9 @@ _CLAIM_POSTGRESQL = (
     + _DETAILS.format(claimed="claimed")
 )
 # SQLite runs the same walk as separate statements inside one ``BEGIN IMMEDIATE`` on the
-# event loop's thread (one process, so nothing to skip): the distinct webhooks, each one's
-# oldest due rows, the turns dealt in Python, then the lease.
+# event loop's thread (one process, so nothing to skip): the distinct webhooks, how many due
+# rows each has (up to its share), the turns dealt in Python, then one lease update per
+# webhook (a per-row update cost more than the whole walk).
 _HOOKS_SQLITE = (
     "WITH RECURSIVE hooks(id) AS (SELECT (SELECT webhook_id FROM delivery_queue "
     "ORDER BY webhook_id LIMIT 1) UNION ALL SELECT (SELECT webhook_id FROM delivery_queue "
@@ -89,12 +90,13 @@ _HOOKS_SQLITE = (
     "WHERE hooks.id IS NOT NULL) SELECT id FROM hooks WHERE id IS NOT NULL"
 )
 _DUE_SQLITE = (
-    "SELECT delivery_id, available_at FROM delivery_queue WHERE webhook_id = ? "
-    "AND available_at <= ? ORDER BY webhook_id, available_at LIMIT ?"
+    "SELECT delivery_id FROM delivery_queue WHERE webhook_id = ?1 "
+    "AND available_at <= ?2 ORDER BY webhook_id, available_at LIMIT ?3"
 )
+_DUE_COUNT_SQLITE = f"SELECT count(*) FROM ({_DUE_SQLITE})"
 _LEASE_SQLITE = (
-    "UPDATE delivery_queue SET available_at = ?, lease_owner = ?, attempt = attempt + 1 "
-    "WHERE delivery_id = ?"
+    "UPDATE delivery_queue SET available_at = ?4, lease_owner = ?5, attempt = attempt + 1 "
+    f"WHERE delivery_id IN ({_DUE_SQLITE})"
 )
 # Rows just claimed carry this worker's name and this claim's exact lease time.
 _CLAIMED_SQLITE = (
@@ -384,23 +386,47 @@ def _hex_shares(shares: Mapping[uuid.UUID, int] | None) -> dict[str, int]:
 
 
 def _claim_sqlite_rows(db: sqlite3.Connection, claim: _Claim) -> list[Any]:
-    picked: list[tuple[int, str, str]] = []  # (turn, available_at, delivery id)
     shares = claim.shares
+    wanted: dict[str, int] = {}  # webhook -> rows it may take
     for (hook,) in db.execute(_HOOKS_SQLITE).fetchall():
         take = min(claim.limit, shares.get(hook, claim.per_webhook))
-        if take <= 0:
-            continue
-        rows = db.execute(_DUE_SQLITE, (hook, claim.now, take)).fetchall()
-        picked.extend((turn, at, delivery_id) for turn, (delivery_id, at) in enumerate(rows))
-    if not picked:
+        if take > 0:
+            wanted[hook] = take
+    if len(wanted) > 1:  # turns across webhooks need to know what each one has due
+        due = {
+            hook: db.execute(_DUE_COUNT_SQLITE, (hook, claim.now, take)).fetchone()[0]
+            for hook, take in wanted.items()
+        }
+        wanted = deal_turns(due, claim.limit)
+    leased = 0
+    for hook, take in wanted.items():
+        if take > 0:
+            leased += db.execute(
+                _LEASE_SQLITE, (hook, claim.now, take, claim.lease, claim.owner)
+            ).rowcount
+    if not leased:
         return []
-    if len(picked) > claim.limit:
-        picked.sort()
-        del picked[claim.limit :]
-    db.executemany(
-        _LEASE_SQLITE, [(claim.lease, claim.owner, delivery_id) for _, _, delivery_id in picked]
-    )
     return db.execute(_CLAIMED_SQLITE, (claim.owner, claim.lease)).fetchall()
+
+
+def deal_turns(due: Mapping[str, int], limit: int) -> dict[str, int]:
+    """How many rows each webhook gets when ``limit`` rows are dealt in turns (every
+    webhook's first row, then every second row, ...) from ``due`` rows per webhook."""
+    if sum(due.values()) <= limit:
+        return dict(due)
+    taken = dict.fromkeys(due, 0)
+    left = limit
+    while left > 0:
+        open_hooks = [hook for hook, n in due.items() if taken[hook] < n]
+        rounds = min(left // len(open_hooks), min(due[h] - taken[h] for h in open_hooks))
+        if rounds == 0:  # the last, partial turn
+            for hook in open_hooks[:left]:
+                taken[hook] += 1
+            break
+        for hook in open_hooks:
+            taken[hook] += rounds
+        left -= rounds * len(open_hooks)
+    return taken
 
 
 def _record_delivered_rows(
