@@ -64,12 +64,7 @@ KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
     }
 )
 KNOWN_UPWARD_EDGES: frozenset[tuple[str, str]] = frozenset()
-KNOWN_DIALECT_USES: frozenset[tuple[str, str]] = frozenset(
-    {
-        # The worker opens its PostgreSQL wake-up link itself (delivery-queue rewrite).
-        ("hookline.delivery.worker", ".is_sqlite"),
-    }
-)
+KNOWN_DIALECT_USES: frozenset[tuple[str, str]] = frozenset()
 
 # Modules outside store/ allowed to name a dialect for good, each with its reason.
 DIALECT_ALLOWED: dict[str, str] = {

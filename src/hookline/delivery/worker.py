@@ -37,7 +37,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry.trace import Span
@@ -49,9 +49,8 @@ from hookline.delivery.signing import SigningKey, delivery_headers
 from hookline.logconfig import ids
 from hookline.runtime import Runtime
 from hookline.store import destinations as shared
-from hookline.store import queue
+from hookline.store.delivery_queue import DeliveryQueue, open_delivery_queue
 from hookline.store.queue import AttemptRecord, ClaimedDelivery
-from hookline.store.queue_link import QueueLink, open_queue_link
 from hookline.store.traces import event_traceparents
 from hookline.tracing import TRACEPARENT, end_attempt, traceparent_of
 
@@ -67,8 +66,6 @@ HELD_BATCHES = 4
 CLAIM_LINGER = 0.005  # seconds
 TEND_SECONDS = 1.0  # the tender's period
 FORGET_IDLE_SECONDS = 300.0  # an idle destination's state is dropped after this long
-#: Database files whose leases a worker of this process released at start (SQLite).
-_SQLITE_WORKERS: collections.Counter[str] = collections.Counter()
 
 
 class DeliveryWorker:
@@ -111,9 +108,7 @@ class DeliveryWorker:
         self._active = False
         self._stopping = False
         self._closing = False
-        self._counted = False  # this worker counts in _SQLITE_WORKERS
-        self._claims: QueueLink
-        self._records: QueueLink
+        self._queue: DeliveryQueue
 
     # -- wake-ups ---------------------------------------------------------------------------
 
@@ -134,21 +129,16 @@ class DeliveryWorker:
         db.on_wake(self.wake)
         helpers: list[asyncio.Task[None]] = []
         listen_stop = asyncio.Event()
-        # Two links, so a claim never waits for a recording in flight (PostgreSQL).
-        self._claims = open_queue_link(db)
-        self._records = open_queue_link(db)
+        self._queue = open_delivery_queue(db)
         try:
             async with Sender(self.settings) as sender:
                 self._sender = sender
-                if not db.is_sqlite:
-                    from hookline.store.listen import listen
-
-                    helpers.append(
-                        asyncio.create_task(
-                            listen(db.url, db.notify_channel, self.wake, listen_stop),
-                            name="hookline:delivery-listen",
-                        )
+                helpers.append(
+                    asyncio.create_task(
+                        self._queue.follow(self.wake, listen_stop),
+                        name="hookline:delivery-listen",
                     )
+                )
                 await self._recover()
                 recorder = asyncio.create_task(self._record_loop(), name="hookline:recorder")
                 helpers.append(
@@ -165,17 +155,9 @@ class DeliveryWorker:
                     await self._drain(recorder)
         finally:
             self._active = False
-            if db.is_sqlite:
-                if self._counted:
-                    _SQLITE_WORKERS[db.url] -= 1
-            else:
-                with contextlib.suppress(Exception):
-                    async with db.transaction(priority=True) as conn:
-                        await shared.unregister(conn, self.owner)
+            with contextlib.suppress(Exception):
+                await self._queue.stop(self.owner)
             listen_stop.set()
-            for link in (self._claims, self._records):
-                with contextlib.suppress(Exception):
-                    await link.close()
             for task in helpers:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=5)
@@ -210,7 +192,7 @@ class DeliveryWorker:
             now = clock.now()
             shares, per_webhook = self._shares(want)
             try:
-                items = await self._claims.claim(
+                items = await self._queue.claim(
                     owner=self.owner,
                     now=now,
                     lease_until=now + lease,
@@ -245,8 +227,7 @@ class DeliveryWorker:
             timeout = poll
             if not items:  # idle: sleep until the next due time (a retry or a lease expiry)
                 with contextlib.suppress(Exception):
-                    async with self.runtime.db.read() as conn:
-                        due = await queue.next_due(conn)
+                    due = await self._queue.next_due()
                     if due is not None:
                         timeout = min(poll, max(0.01, (due - clock.now()).total_seconds()))
                 if 0 in shares.values():
@@ -276,13 +257,11 @@ class DeliveryWorker:
             if not due or stop.is_set():
                 continue
             try:
-                async with self.runtime.db.transaction(priority=True) as conn:
-                    kept = await queue.renew_leases(
-                        conn,
-                        owner=self.owner,
-                        delivery_ids=due,
-                        until=self.runtime.clock.now() + timedelta(seconds=lease),
-                    )
+                kept = await self._queue.renew(
+                    owner=self.owner,
+                    delivery_ids=due,
+                    until=self.runtime.clock.now() + timedelta(seconds=lease),
+                )
             except Exception:  # the next round tries again, still within the lease
                 log.exception("renewing %d delivery leases failed", len(due))
                 continue
@@ -433,10 +412,8 @@ class DeliveryWorker:
 
     async def _give_back_rows(self, ids: list[uuid.UUID]) -> None:
         """Return claimed deliveries unsent (lease released, attempt not counted)."""
-        async with self.runtime.db.transaction(priority=True) as conn:
-            await shared.give_back(
-                conn, owner=self.owner, delivery_ids=ids, now=self.runtime.clock.now()
-            )
+        now = self.runtime.clock.now()
+        await self._queue.give_back(owner=self.owner, delivery_ids=ids, now=now)
 
     def _spawn(self, work: Awaitable[None], dest: Destination | None = None) -> None:
         async def run() -> None:
@@ -486,31 +463,26 @@ class DeliveryWorker:
     # -- recovery and the tender ----------------------------------------------------------------
 
     async def _recover(self) -> None:
-        """Release what a dead worker left claimed, without waiting for the lease."""
-        db = self.runtime.db
+        """Join the workers and release what dead ones left claimed, without waiting for
+        their leases to expire."""
+        now = self.runtime.clock.now()
         try:
-            if db.is_sqlite:
-                _SQLITE_WORKERS[db.url] += 1
-                self._counted = True
-                if _SQLITE_WORKERS[db.url] == 1:  # the process's first worker on this file
-                    async with db.transaction(priority=True) as conn:
-                        released = await shared.release_all_leases(conn, self.runtime.clock.now())
-                    if released:
-                        log.info("released %d deliveries claimed before a restart", released)
-            else:
-                await self._heartbeat()
+            released = await self._queue.start(self.owner, now, self._dead_before(now))
         except Exception:
             log.exception("releasing stale delivery claims failed; their leases will expire")
+            return
+        if released:
+            log.warning("released %d deliveries claimed by workers that died", released)
 
     async def _heartbeat(self) -> None:
         now = self.runtime.clock.now()
-        dead_before = now - timedelta(seconds=self.settings.delivery_takeover_seconds)
-        async with self.runtime.db.transaction(priority=True) as conn:
-            await shared.heartbeat(conn, self.owner, now)
-            released = await shared.take_over_dead(conn, now=now, dead_before=dead_before)
+        released = await self._queue.beat(self.owner, now, self._dead_before(now))
         if released:
             log.warning("released %d deliveries claimed by dead workers", released)
             self.wake()
+
+    def _dead_before(self, now: datetime) -> datetime:
+        return now - timedelta(seconds=self.settings.delivery_takeover_seconds)
 
     async def _tend_loop(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -531,7 +503,7 @@ class DeliveryWorker:
                             del self._hook_dest[hook]
             try:
                 await self._follow_circuits()
-                if not self.runtime.db.is_sqlite and now - last_beat >= beat_every:
+                if now - last_beat >= beat_every:
                     last_beat = now
                     await self._heartbeat()
             except Exception:
@@ -751,13 +723,10 @@ class DeliveryWorker:
             now = self.runtime.clock.now()
             try:
                 if delivered:
-                    await self._records.record_delivered(
-                        owner=self.owner, now=now, records=delivered
-                    )
+                    await self._queue.record_delivered(owner=self.owner, now=now, records=delivered)
                     delivered = []
                 if others:
-                    async with self.runtime.db.transaction(priority=True) as conn:
-                        await queue.record(conn, owner=self.owner, now=now, records=others)
+                    await self._queue.record(owner=self.owner, now=now, records=others)
                 break
             except Exception:
                 if attempt == RECORD_ATTEMPTS:
