@@ -22,7 +22,8 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 async def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime  # set by create_app; Starlette's state is Any
+    return runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
