@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from hookline.catalog import EVENT_TYPES
+from hookline.error_codes import ErrorCode
 from hookline.runtime import Runtime
 from hookline.verify import InvalidSignature, verify_chift, verify_standard
 
@@ -283,7 +284,7 @@ async def _story(
                 connection_id=accounting.connection.id,
                 status=status,
                 now=now(),
-                error_code="ERROR_AUTH" if status == ConnectionStatus.INACTIVE else None,
+                error_code=ErrorCode.AUTH if status == ConnectionStatus.INACTIVE else None,
                 message="Invalid credentials" if status == ConnectionStatus.INACTIVE else None,
             )
         )
@@ -352,7 +353,9 @@ async def _story(
                     execution_id=job.execution_id,
                     status=outcome,
                     now=now(),
-                    error_code="ERROR_ACCOUNTING_API" if outcome == ExecutionStatus.ERROR else None,
+                    error_code=ErrorCode.ACCOUNTING_API
+                    if outcome == ExecutionStatus.ERROR
+                    else None,
                     message="The accounting API answered 503"
                     if outcome == ExecutionStatus.ERROR
                     else None,
@@ -367,7 +370,7 @@ async def _story(
                 account_id=account,
                 consumer_id=consumer.id,
                 connection_id=pos.connection.id,
-                error_code="ERROR_UNMAPPED_PRODUCT",
+                error_code=ErrorCode.UNMAPPED_PRODUCT,
                 level="warning",
                 message="Product p-steak has no accounting category",
                 now=now(),
@@ -379,7 +382,7 @@ async def _story(
             c,
             consumer_id=consumer.id,
             connection_id=pos.connection.id,
-            error_code="ERROR_UNMAPPED_PRODUCT",
+            error_code=ErrorCode.UNMAPPED_PRODUCT,
             now=now(),
         )
     )

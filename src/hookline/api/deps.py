@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.api.tokens import read_token
+from hookline.error_codes import ErrorCode
 from hookline.errors import Unauthorized
 from hookline.runtime import Runtime
 
@@ -35,7 +36,7 @@ async def current_account(
 ) -> uuid.UUID:
     """The account the bearer token was issued to; 401 otherwise."""
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("Missing bearer token", error_code="ERROR_MISSING_TOKEN")
+        raise Unauthorized("Missing bearer token", error_code=ErrorCode.MISSING_TOKEN)
     return read_token(runtime.settings.jwt_key(), credentials.credentials, now=runtime.clock.now())
 
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Header
 from pydantic import BaseModel
 
 from hookline.api.deps import RuntimeDep
+from hookline.error_codes import ErrorCode
 from hookline.errors import Unauthorized
 from hookline.platform.agents import agent_heartbeat
 
@@ -36,7 +37,7 @@ def _agent_token(authorization: str | None, x_agent_token: str | None) -> str:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    raise Unauthorized("Missing agent token", error_code="ERROR_MISSING_AGENT_TOKEN")
+    raise Unauthorized("Missing agent token", error_code=ErrorCode.MISSING_AGENT_TOKEN)
 
 
 @router.post("/agent/heartbeat", response_model=HeartbeatResponse)
