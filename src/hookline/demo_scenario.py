@@ -192,7 +192,7 @@ async def _story(
     from hookline.platform.accounts import create_account
     from hookline.platform.connectors import poll_with
     from hookline.platform.connectors.simulated import SimulatedPos
-    from hookline.platform.statuses import ConnectionStatus, ExecutionStatus
+    from hookline.platform.statuses import ConnectionStatus, ExecutionStatus, IssueLevel
 
     db, box = runtime.db, runtime.secret_box
 
@@ -371,7 +371,7 @@ async def _story(
                 consumer_id=consumer.id,
                 connection_id=pos.connection.id,
                 error_code=ErrorCode.UNMAPPED_PRODUCT,
-                level="warning",
+                level=IssueLevel.WARNING,
                 message="Product p-steak has no accounting category",
                 now=now(),
                 context={"product_id": "p-steak"},

@@ -115,7 +115,7 @@ async def raise_issue(
     now: datetime,
     sync_id: uuid.UUID | None = None,
     flow_id: uuid.UUID | None = None,
-    level: str = "error",
+    level: str = IssueLevel.ERROR,
     context: Any = None,
     execution_id: uuid.UUID | None = None,
 ) -> RaisedIssue:
@@ -439,7 +439,7 @@ async def report_issue(
     message: str,
     now: datetime,
     sync_id: uuid.UUID | None = None,
-    level: str = "error",
+    level: str = IssueLevel.ERROR,
     context: Any = None,
     execution_id: uuid.UUID | None = None,
 ) -> RaisedIssue:

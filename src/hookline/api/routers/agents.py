@@ -18,6 +18,7 @@ from hookline.api.deps import RuntimeDep
 from hookline.error_codes import ErrorCode
 from hookline.errors import Unauthorized
 from hookline.platform.agents import agent_heartbeat
+from hookline.platform.statuses import AgentStatus
 
 router = APIRouter(tags=["hookline"])
 
@@ -52,7 +53,7 @@ async def heartbeat(
     return HeartbeatResponse(
         connectionid=beat.connection_id,
         consumerid=beat.consumer_id,
-        status="up",
+        status=AgentStatus.UP,
         came_up=beat.came_up,
         last_seen=beat.last_seen,
     )

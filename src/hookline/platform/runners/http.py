@@ -112,7 +112,10 @@ def _outcome(http_status: int, body: bytes) -> Finished | HandedOff:
         answer = json.loads(body)
     except ValueError:
         answer = None
-    if not isinstance(answer, dict) or answer.get("status") not in ("success", "error"):
+    if not isinstance(answer, dict) or answer.get("status") not in (
+        ExecutionStatus.SUCCESS,
+        ExecutionStatus.ERROR,
+    ):
         return _error(
             "Runner endpoint answered without a JSON {status: success|error}",
             ErrorCode.RUNNER_INVALID_ANSWER,
