@@ -100,7 +100,7 @@ class Settings(BaseSettings):
 
     # Delivery engine.
     retry_schedule: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE)
+        default_factory=lambda: list[float](DEFAULT_RETRY_SCHEDULE)
     )
     retry_jitter: float = 0.1
     retry_after_max_seconds: float = 86400.0
@@ -226,7 +226,8 @@ class Settings(BaseSettings):
 def _load_or_create_secrets(data_dir: Path) -> dict[str, str]:
     path = data_dir / "secrets.json"
     if path.exists():
-        return json.loads(path.read_text())
+        stored: dict[str, str] = json.loads(path.read_text())  # written below, by this function
+        return stored
     data_dir.mkdir(parents=True, exist_ok=True)
     values = {"jwt_secret": secrets.token_urlsafe(48), "encryption_key": secrets.token_hex(32)}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from hookline.catalog import EVENT_TYPES
+from hookline.error_codes import ErrorCode
 from hookline.runtime import Runtime
 from hookline.verify import InvalidSignature, verify_chift, verify_standard
 
@@ -191,7 +192,7 @@ async def _story(
     from hookline.platform.accounts import create_account
     from hookline.platform.connectors import poll_with
     from hookline.platform.connectors.simulated import SimulatedPos
-    from hookline.platform.statuses import ConnectionStatus, ExecutionStatus
+    from hookline.platform.statuses import ConnectionStatus, ExecutionStatus, IssueLevel
 
     db, box = runtime.db, runtime.secret_box
 
@@ -283,7 +284,7 @@ async def _story(
                 connection_id=accounting.connection.id,
                 status=status,
                 now=now(),
-                error_code="ERROR_AUTH" if status == ConnectionStatus.INACTIVE else None,
+                error_code=ErrorCode.AUTH if status == ConnectionStatus.INACTIVE else None,
                 message="Invalid credentials" if status == ConnectionStatus.INACTIVE else None,
             )
         )
@@ -352,7 +353,9 @@ async def _story(
                     execution_id=job.execution_id,
                     status=outcome,
                     now=now(),
-                    error_code="ERROR_ACCOUNTING_API" if outcome == ExecutionStatus.ERROR else None,
+                    error_code=ErrorCode.ACCOUNTING_API
+                    if outcome == ExecutionStatus.ERROR
+                    else None,
                     message="The accounting API answered 503"
                     if outcome == ExecutionStatus.ERROR
                     else None,
@@ -367,8 +370,8 @@ async def _story(
                 account_id=account,
                 consumer_id=consumer.id,
                 connection_id=pos.connection.id,
-                error_code="ERROR_UNMAPPED_PRODUCT",
-                level="warning",
+                error_code=ErrorCode.UNMAPPED_PRODUCT,
+                level=IssueLevel.WARNING,
                 message="Product p-steak has no accounting category",
                 now=now(),
                 context={"product_id": "p-steak"},
@@ -379,7 +382,7 @@ async def _story(
             c,
             consumer_id=consumer.id,
             connection_id=pos.connection.id,
-            error_code="ERROR_UNMAPPED_PRODUCT",
+            error_code=ErrorCode.UNMAPPED_PRODUCT,
             now=now(),
         )
     )

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from hookline.error_codes import ErrorCode
+
 
 class HooklineError(Exception):
     status_code = 400
-    error_code = "ERROR_BAD_REQUEST"
+    error_code: str = ErrorCode.BAD_REQUEST
 
     def __init__(self, message: str, *, detail: str = "", error_code: str | None = None) -> None:
         super().__init__(message)
@@ -18,24 +20,24 @@ class HooklineError(Exception):
 
 class InvalidRequest(HooklineError):
     status_code = 400
-    error_code = "ERROR_INVALID_REQUEST"
+    error_code = ErrorCode.INVALID_REQUEST
 
 
 class Unauthorized(HooklineError):
     status_code = 401
-    error_code = "ERROR_UNAUTHORIZED"
+    error_code = ErrorCode.UNAUTHORIZED
 
 
 class NotFound(HooklineError):
     status_code = 404
-    error_code = "ERROR_NOT_FOUND"
+    error_code = ErrorCode.NOT_FOUND
 
 
 class Conflict(HooklineError):
     status_code = 409
-    error_code = "ERROR_CONFLICT"
+    error_code = ErrorCode.CONFLICT
 
 
 class PayloadTooLarge(HooklineError):
     status_code = 413
-    error_code = "ERROR_PAYLOAD_TOO_LARGE"
+    error_code = ErrorCode.PAYLOAD_TOO_LARGE

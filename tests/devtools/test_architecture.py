@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "hookline.clock": FOUNDATION,
     "hookline.config": FOUNDATION,
     "hookline.errors": FOUNDATION,
+    "hookline.error_codes": FOUNDATION,
     "hookline.ids": FOUNDATION,
     "hookline.periodic": FOUNDATION,
     "hookline.security": FOUNDATION,

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.api.tokens import read_token
+from hookline.error_codes import ErrorCode
 from hookline.errors import Unauthorized
 from hookline.runtime import Runtime
 
@@ -22,7 +23,8 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 async def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime  # set by create_app; Starlette's state is Any
+    return runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -34,7 +36,7 @@ async def current_account(
 ) -> uuid.UUID:
     """The account the bearer token was issued to; 401 otherwise."""
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("Missing bearer token", error_code="ERROR_MISSING_TOKEN")
+        raise Unauthorized("Missing bearer token", error_code=ErrorCode.MISSING_TOKEN)
     return read_token(runtime.settings.jwt_key(), credentials.credentials, now=runtime.clock.now())
 
 

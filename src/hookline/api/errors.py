@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hookline.error_codes import ErrorCode
 from hookline.errors import HooklineError
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,11 @@ VALIDATION_LIST_OPERATIONS = frozenset(
 )
 
 _HTTP_CODES = {
-    400: "ERROR_INVALID_BODY",
-    404: "ERROR_NOT_FOUND",
-    405: "ERROR_METHOD_NOT_ALLOWED",
-    401: "ERROR_UNAUTHORIZED",
-    413: "ERROR_PAYLOAD_TOO_LARGE",
+    400: ErrorCode.INVALID_BODY,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    401: ErrorCode.UNAUTHORIZED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
 }
 
 
@@ -93,7 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
                     **error_body(
                         f"Unknown field(s): {names}",
                         detail=validation_summary(items),
-                        error_code="ERROR_UNKNOWN_FIELD",
+                        error_code=ErrorCode.UNKNOWN_FIELD,
                     ),
                     "errors": items,
                 },
@@ -106,7 +107,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 **error_body(
                     "Validation error",
                     detail=validation_summary(items),
-                    error_code="ERROR_VALIDATION",
+                    error_code=ErrorCode.VALIDATION,
                 ),
                 "errors": items,
             }
@@ -128,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(
                 "The database is unavailable, retry shortly",
-                error_code="ERROR_DATABASE_UNAVAILABLE",
+                error_code=ErrorCode.DATABASE_UNAVAILABLE,
             ),
             status_code=503,
             headers={"Retry-After": "5"},

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hookline.api.errors import error_body
+from hookline.error_codes import ErrorCode
 
 MAX_JSON_DEPTH = 64
 
@@ -89,7 +90,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if b"%00" in scope["query_string"] or b"%00" in scope.get("raw_path", b""):
-            await _answer(send, 400, _NUL_MESSAGE, "ERROR_NUL_CHARACTER")
+            await _answer(send, 400, _NUL_MESSAGE, ErrorCode.NUL_CHARACTER)
             return
         content_type: bytes | None = None
         has_body = False
@@ -111,7 +112,7 @@ class RequestGuard:
                 send,
                 415,
                 "This endpoint takes JSON: send content-type: application/json",
-                "ERROR_UNSUPPORTED_MEDIA_TYPE",
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             )
             return
         await self.app(scope, _BodyCheck(receive, json=True), send)
@@ -148,11 +149,11 @@ class _BodyCheck:
         if self.json:
             problem = json_nesting_problem(body)
             if problem is not None:
-                raise BodyRefused(400, problem, "ERROR_INVALID_BODY")
+                raise BodyRefused(400, problem, ErrorCode.INVALID_BODY)
             if has_nul(body):
-                raise BodyRefused(400, _NUL_MESSAGE, "ERROR_NUL_CHARACTER")
+                raise BodyRefused(400, _NUL_MESSAGE, ErrorCode.NUL_CHARACTER)
         elif b"%00" in body or b"\x00" in body:
-            raise BodyRefused(400, _NUL_MESSAGE, "ERROR_NUL_CHARACTER")
+            raise BodyRefused(400, _NUL_MESSAGE, ErrorCode.NUL_CHARACTER)
 
 
 async def _answer(send: Send, status: int, message: str, error_code: str) -> None:

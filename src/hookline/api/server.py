@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from hookline.error_codes import ErrorCode
+
 MAX_HEAD_BYTES = 64 * 1024
 
 _BODY = orjson.dumps(
@@ -23,7 +25,7 @@ _BODY = orjson.dumps(
         "message": f"Request line and headers are larger than {MAX_HEAD_BYTES} bytes",
         "status": "error",
         "detail": "",
-        "error_code": "ERROR_HEADERS_TOO_LARGE",
+        "error_code": ErrorCode.HEADERS_TOO_LARGE,
     }
 )
 _RESPONSE = (

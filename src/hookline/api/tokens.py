@@ -8,6 +8,7 @@ from datetime import datetime
 
 import jwt
 
+from hookline.error_codes import ErrorCode
 from hookline.errors import Unauthorized
 
 _ALGORITHM = "HS256"
@@ -48,7 +49,7 @@ def read_token(key: str, token: str, *, now: datetime) -> uuid.UUID:
     known = _verified.get((key, token))
     if known is not None:
         if known[1] <= now.timestamp():
-            raise Unauthorized("The access token has expired", error_code="ERROR_TOKEN_EXPIRED")
+            raise Unauthorized("The access token has expired", error_code=ErrorCode.TOKEN_EXPIRED)
         return known[0]
     if len(_verified) >= _VERIFIED_MAX:
         _verified.clear()
@@ -74,7 +75,7 @@ def _verify(key: str, token: str, *, now: datetime) -> uuid.UUID:
     except jwt.PyJWTError as error:
         raise Unauthorized("Invalid access token", detail=str(error)) from None
     if claims["exp"] <= now.timestamp():
-        raise Unauthorized("The access token has expired", error_code="ERROR_TOKEN_EXPIRED")
+        raise Unauthorized("The access token has expired", error_code=ErrorCode.TOKEN_EXPIRED)
     try:
         account_id = uuid.UUID(claims["sub"])
     except ValueError:

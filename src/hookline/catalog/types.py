@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hookline.error_codes import ErrorCode
+
 UUID = {"type": "string", "format": "uuid"}
 NULLABLE_UUID = {"type": ["string", "null"], "format": "uuid"}
 TEXT = {"type": "string", "minLength": 1}
@@ -83,7 +85,7 @@ _ISSUE_EXAMPLE = {
     "issue_id": _I,
     "connectionid": _C,
     "syncid": _S,
-    "error_code": "ERROR_AUTH",
+    "error_code": ErrorCode.AUTH,
     "issue_status": "open",
     "message": "The credentials were refused by the software",
     "context": {"flow": "invoices"},
@@ -195,7 +197,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
             "issue_id": _I,
             "connectionid": _C,
             "syncid": _S,
-            "error_code": "ERROR_AUTH",
+            "error_code": ErrorCode.AUTH,
             "issue_status": "auto_closed",
         },
     ),

@@ -119,7 +119,8 @@ class Credentials:
                 code=2,
             )
         path, values = local
-        return cls(*(values[name] for name in KEY_FIELDS), source=str(path))
+        account_id, client_id, client_secret = (values[name] for name in KEY_FIELDS)
+        return cls(account_id, client_id, client_secret, source=str(path))
 
     @classmethod
     def from_key_file(cls, path: Path) -> Credentials:
@@ -136,7 +137,8 @@ class Credentials:
         missing = [name for name in KEY_FIELDS if not isinstance(values.get(name), str)]
         if missing:
             fail(f"key file {path} lacks {', '.join(missing)}", code=2)
-        return cls(*(values[name] for name in KEY_FIELDS), source=str(path))
+        account_id, client_id, client_secret = (values[name] for name in KEY_FIELDS)
+        return cls(account_id, client_id, client_secret, source=str(path))
 
 
 class HooklineClient:
@@ -308,7 +310,7 @@ class StreamMessage:
 
 async def read_messages(content: aiohttp.StreamReader) -> AsyncIterator[StreamMessage]:
     """Parse a ``text/event-stream`` body (comments are keep-alives and are skipped)."""
-    kind, message_id, data = "message", None, []
+    kind, message_id, data = "message", None, list[str]()
     async for raw in content:
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line:

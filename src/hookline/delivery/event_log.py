@@ -20,6 +20,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.catalog import BY_NAME
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest, NotFound
 from hookline.store.tables import deliveries, delivery_queue, events, webhook_logs, webhooks
 
@@ -151,11 +152,11 @@ async def list_events(
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}")
     if filters.event and filters.event not in BY_NAME:
         raise InvalidRequest(
-            f"Unknown event type {filters.event!r}", error_code="ERROR_UNKNOWN_EVENT"
+            f"Unknown event type {filters.event!r}", error_code=ErrorCode.UNKNOWN_EVENT
         )
     since, until = _aware(filters.since), _aware(filters.until)
     if since is not None and until is not None and since > until:
-        raise InvalidRequest("since must not be after until", error_code="ERROR_INVALID_FILTER")
+        raise InvalidRequest("since must not be after until", error_code=ErrorCode.INVALID_FILTER)
     anchor: tuple[datetime, uuid.UUID] | None = None
     if cursor is not None:
         created = (
@@ -166,7 +167,7 @@ async def list_events(
             )
         ).scalar_one_or_none()
         if created is None:
-            raise NotFound(f"Event {cursor} not found", error_code="ERROR_EVENT_NOT_FOUND")
+            raise NotFound(f"Event {cursor} not found", error_code=ErrorCode.EVENT_NOT_FOUND)
         anchor = (created, cursor)
     matches = _matcher(filters)
     window = WINDOW if filters.narrows else limit
@@ -235,7 +236,7 @@ async def get_event(
         )
     ).first()
     if row is None:
-        raise NotFound(f"Event {event_id} not found", error_code="ERROR_EVENT_NOT_FOUND")
+        raise NotFound(f"Event {event_id} not found", error_code=ErrorCode.EVENT_NOT_FOUND)
     joined = deliveries.outerjoin(
         delivery_queue, delivery_queue.c.delivery_id == deliveries.c.id
     ).outerjoin(webhooks, webhooks.c.id == deliveries.c.webhook_id)

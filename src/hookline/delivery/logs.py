@@ -16,6 +16,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.webhooks import get_webhook
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest, NotFound
 from hookline.store.tables import webhook_logs
 
@@ -103,7 +104,7 @@ def status_condition(status: str) -> Any:
     raise InvalidRequest(
         f"Unknown status filter {status!r}",
         detail="Use delivered, retry, failed, disabled, a class such as 5xx, or a code",
-        error_code="ERROR_INVALID_FILTER",
+        error_code=ErrorCode.INVALID_FILTER,
     )
 
 
@@ -147,7 +148,7 @@ async def list_logs(
             )
         ).scalar_one_or_none()
         if anchor is None:
-            raise NotFound(f"Log {cursor} not found", error_code="ERROR_LOG_NOT_FOUND")
+            raise NotFound(f"Log {cursor} not found", error_code=ErrorCode.LOG_NOT_FOUND)
         query = query.where(
             or_(
                 webhook_logs.c.created_at < anchor,
@@ -173,5 +174,5 @@ async def get_log(
         )
     ).first()
     if row is None:
-        raise NotFound(f"Log {log_id} not found", error_code="ERROR_LOG_NOT_FOUND")
+        raise NotFound(f"Log {log_id} not found", error_code=ErrorCode.LOG_NOT_FOUND)
     return log_from_row(row)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hookline.catalog import BY_NAME, example_for
 from hookline.delivery.sender import Sender
 from hookline.delivery.signing import SigningKey, delivery_headers
+from hookline.error_codes import ErrorCode
 from hookline.errors import NotFound
 from hookline.ids import new_id
 from hookline.runtime import Runtime
@@ -59,7 +60,7 @@ async def send_test_event(
             )
         ).first()
     if row is None:
-        raise NotFound(f"Webhook {webhook_id} not found", error_code="ERROR_WEBHOOK_NOT_FOUND")
+        raise NotFound(f"Webhook {webhook_id} not found", error_code=ErrorCode.WEBHOOK_NOT_FOUND)
     body = {
         **example_for(BY_NAME[row.event]),
         "accountid": str(account_id),
@@ -100,7 +101,7 @@ async def send_test_event(
             await _log(conn, attempt, account_id, webhook_id, row, runtime)
     except IntegrityError:  # the webhook was deleted while its test was in flight
         raise NotFound(
-            f"Webhook {webhook_id} not found", error_code="ERROR_WEBHOOK_NOT_FOUND"
+            f"Webhook {webhook_id} not found", error_code=ErrorCode.WEBHOOK_NOT_FOUND
         ) from None
     return attempt
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import DELIVERY_TOPIC
 from hookline.delivery.webhooks import get_webhook
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest
 from hookline.store.db import request_wake
 from hookline.store.tables import deliveries, delivery_queue
@@ -83,7 +84,7 @@ async def send_retrying_now(
     if webhook.status != "active":
         raise InvalidRequest(
             f"Webhook {webhook.id} is inactive: activate it before sending its deliveries",
-            error_code="ERROR_WEBHOOK_INACTIVE",
+            error_code=ErrorCode.WEBHOOK_INACTIVE,
         )
     ids = list(
         (await conn.execute(select(deliveries.c.id).where(*_retrying(webhook_id, account_id))))

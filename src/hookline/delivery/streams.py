@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from hookline.error_codes import ErrorCode
 from hookline.errors import HooklineError
 from hookline.runtime import Runtime
 from hookline.store.capabilities import notifies_across_processes
@@ -33,7 +34,7 @@ MIN_READ_INTERVAL = 0.05  # wake-ups in a burst are coalesced into one read per 
 
 class TooManyStreams(HooklineError):
     status_code = 429
-    error_code = "ERROR_TOO_MANY_STREAMS"
+    error_code = ErrorCode.TOO_MANY_STREAMS
 
 
 class StreamEnd(enum.StrEnum):
@@ -135,7 +136,7 @@ class StreamHub:
         """A new stream from now on (or from just after ``resume_after``, one of the
         account's events); :class:`TooManyStreams` past the account's limit."""
         if self._closing:
-            raise TooManyStreams("The server is shutting down", error_code="ERROR_SHUTTING_DOWN")
+            raise TooManyStreams("The server is shutting down", error_code=ErrorCode.SHUTTING_DOWN)
         limit = self.runtime.settings.stream_max_per_account
         if self.count(account_id) >= limit:
             raise TooManyStreams(

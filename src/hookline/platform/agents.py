@@ -20,6 +20,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
+from hookline.error_codes import ErrorCode
 from hookline.errors import Unauthorized
 from hookline.periodic import Ticked, every
 from hookline.platform import issues
@@ -64,7 +65,7 @@ async def agent_heartbeat(conn: AsyncConnection, token: str, *, now: datetime) -
         )
     ).first()
     if row is None:
-        raise Unauthorized("Unknown agent token", error_code="ERROR_INVALID_AGENT_TOKEN")
+        raise Unauthorized("Unknown agent token", error_code=ErrorCode.INVALID_AGENT_TOKEN)
     for _ in range(3):  # a watchdog may flip the status between our two statements
         came_up = await conn.execute(
             update(connections)
@@ -103,7 +104,7 @@ async def agent_heartbeat(conn: AsyncConnection, token: str, *, now: datetime) -
         )
         if still_up.rowcount == 1:
             return Heartbeat(row.id, row.consumer_id, row.account_id, False, now)
-    raise Unauthorized("Unknown agent token", error_code="ERROR_INVALID_AGENT_TOKEN")
+    raise Unauthorized("Unknown agent token", error_code=ErrorCode.INVALID_AGENT_TOKEN)
 
 
 async def mark_down_stale_agents(

@@ -24,6 +24,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
+from hookline.error_codes import ErrorCode
 from hookline.errors import HooklineError, InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import issues
@@ -42,7 +43,7 @@ class LinkGone(HooklineError):
     """An activation link that exists but can no longer be used (expired or already used)."""
 
     status_code = 410
-    error_code = "ERROR_LINK_GONE"
+    error_code = ErrorCode.LINK_GONE
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ async def get_connection(
     found = await find_connection(conn, account_id, connection_id)
     if found is None or found.consumer_id != consumer_id:
         raise NotFound(
-            f"Connection {connection_id} not found", error_code="ERROR_CONNECTION_NOT_FOUND"
+            f"Connection {connection_id} not found", error_code=ErrorCode.CONNECTION_NOT_FOUND
         )
     return found
 
@@ -218,7 +219,7 @@ def check_credentials(
         raise InvalidRequest(
             f"Unknown credential(s) for {integration.name}: {', '.join(unknown)}",
             detail=f"expected: {', '.join(declared) or 'none'}",
-            error_code="ERROR_INVALID_CREDENTIALS",
+            error_code=ErrorCode.INVALID_CREDENTIALS,
         )
     cleaned: dict[str, str] = {}
     missing: list[str] = []
@@ -226,7 +227,7 @@ def check_credentials(
         value = credentials.get(name)
         if value is not None and not isinstance(value, str):
             raise InvalidRequest(
-                f"Credential {name!r} must be a string", error_code="ERROR_INVALID_CREDENTIALS"
+                f"Credential {name!r} must be a string", error_code=ErrorCode.INVALID_CREDENTIALS
             )
         if value is not None and value.strip():
             cleaned[name] = value.strip()
@@ -237,7 +238,7 @@ def check_credentials(
     if missing:
         raise InvalidRequest(
             f"Missing credential(s) for {integration.name}: {', '.join(missing)}",
-            error_code="ERROR_INVALID_CREDENTIALS",
+            error_code=ErrorCode.INVALID_CREDENTIALS,
         )
     return cleaned
 
@@ -253,11 +254,11 @@ async def usable_integration(conn: AsyncConnection, integration_id: int) -> Inte
     integration = await find_integration(conn, integration_id)
     if integration is None:
         raise InvalidRequest(
-            f"Integration {integration_id} does not exist", error_code="ERROR_INVALID_INTEGRATION"
+            f"Integration {integration_id} does not exist", error_code=ErrorCode.INVALID_INTEGRATION
         )
     if integration.status != IntegrationStatus.ACTIVE:
         raise InvalidRequest(
-            f"Integration {integration_id} is not active", error_code="ERROR_INVALID_INTEGRATION"
+            f"Integration {integration_id} is not active", error_code=ErrorCode.INVALID_INTEGRATION
         )
     return integration
 
@@ -287,7 +288,7 @@ async def _ensure_no_other_active(
     if (await conn.execute(query.limit(1))).first() is not None:
         raise InvalidRequest(
             f"The consumer already has an active connection to {integration.name}",
-            error_code="ERROR_CONNECTION_ALREADY_EXISTS",
+            error_code=ErrorCode.CONNECTION_ALREADY_EXISTS,
         )
 
 
@@ -410,7 +411,7 @@ async def set_connection_status(
     current = await find_connection(conn, account_id, connection_id)
     if current is None or (consumer_id is not None and current.consumer_id != consumer_id):
         raise NotFound(
-            f"Connection {connection_id} not found", error_code="ERROR_CONNECTION_NOT_FOUND"
+            f"Connection {connection_id} not found", error_code=ErrorCode.CONNECTION_NOT_FOUND
         )
     detail = (
         {"status_error_code": error_code, "status_message": message}
@@ -563,12 +564,14 @@ async def open_activation_link(
         )
     ).first()
     if row is None:
-        raise NotFound("This activation link does not exist.", error_code="ERROR_LINK_NOT_FOUND")
+        raise NotFound("This activation link does not exist.", error_code=ErrorCode.LINK_NOT_FOUND)
     link = _link_from_row(row)
     if link.used_at is not None:
-        raise LinkGone("This activation link has already been used.", error_code="ERROR_LINK_USED")
+        raise LinkGone(
+            "This activation link has already been used.", error_code=ErrorCode.LINK_USED
+        )
     if link.expires_at <= now:
-        raise LinkGone("This activation link has expired.", error_code="ERROR_LINK_EXPIRED")
+        raise LinkGone("This activation link has expired.", error_code=ErrorCode.LINK_EXPIRED)
     return link
 
 
@@ -596,7 +599,9 @@ async def complete_activation(
         .values(used_at=now)
     )
     if claimed.rowcount != 1:
-        raise LinkGone("This activation link has already been used.", error_code="ERROR_LINK_USED")
+        raise LinkGone(
+            "This activation link has already been used.", error_code=ErrorCode.LINK_USED
+        )
     if link.connection_id is not None:
         change = await update_connection(
             conn,

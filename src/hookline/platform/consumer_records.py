@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.store.tables import consumers
@@ -113,7 +114,7 @@ async def get_consumer(
     """The consumer of that account, or :class:`NotFound` (also for other accounts' ids)."""
     consumer = await find_consumer(conn, account_id, consumer_id)
     if consumer is None:
-        raise NotFound(f"Consumer {consumer_id} not found", error_code="ERROR_CONSUMER_NOT_FOUND")
+        raise NotFound(f"Consumer {consumer_id} not found", error_code=ErrorCode.CONSUMER_NOT_FOUND)
     return consumer
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest
 
 SEPARATOR = "|"  # never part of a cron expression; joins a flow's schedules in one column
@@ -18,7 +19,7 @@ def validate_schedules(schedules: Sequence[str]) -> list[str]:
     for expression in cleaned:
         if not expression or SEPARATOR in expression or not croniter.is_valid(expression):
             raise InvalidRequest(
-                f"Invalid cron schedule: {expression!r}", error_code="ERROR_INVALID_CRON"
+                f"Invalid cron schedule: {expression!r}", error_code=ErrorCode.INVALID_CRON
             )
     return cleaned
 

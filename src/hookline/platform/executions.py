@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
+from hookline.error_codes import ErrorCode
 from hookline.errors import Conflict, InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import issues
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from hookline.runtime import Runtime
 
 RUNNING, SUCCESS, ERROR = ExecutionStatus.RUNNING, ExecutionStatus.SUCCESS, ExecutionStatus.ERROR
-TIMEOUT_ERROR_CODE = "ERROR_EXECUTION_TIMEOUT"
 CONSUMER_LIST_LIMIT = 500
 
 
@@ -89,7 +89,7 @@ async def flow_row(
         query = query.with_for_update(read=True, key_share=True)
     row = (await conn.execute(query)).first()
     if row is None:
-        raise NotFound("Flow not found", error_code="ERROR_FLOW_NOT_FOUND")
+        raise NotFound("Flow not found", error_code=ErrorCode.FLOW_NOT_FOUND)
     return row
 
 
@@ -119,7 +119,7 @@ async def _targets(
         missing = [str(cid) for cid in consumer_ids if cid not in known]
         if missing:
             raise NotFound(
-                f"Consumer not found: {', '.join(missing)}", error_code="ERROR_CONSUMER_NOT_FOUND"
+                f"Consumer not found: {', '.join(missing)}", error_code=ErrorCode.CONSUMER_NOT_FOUND
             )
         query = query.where(flow_consumers.c.consumer_id.in_(consumer_ids))
     enabled = list((await conn.execute(query)).scalars())
@@ -128,7 +128,7 @@ async def _targets(
         if disabled:
             raise InvalidRequest(
                 f"The flow is not enabled for consumer(s): {', '.join(disabled)}",
-                error_code="ERROR_FLOW_NOT_ENABLED",
+                error_code=ErrorCode.FLOW_NOT_ENABLED,
             )
     return enabled
 
@@ -162,7 +162,7 @@ async def trigger_flow(
         if trigger == "timer":
             return None
         raise InvalidRequest(
-            "The flow is not enabled for any consumer", error_code="ERROR_FLOW_NOT_ENABLED"
+            "The flow is not enabled for any consumer", error_code=ErrorCode.FLOW_NOT_ENABLED
         )
     busy = set(
         (
@@ -182,7 +182,7 @@ async def trigger_flow(
         raise Conflict(
             "An execution of this flow is still running for "
             f"{', '.join(str(cid) for cid in targets)}",
-            error_code="ERROR_EXECUTION_RUNNING",
+            error_code=ErrorCode.EXECUTION_RUNNING,
         )
     timeout = float(flow.execution.get("timeout_seconds") or timeout_seconds)
     deadline = now + timedelta(seconds=timeout)
@@ -491,12 +491,12 @@ async def report_result(
         raise InvalidRequest("status must be 'success' or 'error'")
     row = await _execution_row(conn, account_id, sync_id, flow_id, execution_id)
     if row is None:
-        raise NotFound("Execution not found", error_code="ERROR_EXECUTION_NOT_FOUND")
+        raise NotFound("Execution not found", error_code=ErrorCode.EXECUTION_NOT_FOUND)
     if row.consumer_id is None:
         raise InvalidRequest(
             "A parent execution ends with its consumers' executions; report "
             "the result of a consumer's execution",
-            error_code="ERROR_PARENT_EXECUTION",
+            error_code=ErrorCode.PARENT_EXECUTION,
         )
     finished = await finish_execution(
         conn,
@@ -507,7 +507,9 @@ async def report_result(
         now=now,
     )
     if finished is None:
-        raise Conflict("The execution has already finished", error_code="ERROR_EXECUTION_FINISHED")
+        raise Conflict(
+            "The execution has already finished", error_code=ErrorCode.EXECUTION_FINISHED
+        )
     return finished
 
 
@@ -547,7 +549,7 @@ async def expire_overdue(conn: AsyncConnection, now: datetime, *, limit: int = 2
             status=ERROR,
             now=now,
             message="The execution did not finish before its deadline",
-            error_code=TIMEOUT_ERROR_CODE,
+            error_code=ErrorCode.EXECUTION_TIMEOUT,
         ):
             ended += 1
     return ended
@@ -563,7 +565,7 @@ async def _require_sync(conn: AsyncConnection, account_id: uuid.UUID, sync_id: u
         )
     ).first()
     if found is None:
-        raise NotFound("Sync not found", error_code="ERROR_SYNC_NOT_FOUND")
+        raise NotFound("Sync not found", error_code=ErrorCode.SYNC_NOT_FOUND)
 
 
 def _dated(query: Any, date_from: datetime | None, date_to: datetime | None) -> Any:
@@ -634,7 +636,7 @@ async def get_chain_execution(
             else None
         )
     if row is None:
-        raise NotFound("Execution not found", error_code="ERROR_EXECUTION_NOT_FOUND")
+        raise NotFound("Execution not found", error_code=ErrorCode.EXECUTION_NOT_FOUND)
     return _view(row)
 
 
@@ -658,7 +660,7 @@ async def list_consumer_executions(
         )
     ).first()
     if found is None:
-        raise NotFound("Consumer not found", error_code="ERROR_CONSUMER_NOT_FOUND")
+        raise NotFound("Consumer not found", error_code=ErrorCode.CONSUMER_NOT_FOUND)
     rows = (
         await conn.execute(
             _dated(

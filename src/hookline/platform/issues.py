@@ -25,6 +25,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.periodic import Ticked, every
@@ -114,7 +115,7 @@ async def raise_issue(
     now: datetime,
     sync_id: uuid.UUID | None = None,
     flow_id: uuid.UUID | None = None,
-    level: str = "error",
+    level: str = IssueLevel.ERROR,
     context: Any = None,
     execution_id: uuid.UUID | None = None,
 ) -> RaisedIssue:
@@ -438,7 +439,7 @@ async def report_issue(
     message: str,
     now: datetime,
     sync_id: uuid.UUID | None = None,
-    level: str = "error",
+    level: str = IssueLevel.ERROR,
     context: Any = None,
     execution_id: uuid.UUID | None = None,
 ) -> RaisedIssue:
@@ -452,7 +453,7 @@ async def report_issue(
     if owner != consumer_id:
         raise NotFound(
             f"Connection {connection_id} not found for this consumer",
-            error_code="ERROR_CONNECTION_NOT_FOUND",
+            error_code=ErrorCode.CONNECTION_NOT_FOUND,
         )
     if sync_id is not None:
         found = (
@@ -461,7 +462,7 @@ async def report_issue(
             )
         ).first()
         if found is None:
-            raise NotFound(f"Sync {sync_id} not found", error_code="ERROR_SYNC_NOT_FOUND")
+            raise NotFound(f"Sync {sync_id} not found", error_code=ErrorCode.SYNC_NOT_FOUND)
     if execution_id is not None:
         await _check_execution(conn, account_id, consumer_id, sync_id, execution_id)
     return await raise_issue(
@@ -502,7 +503,7 @@ async def _check_execution(
         or (sync_id is not None and row.sync_id != sync_id)
     ):
         raise NotFound(
-            f"Execution {execution_id} not found", error_code="ERROR_EXECUTION_NOT_FOUND"
+            f"Execution {execution_id} not found", error_code=ErrorCode.EXECUTION_NOT_FOUND
         )
 
 
@@ -552,7 +553,7 @@ async def get_issue(conn: AsyncConnection, account_id: uuid.UUID, issue_id: uuid
         )
     ).first()
     if row is None:
-        raise NotFound(f"Issue {issue_id} not found", error_code="ERROR_ISSUE_NOT_FOUND")
+        raise NotFound(f"Issue {issue_id} not found", error_code=ErrorCode.ISSUE_NOT_FOUND)
     return _issue(row)
 
 
@@ -646,7 +647,7 @@ async def _check_consumer(
         )
     ).first()
     if found is None:
-        raise NotFound(f"Consumer {consumer_id} not found", error_code="ERROR_CONSUMER_NOT_FOUND")
+        raise NotFound(f"Consumer {consumer_id} not found", error_code=ErrorCode.CONSUMER_NOT_FOUND)
 
 
 # --- the background service ------------------------------------------------------------------

@@ -22,6 +22,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform.integrations import POS_API
@@ -91,17 +92,17 @@ async def resolve_pos_connection(
                 return item
         raise InvalidRequest(
             f"Connection {connection_id} is not a POS connection of this consumer",
-            error_code="ERROR_INVALID_CONNECTION",
+            error_code=ErrorCode.INVALID_CONNECTION,
         )
     if not found:
         raise InvalidRequest(
-            "This consumer has no POS connection", error_code="ERROR_NO_POS_CONNECTION"
+            "This consumer has no POS connection", error_code=ErrorCode.NO_POS_CONNECTION
         )
     if len(found) > 1:
         raise InvalidRequest(
             "This consumer has several POS connections: name one in the "
             "x-chift-connectionid header",
-            error_code="ERROR_AMBIGUOUS_CONNECTION",
+            error_code=ErrorCode.AMBIGUOUS_CONNECTION,
         )
     return found[0]
 
@@ -434,7 +435,7 @@ async def _find_order(
         query = query.where(pos_orders.c.connection_id == connection_id)
     row = (await conn.execute(query)).first()
     if row is None:
-        raise NotFound(f"Order {order_id} not found", error_code="ERROR_ORDER_NOT_FOUND")
+        raise NotFound(f"Order {order_id} not found", error_code=ErrorCode.ORDER_NOT_FOUND)
     return row
 
 
@@ -449,7 +450,7 @@ async def _check_consumer(
         )
     ).first()
     if found is None:
-        raise NotFound(f"Consumer {consumer_id} not found", error_code="ERROR_CONSUMER_NOT_FOUND")
+        raise NotFound(f"Consumer {consumer_id} not found", error_code=ErrorCode.CONSUMER_NOT_FOUND)
 
 
 # --- small pure helpers ----------------------------------------------------------------------

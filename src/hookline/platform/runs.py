@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from hookline.error_codes import ErrorCode
 from hookline.platform import executions
 from hookline.platform.runners.registry import runners_of
 from hookline.platform.runners.types import Finished, RunJob, RunOutcome
@@ -54,7 +55,7 @@ async def _outcome(runtime: Runtime, job: RunJob) -> RunOutcome:
         return Finished(
             ExecutionStatus.ERROR,
             f"Runner {job.runner!r} is not available",
-            "ERROR_RUNNER_UNAVAILABLE",
+            ErrorCode.RUNNER_UNAVAILABLE,
         )
     lease = asyncio.create_task(_keep_lease(runtime, job)) if runner.resumable else None
     try:

@@ -16,6 +16,7 @@ from sqlalchemy import String, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import emit
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.platform import cron
@@ -112,7 +113,7 @@ async def _sync_row(conn: AsyncConnection, account_id: uuid.UUID, sync_id: uuid.
         )
     ).first()
     if row is None:
-        raise NotFound("Sync not found", error_code="ERROR_SYNC_NOT_FOUND")
+        raise NotFound("Sync not found", error_code=ErrorCode.SYNC_NOT_FOUND)
     return row
 
 
@@ -198,7 +199,7 @@ async def create_sync(
     names = [item["name"] for item in flow_items]
     if len(set(names)) != len(names):
         raise InvalidRequest(
-            "Flow names must be unique within a sync", error_code="ERROR_DUPLICATE_FLOW"
+            "Flow names must be unique within a sync", error_code=ErrorCode.DUPLICATE_FLOW
         )
     for item in flow_items:
         await upsert_flow(conn, account_id, sync_id, item, now=now, box=box, runners=runners)
@@ -211,7 +212,7 @@ def _schedules(triggers: list[dict[str, Any]]) -> list[str]:
     ids = [item["id"] for item in triggers]
     if len(set(ids)) != len(ids):
         raise InvalidRequest(
-            "Trigger ids must be unique within a flow", error_code="ERROR_INVALID_TRIGGER"
+            "Trigger ids must be unique within a flow", error_code=ErrorCode.INVALID_TRIGGER
         )
     for item in triggers:
         if item["type"] == "timer":
@@ -219,12 +220,12 @@ def _schedules(triggers: list[dict[str, Any]]) -> list[str]:
             if not given:
                 raise InvalidRequest(
                     f"Timer trigger {item['id']!r} needs cronschedules",
-                    error_code="ERROR_INVALID_CRON",
+                    error_code=ErrorCode.INVALID_CRON,
                 )
             schedules.extend(cron.validate_schedules(given))
     joined = cron.join(sorted(set(schedules), key=schedules.index))
     if joined and len(joined) > CRON_MAX:
-        raise InvalidRequest("Too many cron schedules", error_code="ERROR_INVALID_CRON")
+        raise InvalidRequest("Too many cron schedules", error_code=ErrorCode.INVALID_CRON)
     return cron.split(joined)
 
 
@@ -372,7 +373,7 @@ async def delete_flow(
             status=ExecutionStatus.ERROR,
             now=now,
             message="The flow was deleted",
-            error_code="ERROR_FLOW_DELETED",
+            error_code=ErrorCode.FLOW_DELETED,
         )
     enabled = (
         (
@@ -452,7 +453,7 @@ async def get_consumer_sync(
     member = await _membership(conn, sync_id, consumer_id)
     if member is None:
         raise NotFound(
-            "The consumer has not joined this sync", error_code="ERROR_SYNC_CONSUMER_NOT_FOUND"
+            "The consumer has not joined this sync", error_code=ErrorCode.SYNC_CONSUMER_NOT_FOUND
         )
     rows = (
         await conn.execute(
@@ -497,7 +498,7 @@ async def update_consumer_mappings(
     member = await _membership(conn, sync_id, consumer_id)
     if member is None:
         raise NotFound(
-            "The consumer has not joined this sync", error_code="ERROR_SYNC_CONSUMER_NOT_FOUND"
+            "The consumer has not joined this sync", error_code=ErrorCode.SYNC_CONSUMER_NOT_FOUND
         )
     await conn.execute(
         update(sync_consumers)
@@ -513,7 +514,7 @@ def _resolve_trigger(flow: Flow, trigger_id: str | None, explicit: bool) -> dict
         return found
     if explicit and flow.triggers:
         raise InvalidRequest(
-            f"Flow has no trigger {trigger_id!r}", error_code="ERROR_INVALID_TRIGGER"
+            f"Flow has no trigger {trigger_id!r}", error_code=ErrorCode.INVALID_TRIGGER
         )
     if flow.triggers:
         return flow.triggers[0]
@@ -639,7 +640,7 @@ async def consumer_removed(
             status=ExecutionStatus.ERROR,
             now=now,
             message="The consumer was deleted",
-            error_code="ERROR_CONSUMER_DELETED",
+            error_code=ErrorCode.CONSUMER_DELETED,
         )
     enabled = (
         await conn.execute(
@@ -726,7 +727,7 @@ async def update_flow_consumer(
     if current is None:
         raise NotFound(
             "The flow was never enabled for this consumer",
-            error_code="ERROR_FLOW_CONSUMER_NOT_FOUND",
+            error_code=ErrorCode.FLOW_CONSUMER_NOT_FOUND,
         )
     trigger = _resolve_trigger(flow, trigger_id, trigger_explicit)
     config = {**current.config, "triggerid": trigger["id"], "data": data or {}}

@@ -125,7 +125,8 @@ async def reopen_circuit(
     ).first()
     if row is None:
         return None
-    cooldown = min(max_cooldown, row[0] * 2)
+    last: float = row.cooldown_seconds
+    cooldown = min(max_cooldown, last * 2)
     await conn.execute(
         update(dd)
         .where(dd.c.destination == destination)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import asyncpg
 
@@ -36,7 +35,7 @@ async def listen(
     """Call ``on_notify(payload)`` for each notification on ``channel`` until ``stop`` is set."""
     dsn = plain_postgres_url(url)
     while not stop.is_set():
-        conn: Any = None
+        conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(dsn, timeout=10)
             lost = asyncio.Event()

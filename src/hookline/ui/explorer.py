@@ -20,6 +20,7 @@ from hookline.delivery import event_log
 from hookline.delivery import redeliver as redeliver_cases
 from hookline.delivery.attempts import get_attempt
 from hookline.delivery.event_log import EventFilter
+from hookline.error_codes import ErrorCode
 from hookline.errors import HooklineError, InvalidRequest
 from hookline.ui.routes import (
     PageRoute,
@@ -161,7 +162,7 @@ async def event_resend(request: Request, event_id: str, delivery_id: str) -> Res
             if delivery.latest_log_id is None:
                 raise InvalidRequest(
                     "This delivery has not been attempted yet: it will be sent shortly",
-                    error_code="ERROR_NOT_ATTEMPTED",
+                    error_code=ErrorCode.NOT_ATTEMPTED,
                 )
             await redeliver_cases.redeliver_log(
                 conn,

@@ -83,7 +83,8 @@ NOTICES = {
 
 
 def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime  # set by create_app; Starlette's state is Any
+    return runtime
 
 
 def _secret(request: Request) -> str:
@@ -246,8 +247,8 @@ async def login(request: Request) -> Response:
         _set_login_cookie(request, response, token)
         return response
     session = new_session(account_id, client_id, now=runtime.clock.now())
-    response = redirect("/ui/")
-    response.set_cookie(
+    signed_in = redirect("/ui/")
+    signed_in.set_cookie(
         COOKIE_NAME,
         encode_session(_secret(request), session),
         max_age=SESSION_TTL_SECONDS,
@@ -256,8 +257,8 @@ async def login(request: Request) -> Response:
         samesite="lax",
         secure=_secure(request),
     )
-    response.delete_cookie(LOGIN_COOKIE_NAME, path="/ui")
-    return response
+    signed_in.delete_cookie(LOGIN_COOKIE_NAME, path="/ui")
+    return signed_in
 
 
 @router.post("/logout")

@@ -23,6 +23,7 @@ from hookline.platform.connections import (
 )
 from hookline.platform.consumers import get_consumer
 from hookline.platform.integrations import Integration, find_integration, list_integrations
+from hookline.platform.statuses import IntegrationStatus
 from hookline.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
@@ -79,7 +80,9 @@ async def _form_page(
         integration = await _integration_for(conn, link, chosen)
         if isinstance(integration, str):
             error, integration = error or integration, None
-        choices = [] if integration else await list_integrations(conn, status="active")
+        choices = (
+            [] if integration else await list_integrations(conn, status=IntegrationStatus.ACTIVE)
+        )
     fields = [
         item
         for item in (integration.credentials if integration else ())

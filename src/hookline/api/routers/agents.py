@@ -15,8 +15,10 @@ from fastapi import APIRouter, Header
 from pydantic import BaseModel
 
 from hookline.api.deps import RuntimeDep
+from hookline.error_codes import ErrorCode
 from hookline.errors import Unauthorized
 from hookline.platform.agents import agent_heartbeat
+from hookline.platform.statuses import AgentStatus
 
 router = APIRouter(tags=["hookline"])
 
@@ -36,7 +38,7 @@ def _agent_token(authorization: str | None, x_agent_token: str | None) -> str:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    raise Unauthorized("Missing agent token", error_code="ERROR_MISSING_AGENT_TOKEN")
+    raise Unauthorized("Missing agent token", error_code=ErrorCode.MISSING_AGENT_TOKEN)
 
 
 @router.post("/agent/heartbeat", response_model=HeartbeatResponse)
@@ -51,7 +53,7 @@ async def heartbeat(
     return HeartbeatResponse(
         connectionid=beat.connection_id,
         consumerid=beat.consumer_id,
-        status="up",
+        status=AgentStatus.UP,
         came_up=beat.came_up,
         last_seen=beat.last_seen,
     )

@@ -4,7 +4,7 @@ the connector status report (``POST .../connections/{id}/status``)."""
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,7 +40,7 @@ class ConnectionItem(BaseModel):
     integration: str
     integrationid: int
     api: str
-    data: dict | None = None
+    data: dict[str, Any] | None = None
     status: Literal["active", "inactive"]
     agent: LocalAgentInfo | None = None
 
@@ -55,7 +55,7 @@ class ConnectionItem(BaseModel):
             api=connection.api,
             status=connection.status,
             agent=LocalAgentInfo(status=agent) if agent else None,
-        )  # type: ignore[arg-type]
+        )
 
 
 class CredentialItem(BaseModel):
@@ -156,7 +156,7 @@ async def create_connection(
         return LinkItem(
             url=_resource_url(base, consumer_id, connection.id),
             connectionid=connection.id,
-            status=connection.status,  # type: ignore[arg-type]
+            status=connection.status,
             agent_token=created.agent_token,
         )
     async with runtime.db.transaction() as conn:
@@ -234,14 +234,14 @@ async def update_connection(
         return LinkItem(
             url=activation_url(base, link.token),
             connectionid=connection.id,
-            status=connection.status,  # type: ignore[arg-type]
+            status=connection.status,
             expires_on=int(link.link.expires_at.timestamp()),
         )
     return LinkItem(
         url=_resource_url(base, consumer_id, connection.id),
         connectionid=connection.id,
         status=connection.status,
-    )  # type: ignore[arg-type]
+    )
 
 
 @router.delete(

@@ -18,7 +18,7 @@ from hookline.delivery.event_log import EventDelivery, EventFilter, StoredEvent
 
 router = APIRouter(tags=["hookline"])
 
-_responses = {
+_responses: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid filter (ChiftError)"},
     404: {"description": "Unknown event or cursor (ChiftError)"},
 }

@@ -14,6 +14,7 @@ from hookline.api.deps import AccountId, ReadConn, RuntimeDep
 from hookline.api.limits import FilterDate
 from hookline.errors import NotFound
 from hookline.platform import issues as use_cases
+from hookline.platform.statuses import IssueLevel
 
 router = APIRouter(tags=["Issues"])
 
@@ -22,11 +23,6 @@ class IssueStatus(StrEnum):
     open = "open"
     closed = "closed"
     all = "all"
-
-
-class IssueLevel(StrEnum):
-    error = "error"
-    warning = "warning"
 
 
 class ErrorInfo(BaseModel):
@@ -68,7 +64,7 @@ class ReportIssue(BaseModel):
     syncid: uuid.UUID | None = None
     executionid: uuid.UUID | None = None
     error_code: str = Field(min_length=1, max_length=120)
-    level: IssueLevel = IssueLevel.error
+    level: IssueLevel = IssueLevel.ERROR
     message: str = Field(min_length=1, max_length=10_000)
     context: dict[str, Any] | None = None
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from hookline.api.deps import AccountId, ReadConn, RuntimeDep
 from hookline.api.limits import FilterDate, PageQuery
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest
 from hookline.platform import orders as use_cases
 from hookline.platform.pos_schema import POSLocationItem, POSOrderItem, PushedOrder
@@ -66,7 +67,7 @@ def _connection_id(value: str | None) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         raise InvalidRequest(
-            "x-chift-connectionid must be a connection id", error_code="ERROR_INVALID_CONNECTION"
+            "x-chift-connectionid must be a connection id", error_code=ErrorCode.INVALID_CONNECTION
         ) from None
 
 

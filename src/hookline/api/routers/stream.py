@@ -24,6 +24,7 @@ from hookline.api.deps import AccountId, RuntimeDep
 from hookline.catalog import BY_NAME
 from hookline.delivery.signing import SigningKey, delivery_headers
 from hookline.delivery.streams import KEEPALIVE, Stream, StreamEnd, StreamHub
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest
 from hookline.store.event_feed import FeedEvent
 
@@ -70,7 +71,7 @@ async def stream_events(
     unknown = sorted(types - set(BY_NAME))
     if unknown:
         raise InvalidRequest(
-            "Unknown event type", detail=", ".join(unknown), error_code="ERROR_UNKNOWN_EVENT"
+            "Unknown event type", detail=", ".join(unknown), error_code=ErrorCode.UNKNOWN_EVENT
         )
     resume_after = None
     if last_event_id:

@@ -290,7 +290,7 @@ class SyncConsumerItem(BaseModel):
         return cls(
             syncid=item.sync.id,
             sync_name=item.sync.name,
-            status=item.status,  # type: ignore[arg-type]
+            status=item.status,
             status_details=None if enabled else "No flow is enabled for this consumer",
             enabled=bool(enabled),
             link_createdon=item.created_at,

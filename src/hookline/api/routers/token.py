@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hookline.api.deps import RuntimeDep
 from hookline.api.tokens import issue_token
+from hookline.error_codes import ErrorCode
 from hookline.errors import Unauthorized
 from hookline.platform.accounts import check_api_key
 
@@ -41,7 +42,7 @@ async def generate_access_token(item: AuthItem, runtime: RuntimeDep) -> Token:
             client_secret=item.clientSecret,
         )
     if not valid:
-        raise Unauthorized("Invalid credentials", error_code="ERROR_INVALID_CREDENTIALS")
+        raise Unauthorized("Invalid credentials", error_code=ErrorCode.INVALID_CREDENTIALS)
     token = issue_token(
         runtime.settings.jwt_key(),
         account_id=item.accountId,

@@ -21,6 +21,7 @@ from hookline.delivery.emit import encode_body
 from hookline.delivery.signing import SigningKey, delivery_headers
 from hookline.delivery.ssrf import BlockedAddress, OutboundGuard, guarded_connector
 from hookline.delivery.tls import outbound_ssl
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest
 from hookline.platform.runners.types import SECRET_KEY, Finished, HandedOff, RunJob
 from hookline.platform.statuses import ExecutionStatus
@@ -32,7 +33,6 @@ MAX_URL_LENGTH = 500
 MAX_ANSWER_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 2000
 MAX_ERROR_CODE_CHARS = 120
-TIMEOUT = "ERROR_EXECUTION_TIMEOUT"
 
 
 class HttpRunner:
@@ -46,14 +46,16 @@ class HttpRunner:
             raise InvalidRequest(
                 "The http runner needs execution.url: an http(s) URL of at "
                 f"most {MAX_URL_LENGTH} characters",
-                error_code="ERROR_INVALID_RUNNER",
+                error_code=ErrorCode.INVALID_RUNNER,
             )
 
     async def run(self, runtime: Runtime, job: RunJob) -> Finished | HandedOff:
         """The service's answer; :class:`HandedOff` (202) when it reports later."""
         remaining = (job.deadline_at - runtime.clock.now()).total_seconds()
         if remaining <= 0:
-            return _error("The execution deadline passed before it started", TIMEOUT)
+            return _error(
+                "The execution deadline passed before it started", ErrorCode.EXECUTION_TIMEOUT
+            )
         settings = runtime.settings
         timeout = aiohttp.ClientTimeout(
             total=remaining, connect=min(settings.delivery_connect_timeout, remaining)
@@ -88,12 +90,12 @@ class HttpRunner:
                 body = await response.content.read(MAX_ANSWER_BYTES)
                 return _outcome(response.status, body)
         except TimeoutError:
-            return _error(f"No answer within {remaining:g} s", TIMEOUT)
+            return _error(f"No answer within {remaining:g} s", ErrorCode.EXECUTION_TIMEOUT)
         except BlockedAddress as error:
-            return _error(str(error), "ERROR_RUNNER_BLOCKED_ADDRESS")
+            return _error(str(error), ErrorCode.RUNNER_BLOCKED_ADDRESS)
         except (aiohttp.ClientError, OSError) as error:
             return _error(
-                f"{type(error).__name__}: {error}"[:MAX_MESSAGE_CHARS], "ERROR_RUNNER_NETWORK"
+                f"{type(error).__name__}: {error}"[:MAX_MESSAGE_CHARS], ErrorCode.RUNNER_NETWORK
             )
 
 
@@ -105,15 +107,18 @@ def _outcome(http_status: int, body: bytes) -> Finished | HandedOff:
     if http_status == 202:
         return HandedOff()
     if not 200 <= http_status < 300:
-        return _error(f"Runner endpoint answered HTTP {http_status}", "ERROR_RUNNER_HTTP_STATUS")
+        return _error(f"Runner endpoint answered HTTP {http_status}", ErrorCode.RUNNER_HTTP_STATUS)
     try:
         answer = json.loads(body)
     except ValueError:
         answer = None
-    if not isinstance(answer, dict) or answer.get("status") not in ("success", "error"):
+    if not isinstance(answer, dict) or answer.get("status") not in (
+        ExecutionStatus.SUCCESS,
+        ExecutionStatus.ERROR,
+    ):
         return _error(
             "Runner endpoint answered without a JSON {status: success|error}",
-            "ERROR_RUNNER_INVALID_ANSWER",
+            ErrorCode.RUNNER_INVALID_ANSWER,
         )
     message = answer.get("message")
     error_code = answer.get("error_code")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest
 from hookline.platform.runners.external import ExternalRunner
 from hookline.platform.runners.http import HttpRunner
@@ -12,8 +13,6 @@ from hookline.platform.runners.types import Runner
 
 if TYPE_CHECKING:
     from hookline.runtime import Runtime
-
-INVALID_RUNNER = "ERROR_INVALID_RUNNER"
 
 
 def runner_name(execution: dict[str, Any]) -> str:
@@ -45,7 +44,7 @@ class RunnerRegistry:
         if runner is None:
             raise InvalidRequest(
                 f"Unknown runner {name!r}; known: {', '.join(self.names())}",
-                error_code=INVALID_RUNNER,
+                error_code=ErrorCode.INVALID_RUNNER,
             )
         return runner
 
@@ -59,7 +58,8 @@ class RunnerRegistry:
         timeout = execution.get("timeout_seconds")
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise InvalidRequest(
-                "execution.timeout_seconds must be a positive number", error_code=INVALID_RUNNER
+                "execution.timeout_seconds must be a positive number",
+                error_code=ErrorCode.INVALID_RUNNER,
             )
 
 
