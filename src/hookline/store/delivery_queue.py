@@ -49,7 +49,7 @@ class DeliveryQueue(Protocol):
         """Say this worker is alive; release the claims of workers that stopped saying so."""
         ...
 
-    async def follow(self, wake: Callable[[], object], stop: asyncio.Event) -> None:
+    async def follow(self, wake: Callable[[str], None], stop: asyncio.Event) -> None:
         """Call ``wake`` whenever another process queues work, until ``stop`` is set."""
         ...
 
@@ -167,7 +167,7 @@ class PostgresDeliveryQueue(_SharedQueue):
             await schedule.heartbeat(conn, owner, now)
             return await schedule.take_over_dead(conn, now=now, dead_before=dead_before)
 
-    async def follow(self, wake: Callable[[], object], stop: asyncio.Event) -> None:
+    async def follow(self, wake: Callable[[str], None], stop: asyncio.Event) -> None:
         from hookline.store.listen import listen
 
         await listen(self._db.url, self._db.notify_channel, wake, stop)
@@ -196,7 +196,7 @@ class SQLiteDeliveryQueue(_SharedQueue):
     async def beat(self, owner: str, now: datetime, dead_before: datetime) -> int:
         return 0  # no other process to watch
 
-    async def follow(self, wake: Callable[[], object], stop: asyncio.Event) -> None:
+    async def follow(self, wake: Callable[[str], None], stop: asyncio.Event) -> None:
         return None  # commits in this process wake the worker directly (Database.on_wake)
 
     async def stop(self, owner: str) -> None:
