@@ -522,9 +522,10 @@ class DeliveryWorker:
         for key, row in rows.items():
             if self._writing[key]:
                 continue  # our own change is on its way
-            dest = self._dests.get(key)
-            if dest is None:
-                dest = self._dests[key] = Destination(key, self._limits)
+            known = self._dests.get(key)
+            if known is None:
+                known = self._dests[key] = Destination(key, self._limits)
+            dest = known
             if row.open_until > now or (
                 row.probe_owner is not None
                 and row.probe_until is not None

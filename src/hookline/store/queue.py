@@ -141,7 +141,7 @@ async def record(
                     item.delivery.attempt,
                     item.http_status,
                     stamp,
-                    native.uuid(item.delivery.delivery_id),
+                    native.uid(item.delivery.delivery_id),
                 )
                 for item in attempted
             ],
@@ -251,7 +251,7 @@ class _Native:
         self.conn = conn
         self.sqlite = conn.dialect.name == "sqlite"
 
-    def uuid(self, value: uuid.UUID) -> Any:
+    def uid(self, value: uuid.UUID) -> Any:
         return value.hex if self.sqlite else value
 
     def time(self, value: datetime | None) -> Any:
@@ -297,7 +297,7 @@ def _executemany(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) 
 
 def _log_row(native: _Native, item: AttemptRecord, stamp: Any) -> tuple[Any, ...]:
     delivery = item.delivery
-    u = native.uuid
+    u = native.uid
     return (
         new_id_text(),
         u(delivery.webhook_id),
@@ -397,7 +397,8 @@ async def renew_leases(
 
 async def next_due(conn: AsyncConnection) -> datetime | None:
     """The earliest ``available_at`` in the queue (a due time or a lease expiry)."""
-    return (await conn.execute(select(func.min(dq.c.available_at)))).scalar()
+    earliest: datetime | None = (await conn.execute(select(func.min(dq.c.available_at)))).scalar()
+    return earliest
 
 
 @dataclass(frozen=True)
