@@ -29,8 +29,10 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from hookline.ids import new_id_text, uuid_from_hex
+from hookline.store import rate_windows
 from hookline.store.db import Database
 from hookline.store.listen import plain_postgres_url
+from hookline.store.ordering import head_only
 from hookline.store.queue import (
     DELIVERED,
     LOG_COLUMNS,
@@ -41,6 +43,7 @@ from hookline.store.queue import (
     sqlite_datetime,
     sqlite_time,
 )
+from hookline.store.rate_windows import RatedClaim
 from hookline.store.sqlite_inline import InlineSQLite
 
 T = TypeVar("T")
@@ -49,7 +52,8 @@ T = TypeVar("T")
 # counts: a delivery that kills workers cannot be retried forever.
 _DETAILS = (
     "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
-    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since "
+    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since, "
+    "w.rate_limit_per_second, w.ordering "
     "FROM {claimed} c JOIN events e ON e.id = c.event_id "
     "LEFT JOIN webhooks w ON w.id = c.webhook_id"
 )
@@ -71,7 +75,7 @@ _CLAIM_POSTGRESQL = (
     "SELECT s.delivery_id, s.available_at, "
     "row_number() OVER (ORDER BY s.available_at) AS turn FROM ("
     "SELECT d.delivery_id, d.available_at FROM delivery_queue d "
-    "WHERE d.webhook_id = h.webhook_id AND d.available_at <= $1 "
+    f"WHERE d.webhook_id = h.webhook_id AND d.available_at <= $1 AND {head_only('d')} "
     "ORDER BY d.webhook_id, d.available_at LIMIT COALESCE(("
     "SELECT l.k FROM unnest($6::uuid[], $7::int[]) AS l(id, k) WHERE l.id = h.webhook_id), $5) "
     "FOR UPDATE SKIP LOCKED) s) p "
@@ -79,6 +83,8 @@ _CLAIM_POSTGRESQL = (
     "RETURNING q.delivery_id, q.webhook_id, q.event_id, q.attempt) "
     + _DETAILS.format(claimed="claimed")
 )
+# Rate-limited webhooks are claimed by their own statement (store/rate_windows.py).
+_CLAIM_RATED_POSTGRESQL = rate_windows.claim_statement(_DETAILS.format(claimed="claimed"))
 # SQLite runs the same walk as separate statements inside one ``BEGIN IMMEDIATE`` on the
 # event loop's thread (one process, so nothing to skip): the distinct webhooks, each one's
 # oldest due rows, the turns dealt in Python, then the lease.
@@ -90,7 +96,8 @@ _HOOKS_SQLITE = (
 )
 _DUE_SQLITE = (
     "SELECT delivery_id, available_at FROM delivery_queue WHERE webhook_id = ? "
-    "AND available_at <= ? ORDER BY webhook_id, available_at LIMIT ?"
+    f"AND available_at <= ? AND {head_only('delivery_queue')} "
+    "ORDER BY webhook_id, available_at LIMIT ?"
 )
 _LEASE_SQLITE = (
     "UPDATE delivery_queue SET available_at = ?, lease_owner = ?, attempt = attempt + 1 "
@@ -99,7 +106,8 @@ _LEASE_SQLITE = (
 # Rows just claimed carry this worker's name and this claim's exact lease time.
 _CLAIMED_SQLITE = (
     "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
-    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since "
+    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since, "
+    "w.rate_limit_per_second, w.ordering "
     "FROM delivery_queue c JOIN events e ON e.id = c.event_id "
     "LEFT JOIN webhooks w ON w.id = c.webhook_id "
     "WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
@@ -161,10 +169,12 @@ class QueueLink(Protocol):
         limit: int,
         per_webhook: int | None = None,
         shares: Mapping[uuid.UUID, int] | None = None,
+        rated: RatedClaim | None = None,
     ) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries with what sending needs, fairly: at most
         ``shares[webhook]`` (else ``per_webhook``, else ``limit``) of each webhook, oldest
-        first, dealt in turns across webhooks."""
+        first, dealt in turns across webhooks. ``rated``'s webhooks are taken first, through
+        their rate windows (:mod:`hookline.store.rate_windows`), and by nothing else."""
         ...
 
     async def record_delivered(
@@ -230,12 +240,36 @@ class PostgresQueueLink:
         limit: int,
         per_webhook: int | None = None,
         shares: Mapping[uuid.UUID, int] | None = None,
+        rated: RatedClaim | None = None,
     ) -> list[ClaimedDelivery]:
         default = limit if per_webhook is None else per_webhook
+        first: list[ClaimedDelivery] = []
+        if rated is not None:
+            first = await self._claim_rated(rated, owner, now, lease_until, limit)
+            shares = _held_back(shares, rated)
+            limit -= len(first)
+            if limit <= 0:
+                return first
         ids, ks = (list(shares), list(shares.values())) if shares else ([], [])
         rows = await self._run(
             lambda conn: conn.fetch(
                 _CLAIM_POSTGRESQL, now, limit, lease_until, owner, default, ids, ks
+            )
+        )
+        return first + [ClaimedDelivery(*row) for row in rows]
+
+    async def _claim_rated(
+        self, rated: RatedClaim, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        rows = await self._run(
+            lambda conn: rate_windows.claim_postgresql(
+                conn,
+                _CLAIM_RATED_POSTGRESQL,
+                rated,
+                now=now,
+                lease_until=lease_until,
+                owner=owner,
+                limit=limit,
             )
         )
         return [ClaimedDelivery(*row) for row in rows]
@@ -298,12 +332,15 @@ class SQLiteQueueLink:
         limit: int,
         per_webhook: int | None = None,
         shares: Mapping[uuid.UUID, int] | None = None,
+        rated: RatedClaim | None = None,
     ) -> list[ClaimedDelivery]:
         lease = sqlite_time(lease_until)
         default = limit if per_webhook is None else per_webhook
+        if rated is not None:
+            shares = _held_back(shares, rated)
         rows = await self._unit(
             _claim_sqlite_rows,
-            _Claim(lease, owner, sqlite_time(now), limit, default, _hex_shares(shares)),
+            _Claim(lease, owner, sqlite_time(now), limit, default, _hex_shares(shares), rated),
         )
         uid = uuid_from_hex
         shared: dict[str, uuid.UUID] = {}  # a batch has few distinct webhooks and accounts
@@ -328,6 +365,8 @@ class SQLiteQueueLink:
                 r[9],
                 r[10],
                 None if r[11] is None else sqlite_datetime(r[11]),
+                r[12],
+                r[13],
             )
             for r in rows
         ]
@@ -377,6 +416,12 @@ class _Claim(NamedTuple):
     limit: int
     per_webhook: int
     shares: dict[str, int]  # by webhook id as stored (32 hex characters)
+    rated: RatedClaim | None = None
+
+
+def _held_back(shares: Mapping[uuid.UUID, int] | None, rated: RatedClaim) -> dict[uuid.UUID, int]:
+    """``shares`` with nothing for the rate-limited webhooks: only their windows take them."""
+    return {**(shares or {}), **dict.fromkeys(rated.shares, 0)}
 
 
 def _hex_shares(shares: Mapping[uuid.UUID, int] | None) -> dict[str, int]:
@@ -385,6 +430,8 @@ def _hex_shares(shares: Mapping[uuid.UUID, int] | None) -> dict[str, int]:
 
 def _claim_sqlite_rows(db: sqlite3.Connection, claim: _Claim) -> list[Any]:
     picked: list[tuple[int, str, str]] = []  # (turn, available_at, delivery id)
+    if claim.rated is not None:
+        picked = rate_windows.pick_sqlite(db, claim.rated, claim.now, claim.limit)
     shares = claim.shares
     for (hook,) in db.execute(_HOOKS_SQLITE).fetchall():
         take = min(claim.limit, shares.get(hook, claim.per_webhook))
