@@ -29,7 +29,8 @@ MIN_WAKE_SECONDS = 0.002
 
 
 class RateLimits:
-    def __init__(self) -> None:
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake  # the worker's claimer
         self.webhooks: set[uuid.UUID] = set()  # claimed through their windows
         self._new: list[uuid.UUID] = []  # learned since the last claim: windows to create
         self._timer: asyncio.TimerHandle | None = None
@@ -47,16 +48,19 @@ class RateLimits:
             new,
         )
 
-    def unplanned(self, webhook_id: uuid.UUID) -> bool:
+    def unplanned(self, webhook_id: uuid.UUID, rated: RatedClaim | None) -> bool:
         """For a claimed delivery of a limited webhook: True when it came through the fair
-        claim (the webhook was not known as limited): the caller gives it back unsent."""
-        if webhook_id in self.webhooks:
+        claim (not through ``rated``, the claim's windows): the caller gives it back unsent,
+        and the claimer is woken to take it again through the window."""
+        if rated is not None and webhook_id in rated.shares:
             return False
-        self.webhooks.add(webhook_id)
-        self._new.append(webhook_id)
+        if webhook_id not in self.webhooks:
+            self.webhooks.add(webhook_id)
+            self._new.append(webhook_id)
+        self._wake()
         return True
 
-    def settle(self, rated: RatedClaim, wake: Callable[[], None]) -> bool:
+    def settle(self, rated: RatedClaim) -> bool:
         """Read what a claim found; arrange a wake-up for the first webhook held back by its
         limit. Returns whether one was held back."""
         answered = {window.webhook_id for window in rated.windows}
@@ -79,10 +83,10 @@ class RateLimits:
             wait = delay if wait is None else min(wait, delay)
         if wait is None:
             return False
-        self._wake_in(max(MIN_WAKE_SECONDS, wait), wake)
+        self._wake_in(max(MIN_WAKE_SECONDS, wait))
         return True
 
-    def _wake_in(self, seconds: float, wake: Callable[[], None]) -> None:
+    def _wake_in(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
         timer = self._timer
         at = loop.time() + seconds
@@ -90,4 +94,4 @@ class RateLimits:
             return  # an earlier wake-up is already set
         if timer is not None:
             timer.cancel()
-        self._timer = loop.call_at(at, wake)
+        self._timer = loop.call_at(at, self._wake)

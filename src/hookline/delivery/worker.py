@@ -97,7 +97,7 @@ class DeliveryWorker:
         self._fresh_cap = Destination("", self._limits).cap  # a destination not seen yet
         self._hook_dest: dict[uuid.UUID, Destination] = {}
         self._limited = False  # the last claim was cut by a destination's share
-        self._rates = RateLimits()  # rate-limited webhooks, claimed through their windows
+        self._rates = RateLimits(self.wake)  # rate-limited webhooks: claimed through windows
         self._writes: set[asyncio.Task[None]] = set()  # circuit writes and give-backs
         self._writing: collections.Counter[str] = collections.Counter()  # by destination
         self._keys: dict[str, SigningKey] = {}  # by encrypted secret (a random nonce each)
@@ -222,7 +222,7 @@ class DeliveryWorker:
                 log.exception("claiming deliveries failed; retrying")
                 await _first(stop.wait(), timeout=1.0)
                 continue
-            rate_held = rated is not None and self._rates.settle(rated, self.wake)
+            rate_held = rated is not None and self._rates.settle(rated)
             if self._tracing is not None and items:
                 await self._load_traceparents(items)
             self._inflight += len(items)
@@ -234,7 +234,7 @@ class DeliveryWorker:
                 held[item.delivery_id] = leased_at
                 taken[item.webhook_id] += 1
                 if (
-                    item.rate_limit is not None and self._rates.unplanned(item.webhook_id)
+                    item.rate_limit is not None and self._rates.unplanned(item.webhook_id, rated)
                 ) or not self._dispatch(item):
                     refused.append(item)
             self._limited = any(

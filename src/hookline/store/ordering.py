@@ -22,7 +22,6 @@ import uuid
 
 from sqlalchemy import ColumnElement, case, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.selectable import ScalarSelect
 
 from hookline.store.tables import delivery_queue, events, webhooks
 
@@ -50,14 +49,12 @@ def claimable() -> ColumnElement[bool]:
     )
 
 
-def queued_key(webhook_id: uuid.UUID, event_id: uuid.UUID) -> ScalarSelect[uuid.UUID | None]:
+def queued_key(webhook_id: uuid.UUID, event_id: uuid.UUID) -> ColumnElement[uuid.UUID | None]:
     """The ``ordering_key`` of a row queued again (redelivery, recovery): the event's
     consumer when the webhook orders its deliveries, else NULL."""
-    return (
-        select(case((webhooks.c.ordering.is_not(None), events.c.consumer_id)))
-        .where(webhooks.c.id == webhook_id, events.c.id == event_id)
-        .scalar_subquery()
-    )
+    ordering = select(webhooks.c.ordering).where(webhooks.c.id == webhook_id).scalar_subquery()
+    consumer = select(events.c.consumer_id).where(events.c.id == event_id).scalar_subquery()
+    return case((ordering.is_not(None), consumer))
 
 
 async def rekey(conn: AsyncConnection, webhook_id: uuid.UUID, *, ordered: bool) -> None:

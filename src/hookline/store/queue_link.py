@@ -22,7 +22,7 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import asyncpg
@@ -318,6 +318,7 @@ class SQLiteQueueLink:
     def __init__(self, db: Database, path: str) -> None:
         self._db = db
         self._sqlite = InlineSQLite(path)
+        self._last_lease = datetime.min.replace(tzinfo=UTC)
 
     async def _unit(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._db.writer_turn(priority=True):
@@ -334,6 +335,9 @@ class SQLiteQueueLink:
         shares: Mapping[uuid.UUID, int] | None = None,
         rated: RatedClaim | None = None,
     ) -> list[ClaimedDelivery]:
+        if lease_until <= self._last_lease:  # two claims in one clock tick: tell them apart
+            lease_until = self._last_lease + timedelta(microseconds=1)
+        self._last_lease = lease_until
         lease = sqlite_time(lease_until)
         default = limit if per_webhook is None else per_webhook
         if rated is not None:

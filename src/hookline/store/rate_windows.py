@@ -38,6 +38,9 @@ from hookline.store.ordering import head_only
 #: Tokens a webhook may save while idle, in seconds of its rate (at least one token): the
 #: burst it may send at once after a quiet spell, and the slack a worker's wake-up has.
 BURST_SECONDS = 0.2
+#: Tokens counted in excess against rounding: ``(now - start) * rate`` lands a hair under a
+#: whole number when ``start`` was itself computed back from ``now``.
+_ROUNDING = 1e-6
 
 
 def burst(rate: float) -> int:
@@ -53,7 +56,7 @@ def tokens(next_free_at: float, rate: float | None, share: int, now: float) -> t
     start = max(next_free_at, now - (burst(rate) - 1) / rate)
     if start > now:
         return start, 0
-    return start, min(share, int((now - start) * rate) + 1)
+    return start, min(share, int((now - start) * rate + _ROUNDING) + 1)
 
 
 class Window(NamedTuple):
@@ -87,7 +90,7 @@ _CLAIM_POSTGRESQL = (
     "JOIN webhooks h ON h.id = r.webhook_id ORDER BY r.webhook_id FOR UPDATE OF r), "
     "tok AS (SELECT win.webhook_id, win.rate, s.start, CASE WHEN win.rate IS NULL "
     "THEN win.share WHEN s.start > $2 THEN 0 "
-    "ELSE least(win.share, floor(($2 - s.start) * win.rate)::int + 1) END AS n "
+    f"ELSE least(win.share, floor(($2 - s.start) * win.rate + {_ROUNDING})::int + 1) END AS n "
     "FROM win CROSS JOIN LATERAL (SELECT CASE WHEN win.rate IS NULL THEN win.next_free_at "
     f"ELSE greatest(win.next_free_at, $2 - (greatest(1, ceil(win.rate * {BURST_SECONDS})) - 1) "
     "/ win.rate) END AS start) s), "
