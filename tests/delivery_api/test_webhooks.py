@@ -28,7 +28,14 @@ GET_ITEM_FIELDS = {
     "circuit",  # hookline extension
 }
 # hookline extensions (issue 15): signing scheme, rotation overlap, payload filter
-EXTENSION_FIELDS = {"signature_scheme", "public_key", "rotation_overlap_until", "filter"}
+EXTENSION_FIELDS = {
+    "signature_scheme",
+    "public_key",
+    "rotation_overlap_until",
+    "filter",
+    "rate_limit_per_second",
+    "ordering",
+}
 
 
 async def test_create_returns_the_contract_item_active_without_secret(api: ApiClient) -> None:

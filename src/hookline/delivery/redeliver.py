@@ -20,6 +20,7 @@ from hookline.delivery.logs import get_log
 from hookline.delivery.webhooks import Webhook, get_webhook
 from hookline.errors import InvalidRequest
 from hookline.store.db import request_wake
+from hookline.store.ordering import queued_key
 from hookline.store.tables import deliveries, delivery_queue
 
 _CHUNK = 500
@@ -150,6 +151,7 @@ async def _enqueue(
                     available_at=now,
                     attempt=0,
                     lease_owner=None,
+                    ordering_key=queued_key(webhook_id, event_id),
                 )
             )
     except IntegrityError:

@@ -45,6 +45,7 @@ from hookline.ids import new_id
 from hookline.periodic import Ticked, every
 from hookline.runtime import Runtime
 from hookline.security import SecretBox
+from hookline.store.ordering import PER_CONSUMER, rekey
 from hookline.store.tables import webhooks
 
 MAX_EVENT = 80
@@ -57,6 +58,9 @@ MAX_OVERLAP_SECONDS = 30 * 86_400
 MAX_FILTER_FIELDS = 20
 MAX_FILTER_VALUES = 100
 EXPIRY_BATCH = 500
+MIN_RATE_LIMIT = 0.01  # deliveries per second: one every 100 seconds
+MAX_RATE_LIMIT = 10_000.0
+ORDERINGS = ("none", PER_CONSUMER)
 
 Filter = dict[str, list[Any]]
 
@@ -87,6 +91,15 @@ class Webhook:
     public_key: str | None = None  # ``whpk_``: Ed25519 webhooks only
     previous_secret_until: datetime | None = None  # end of a rotation's overlap
     filter: Filter | None = None
+    rate_limit_per_second: float | None = None  # None: no limit
+    ordering: str = "none"  # none | per_consumer
+
+
+class _Keep:
+    """The value of a PATCH field that was not given (``None`` may mean "remove")."""
+
+
+KEEP = _Keep()
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,8 @@ def webhook_from_row(row: Any) -> Webhook:
         public_key=row.public_key,
         previous_secret_until=row.previous_secret_until,
         filter=row.payload_filter,
+        rate_limit_per_second=row.rate_limit_per_second,
+        ordering=row.ordering or "none",
     )
 
 
@@ -218,6 +233,36 @@ def validate_filter(event: str, value: Any) -> Filter | None:
     return result
 
 
+def validate_rate_limit(value: Any) -> float | None:
+    """Deliveries per second (``None``: no limit): a number from ``MIN_RATE_LIMIT`` to
+    ``MAX_RATE_LIMIT``. Enforced across every worker (:mod:`hookline.store.rate_windows`)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad_rate_limit(f"rate_limit_per_second must be a number, not {value!r}")
+    if not MIN_RATE_LIMIT <= value <= MAX_RATE_LIMIT:  # NaN fails too
+        raise _bad_rate_limit(
+            f"rate_limit_per_second must be between {MIN_RATE_LIMIT:g} and {MAX_RATE_LIMIT:g} "
+            "deliveries per second, or null for no limit",
+            detail=str(value),
+        )
+    return float(value)
+
+
+def _bad_rate_limit(message: str, detail: str = "") -> InvalidRequest:
+    return InvalidRequest(message, detail=detail, error_code="ERROR_INVALID_RATE_LIMIT")
+
+
+def validate_ordering(value: str) -> str | None:
+    """``none`` or ``per_consumer``, as stored (NULL for none)."""
+    if value not in ORDERINGS:
+        raise InvalidRequest(
+            f"Unknown ordering {value!r}; expected none or per_consumer",
+            error_code="ERROR_INVALID_ORDERING",
+        )
+    return None if value == "none" else value
+
+
 def _unix(moment: datetime) -> int:
     return int(moment.timestamp())
 
@@ -250,11 +295,15 @@ async def create_webhook(
     created_by: uuid.UUID | None = None,
     signature_scheme: str = Scheme.HMAC,
     payload_filter: Any = None,
+    rate_limit_per_second: Any = None,
+    ordering: str = "none",
 ) -> Webhook:
     """Subscribe ``url`` to ``event``; the webhook starts ``active``.
 
     ``signature_scheme`` ``ed25519`` makes hookline generate a key pair (no secret may be
-    given); ``payload_filter`` restricts the events delivered (:func:`validate_filter`).
+    given); ``payload_filter`` restricts the events delivered (:func:`validate_filter`);
+    ``rate_limit_per_second`` caps its deliveries (:func:`validate_rate_limit`);
+    ``ordering`` ``per_consumer`` sends each consumer's events one at a time, in order.
 
     ``integration`` is the caller's lookup of ``integration_id`` (None when it does not
     exist). A POS event needs a POS integration: the webhook then receives only events of
@@ -287,6 +336,8 @@ async def create_webhook(
         )
     scheme = _check_scheme(signature_scheme)
     checked_filter = validate_filter(event, payload_filter)
+    rate_limit = validate_rate_limit(rate_limit_per_second)
+    stored_ordering = validate_ordering(ordering)
     keys: dict[str, Any] = {"public_key": None}
     if scheme is Scheme.ED25519:
         if signing_secret:
@@ -307,6 +358,8 @@ async def create_webhook(
         **keys,
         "signature_scheme": scheme.value,
         "payload_filter": checked_filter,
+        "rate_limit_per_second": rate_limit,
+        "ordering": stored_ordering,
         "integration_id": integration_id,
         "status": "active",
         "created_by": created_by,
@@ -355,8 +408,12 @@ async def update_webhook(
     url: str | None = None,
     signing_secret: str | None = None,
     payload_filter: Any = None,
+    rate_limit_per_second: Any = KEEP,
+    ordering: str | None = None,
 ) -> Webhook:
-    """Change status, url, signing secret and/or filter; ``None`` leaves a field as it is.
+    """Change status, url, signing secret, filter, rate limit and/or ordering; ``None``
+    leaves a field as it is, except ``rate_limit_per_second``, where ``None`` removes the
+    limit (and :data:`KEEP`, the default, leaves it).
 
     An empty ``signing_secret`` removes the secret (HMAC webhooks; it replaces the secret at
     once, ending any rotation overlap: rotate-secret is the graceful way). An empty
@@ -387,6 +444,16 @@ async def update_webhook(
         new_filter = validate_filter(current.event, payload_filter)
         if new_filter != current.filter:
             values["payload_filter"] = new_filter
+    if not isinstance(rate_limit_per_second, _Keep):
+        rate_limit = validate_rate_limit(rate_limit_per_second)
+        if rate_limit != current.rate_limit_per_second:
+            values["rate_limit_per_second"] = rate_limit
+    if ordering is not None:
+        stored_ordering = validate_ordering(ordering)
+        if (stored_ordering or "none") != current.ordering:
+            values["ordering"] = stored_ordering
+            # What is already queued follows the new setting too.
+            await rekey(conn, webhook_id, ordered=stored_ordering is not None)
     if not values:
         return current
     if "secret_encrypted" not in values and _overlap_over(current, now):

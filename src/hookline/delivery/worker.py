@@ -44,6 +44,7 @@ from opentelemetry.trace import Span
 
 from hookline.delivery import metrics, policy
 from hookline.delivery.destinations import Circuit, Destination, Limits, counts_as_failure
+from hookline.delivery.rate_limits import RateLimits
 from hookline.delivery.sender import Sender, SendResult, host_key
 from hookline.delivery.signing import SigningKey, delivery_headers
 from hookline.logconfig import ids
@@ -96,6 +97,7 @@ class DeliveryWorker:
         self._loop_time: Callable[[], float] = time.monotonic  # the loop's clock, once running
         self._hook_dest: dict[uuid.UUID, Destination] = {}
         self._limited = False  # the last claim was cut by a destination's share
+        self._rates = RateLimits(self.wake)  # rate-limited webhooks: claimed through windows
         self._writes: set[asyncio.Task[None]] = set()  # circuit writes and give-backs
         self._writing: collections.Counter[str] = collections.Counter()  # by destination
         self._keys: dict[str, SigningKey] = {}  # by encrypted secret (a random nonce each)
@@ -191,6 +193,7 @@ class DeliveryWorker:
             self._wake.clear()
             now = clock.now()
             shares, per_webhook = self._shares(want)
+            rated = self._rates.request(shares, per_webhook, now)
             try:
                 items = await self._queue.claim(
                     owner=self.owner,
@@ -199,11 +202,13 @@ class DeliveryWorker:
                     limit=want,
                     per_webhook=per_webhook,
                     shares=shares,
+                    rated=rated,
                 )
             except Exception:
                 log.exception("claiming deliveries failed; retrying")
                 await _first(stop.wait(), timeout=1.0)
                 continue
+            rate_held = rated is not None and self._rates.settle(rated)
             if self._tracing is not None and items:
                 await self._load_traceparents(items)
             self._inflight += len(items)
@@ -214,7 +219,9 @@ class DeliveryWorker:
             for item in items:
                 held[item.delivery_id] = leased_at
                 taken[item.webhook_id] += 1
-                if not self._dispatch(item):
+                if (
+                    item.rate_limit is not None and self._rates.unplanned(item.webhook_id, rated)
+                ) or not self._dispatch(item):
                     refused.append(item)
             self._limited = any(
                 count >= shares.get(hook, per_webhook) for hook, count in taken.items()
@@ -230,9 +237,10 @@ class DeliveryWorker:
                     due = await self._queue.next_due()
                     if due is not None:
                         timeout = min(poll, max(0.01, (due - clock.now()).total_seconds()))
-                if 0 in shares.values():
-                    # What is due may be held back (a full destination, an open circuit):
-                    # room freeing up, a probe or the tender wakes the claimer instead.
+                if 0 in shares.values() or rate_held:
+                    # What is due may be held back (a full destination, an open circuit, a
+                    # rate limit): room freeing up, a probe, the tender or the rate limit's
+                    # timer wakes the claimer instead.
                     timeout = max(timeout, TEND_SECONDS / 4)
             elif self._wake.is_set():
                 continue  # woken while claiming: there is new work already
@@ -694,6 +702,8 @@ class DeliveryWorker:
             batch, self._results = self._results, []
             if batch:
                 await self._record(batch)
+                if any(record.delivery.ordering is not None for record in batch):
+                    self.wake()  # a finished head lets the next of its ordered stream go
                 held = self._held
                 for record in batch:
                     held.pop(record.delivery.delivery_id, None)

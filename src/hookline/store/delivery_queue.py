@@ -32,6 +32,7 @@ from hookline.store import queue
 from hookline.store.db import Database
 from hookline.store.queue import AttemptRecord, ClaimedDelivery, QueueStats
 from hookline.store.queue_link import QueueLink, open_queue_link
+from hookline.store.rate_windows import RatedClaim
 
 #: Database files whose leases a worker of this process already released at start (SQLite).
 _SQLITE_WORKERS: collections.Counter[str] = collections.Counter()
@@ -62,7 +63,11 @@ class DeliveryQueue(Protocol):
         limit: int,
         per_webhook: int | None = None,
         shares: Mapping[uuid.UUID, int] | None = None,
-    ) -> list[ClaimedDelivery]: ...
+        rated: RatedClaim | None = None,
+    ) -> list[ClaimedDelivery]:
+        """Lease due deliveries: ``rated``'s rate-limited webhooks first (their tokens
+        spent in the same unit), then at most each webhook's share, dealt in turns."""
+        ...
 
     async def record_delivered(
         self, *, owner: str, now: datetime, records: Sequence[AttemptRecord]
@@ -111,6 +116,7 @@ class _SharedQueue:
         limit: int,
         per_webhook: int | None = None,
         shares: Mapping[uuid.UUID, int] | None = None,
+        rated: RatedClaim | None = None,
     ) -> list[ClaimedDelivery]:
         return await self._claims.claim(
             owner=owner,
@@ -119,6 +125,7 @@ class _SharedQueue:
             limit=limit,
             per_webhook=per_webhook,
             shares=shares,
+            rated=rated,
         )
 
     async def record_delivered(

@@ -40,7 +40,7 @@ _EVENT_COLUMNS = (
     "created_at, traceparent"
 )
 _DELIVERY_COLUMNS = "id, event_id, webhook_id, account_id, status, attempts, created_at, updated_at"
-_QUEUE_COLUMNS = "delivery_id, webhook_id, event_id, available_at, attempt"
+_QUEUE_COLUMNS = "delivery_id, webhook_id, event_id, available_at, attempt, ordering_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,7 @@ def webhook_match(
 # SQLite looks the webhooks up per event, right after inserting it, with named parameters.
 # A filter reads the body from that event row (its rowid) rather than from a parameter:
 # binding the body would cost every event, filtered webhooks or not.
-_SQLITE_WEBHOOKS = "SELECT h.id FROM webhooks h WHERE " + webhook_match(
+_SQLITE_WEBHOOKS = "SELECT h.id, h.ordering FROM webhooks h WHERE " + webhook_match(
     "sqlite",
     h="h",
     account=":account",
@@ -206,21 +206,22 @@ def write_sqlite_rows(
 ) -> tuple[uuid.UUID, ...]:
     """The event row (in column order, driver values), its deliveries and queue rows, on a
     plain sqlite3 connection inside the caller's transaction; returns the delivery ids."""
-    event_hex, account, event, _, integration_id, _, _, stamp, _ = event_row
+    event_hex, account, event, consumer, integration_id, _, _, stamp, _ = event_row
     db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 9)})", event_row)
     params = {"account": account, "event": event, "pos": int(pos), "integration": integration_id}
-    hooks = [row[0] for row in db.execute(_SQLITE_WEBHOOKS, params).fetchall()]
+    hooks = db.execute(_SQLITE_WEBHOOKS, params).fetchall()  # (id, ordering)
     if not hooks:
         return ()
     ids = tuple(new_id() for _ in hooks)
-    pairs = [(i.hex, hook) for i, hook in zip(ids, hooks, strict=True)]
+    pairs = [(i.hex, hook, ordering) for i, (hook, ordering) in zip(ids, hooks, strict=True)]
     db.executemany(
         f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-        [(i, event_hex, hook, account, stamp, stamp) for i, hook in pairs],
+        [(i, event_hex, hook, account, stamp, stamp) for i, hook, _ in pairs],
     )
+    # An ordered webhook's row carries the event's consumer as its ordering key.
     db.executemany(
-        f"INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, 0)",
-        [(i, hook, event_hex, stamp) for i, hook in pairs],
+        f"INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?)",
+        [(i, hook, event_hex, stamp, ordering and consumer) for i, hook, ordering in pairs],
     )
     return ids
 
@@ -268,7 +269,8 @@ _FAN_OUT_POSTGRESQL = (
     "$5::int[], $6::bytea[], $7::text[], $8::timestamptz[], $9::bool[], $11::text[]) "
     "WITH ORDINALITY AS i(id, account_id, event_type, consumer_id, integration_id, payload, "
     "idempotency_key, created_at, pos, traceparent, n)), "
-    "m AS (SELECT i.n, h.id AS webhook_id, row_number() OVER (ORDER BY i.n, h.id) AS k "
+    "m AS (SELECT i.n, h.id AS webhook_id, h.ordering, "
+    "row_number() OVER (ORDER BY i.n, h.id) AS k "
     "FROM i JOIN webhooks h ON "
     + webhook_match(
         "postgresql",
@@ -286,12 +288,15 @@ _FAN_OUT_POSTGRESQL = (
     "i.traceparent FROM i "
     "WHERE (SELECT ok FROM enough) ORDER BY i.n "
     "ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id), "
-    f"d AS (INSERT INTO deliveries ({_DELIVERY_COLUMNS}) SELECT ($10::uuid[])[m.k], i.id, "
-    "m.webhook_id, i.account_id, 'pending', 0, i.created_at, i.created_at "
-    "FROM m JOIN i ON i.n = m.n JOIN e ON e.id = i.id RETURNING id, event_id, webhook_id, "
-    "created_at), "
+    # Both inserts read r (the queue row's ordering key is the event's consumer when the
+    # webhook orders its deliveries); the queue's foreign key is checked at the end.
+    "r AS (SELECT ($10::uuid[])[m.k] AS id, i.id AS event_id, m.webhook_id, i.account_id, "
+    "i.created_at, CASE WHEN m.ordering IS NOT NULL THEN i.consumer_id END AS ordering_key "
+    "FROM m JOIN i ON i.n = m.n JOIN e ON e.id = i.id), "
+    f"d AS (INSERT INTO deliveries ({_DELIVERY_COLUMNS}) SELECT id, event_id, webhook_id, "
+    "account_id, 'pending', 0, created_at, created_at FROM r), "
     f"q AS (INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) SELECT id, webhook_id, event_id, "
-    "created_at, 0 FROM d RETURNING delivery_id, event_id) "
+    "created_at, 0, ordering_key FROM r RETURNING delivery_id, event_id) "
     "SELECT (SELECT needed FROM enough), (SELECT ok FROM enough), array(SELECT id FROM e), "
     "array(SELECT delivery_id FROM q ORDER BY delivery_id), "
     "array(SELECT event_id FROM q ORDER BY delivery_id)"

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.ids import new_id_text, uuid_from_hex
 from hookline.store.db import sqlite_call
+from hookline.store.ordering import claimable
 from hookline.store.tables import deliveries, delivery_queue, webhook_logs, webhooks
 
 DELIVERED = "delivered"
@@ -52,6 +53,8 @@ class ClaimedDelivery(NamedTuple):
     webhook_status: str | None
     integration_id: int | None
     failing_since: datetime | None
+    rate_limit: float | None = None  # the webhook's rate_limit_per_second
+    ordering: str | None = None  # the webhook's ordering (None: none)
 
 
 @dataclass(slots=True)
@@ -396,8 +399,13 @@ async def renew_leases(
 
 
 async def next_due(conn: AsyncConnection) -> datetime | None:
-    """The earliest ``available_at`` in the queue (a due time or a lease expiry)."""
-    earliest: datetime | None = (await conn.execute(select(func.min(dq.c.available_at)))).scalar()
+    """The earliest ``available_at`` in the queue (a due time or a lease expiry), among the
+    rows a claim could take then (a row held behind its ordered stream's head waits for it)."""
+    earliest: datetime | None = (
+        await conn.execute(
+            select(dq.c.available_at).where(claimable()).order_by(dq.c.available_at).limit(1)
+        )
+    ).scalar()
     return earliest
 
 

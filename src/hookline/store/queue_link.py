@@ -22,15 +22,17 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from hookline.ids import new_id_text, uuid_from_hex
+from hookline.store import rate_windows
 from hookline.store.db import Database
 from hookline.store.listen import plain_postgres_url
+from hookline.store.ordering import head_only
 from hookline.store.queue import (
     DELIVERED,
     LOG_COLUMNS,
@@ -41,6 +43,7 @@ from hookline.store.queue import (
     sqlite_datetime,
     sqlite_time,
 )
+from hookline.store.rate_windows import RatedClaim
 from hookline.store.sqlite_inline import InlineSQLite
 
 T = TypeVar("T")
@@ -49,7 +52,8 @@ T = TypeVar("T")
 # counts: a delivery that kills workers cannot be retried forever.
 _DETAILS = (
     "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
-    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since "
+    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since, "
+    "w.rate_limit_per_second, w.ordering "
     "FROM {claimed} c JOIN events e ON e.id = c.event_id "
     "LEFT JOIN webhooks w ON w.id = c.webhook_id"
 )
@@ -71,7 +75,7 @@ _CLAIM_POSTGRESQL = (
     "SELECT s.delivery_id, s.available_at, "
     "row_number() OVER (ORDER BY s.available_at) AS turn FROM ("
     "SELECT d.delivery_id, d.available_at FROM delivery_queue d "
-    "WHERE d.webhook_id = h.webhook_id AND d.available_at <= $1 "
+    f"WHERE d.webhook_id = h.webhook_id AND d.available_at <= $1 AND {head_only('d')} "
     "ORDER BY d.webhook_id, d.available_at LIMIT COALESCE(("
     "SELECT l.k FROM unnest($6::uuid[], $7::int[]) AS l(id, k) WHERE l.id = h.webhook_id), $5) "
     "FOR UPDATE SKIP LOCKED) s) p "
@@ -79,6 +83,8 @@ _CLAIM_POSTGRESQL = (
     "RETURNING q.delivery_id, q.webhook_id, q.event_id, q.attempt) "
     + _DETAILS.format(claimed="claimed")
 )
+# Rate-limited webhooks are claimed by their own statement (store/rate_windows.py).
+_CLAIM_RATED_POSTGRESQL = rate_windows.claim_statement(_DETAILS.format(claimed="claimed"))
 # SQLite runs the same walk as separate statements inside one ``BEGIN IMMEDIATE`` on the
 # event loop's thread (one process, so nothing to skip): the distinct webhooks, how many due
 # rows each has (up to its share), the turns dealt in Python, then one lease update per
@@ -90,10 +96,15 @@ _HOOKS_SQLITE = (
     "WHERE hooks.id IS NOT NULL) SELECT id FROM hooks WHERE id IS NOT NULL"
 )
 _DUE_SQLITE = (
-    "SELECT delivery_id FROM delivery_queue WHERE webhook_id = ?1 "
-    "AND available_at <= ?2 ORDER BY webhook_id, available_at LIMIT ?3"
+    "SELECT d.delivery_id FROM delivery_queue d WHERE d.webhook_id = ?1 "
+    f"AND d.available_at <= ?2 AND {head_only('d')} "
+    "ORDER BY d.webhook_id, d.available_at LIMIT ?3"
 )
 _DUE_COUNT_SQLITE = f"SELECT count(*) FROM ({_DUE_SQLITE})"
+_LEASE_ONE_SQLITE = (
+    "UPDATE delivery_queue SET available_at = ?, lease_owner = ?, attempt = attempt + 1 "
+    "WHERE delivery_id = ?"
+)
 _LEASE_SQLITE = (
     "UPDATE delivery_queue SET available_at = ?4, lease_owner = ?5, attempt = attempt + 1 "
     f"WHERE delivery_id IN ({_DUE_SQLITE})"
@@ -101,7 +112,8 @@ _LEASE_SQLITE = (
 # Rows just claimed carry this worker's name and this claim's exact lease time.
 _CLAIMED_SQLITE = (
     "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
-    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since "
+    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since, "
+    "w.rate_limit_per_second, w.ordering "
     "FROM delivery_queue c JOIN events e ON e.id = c.event_id "
     "LEFT JOIN webhooks w ON w.id = c.webhook_id "
     "WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
@@ -163,10 +175,12 @@ class QueueLink(Protocol):
         limit: int,
         per_webhook: int | None = None,
         shares: Mapping[uuid.UUID, int] | None = None,
+        rated: RatedClaim | None = None,
     ) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries with what sending needs, fairly: at most
         ``shares[webhook]`` (else ``per_webhook``, else ``limit``) of each webhook, oldest
-        first, dealt in turns across webhooks."""
+        first, dealt in turns across webhooks. ``rated``'s webhooks are taken first, through
+        their rate windows (:mod:`hookline.store.rate_windows`), and by nothing else."""
         ...
 
     async def record_delivered(
@@ -232,12 +246,36 @@ class PostgresQueueLink:
         limit: int,
         per_webhook: int | None = None,
         shares: Mapping[uuid.UUID, int] | None = None,
+        rated: RatedClaim | None = None,
     ) -> list[ClaimedDelivery]:
         default = limit if per_webhook is None else per_webhook
+        first: list[ClaimedDelivery] = []
+        if rated is not None:
+            first = await self._claim_rated(rated, owner, now, lease_until, limit)
+            shares = _held_back(shares, rated)
+            limit -= len(first)
+            if limit <= 0:
+                return first
         ids, ks = (list(shares), list(shares.values())) if shares else ([], [])
         rows = await self._run(
             lambda conn: conn.fetch(
                 _CLAIM_POSTGRESQL, now, limit, lease_until, owner, default, ids, ks
+            )
+        )
+        return first + [ClaimedDelivery(*row) for row in rows]
+
+    async def _claim_rated(
+        self, rated: RatedClaim, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        rows = await self._run(
+            lambda conn: rate_windows.claim_postgresql(
+                conn,
+                _CLAIM_RATED_POSTGRESQL,
+                rated,
+                now=now,
+                lease_until=lease_until,
+                owner=owner,
+                limit=limit,
             )
         )
         return [ClaimedDelivery(*row) for row in rows]
@@ -286,6 +324,7 @@ class SQLiteQueueLink:
     def __init__(self, db: Database, path: str) -> None:
         self._db = db
         self._sqlite = InlineSQLite(path)
+        self._last_lease = datetime.min.replace(tzinfo=UTC)
 
     async def _unit(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._db.writer_turn(priority=True):
@@ -300,12 +339,18 @@ class SQLiteQueueLink:
         limit: int,
         per_webhook: int | None = None,
         shares: Mapping[uuid.UUID, int] | None = None,
+        rated: RatedClaim | None = None,
     ) -> list[ClaimedDelivery]:
+        if lease_until <= self._last_lease:  # two claims in one clock tick: tell them apart
+            lease_until = self._last_lease + timedelta(microseconds=1)
+        self._last_lease = lease_until
         lease = sqlite_time(lease_until)
         default = limit if per_webhook is None else per_webhook
+        if rated is not None:
+            shares = _held_back(shares, rated)
         rows = await self._unit(
             _claim_sqlite_rows,
-            _Claim(lease, owner, sqlite_time(now), limit, default, _hex_shares(shares)),
+            _Claim(lease, owner, sqlite_time(now), limit, default, _hex_shares(shares), rated),
         )
         uid = uuid_from_hex
         shared: dict[str, uuid.UUID] = {}  # a batch has few distinct webhooks and accounts
@@ -330,6 +375,8 @@ class SQLiteQueueLink:
                 r[9],
                 r[10],
                 None if r[11] is None else sqlite_datetime(r[11]),
+                r[12],
+                r[13],
             )
             for r in rows
         ]
@@ -379,6 +426,12 @@ class _Claim(NamedTuple):
     limit: int
     per_webhook: int
     shares: dict[str, int]  # by webhook id as stored (32 hex characters)
+    rated: RatedClaim | None = None
+
+
+def _held_back(shares: Mapping[uuid.UUID, int] | None, rated: RatedClaim) -> dict[uuid.UUID, int]:
+    """``shares`` with nothing for the rate-limited webhooks: only their windows take them."""
+    return {**(shares or {}), **dict.fromkeys(rated.shares, 0)}
 
 
 def _hex_shares(shares: Mapping[uuid.UUID, int] | None) -> dict[str, int]:
@@ -386,10 +439,16 @@ def _hex_shares(shares: Mapping[uuid.UUID, int] | None) -> dict[str, int]:
 
 
 def _claim_sqlite_rows(db: sqlite3.Connection, claim: _Claim) -> list[Any]:
+    limit = claim.limit
+    rated: list[str] = []  # rows of rate-limited webhooks, their tokens already spent
+    if claim.rated is not None:
+        rated = [d for _, _, d in rate_windows.pick_sqlite(db, claim.rated, claim.now, limit)]
+        db.executemany(_LEASE_ONE_SQLITE, [(claim.lease, claim.owner, d) for d in rated])
+        limit -= len(rated)
     shares = claim.shares
     wanted: dict[str, int] = {}  # webhook -> rows it may take
-    for (hook,) in db.execute(_HOOKS_SQLITE).fetchall():
-        take = min(claim.limit, shares.get(hook, claim.per_webhook))
+    for (hook,) in db.execute(_HOOKS_SQLITE).fetchall() if limit > 0 else ():
+        take = min(limit, shares.get(hook, claim.per_webhook))
         if take > 0:
             wanted[hook] = take
     if len(wanted) > 1:  # turns across webhooks need to know what each one has due
@@ -397,8 +456,8 @@ def _claim_sqlite_rows(db: sqlite3.Connection, claim: _Claim) -> list[Any]:
             hook: db.execute(_DUE_COUNT_SQLITE, (hook, claim.now, take)).fetchone()[0]
             for hook, take in wanted.items()
         }
-        wanted = deal_turns(due, claim.limit)
-    leased = 0
+        wanted = deal_turns(due, limit)
+    leased = len(rated)
     for hook, take in wanted.items():
         if take > 0:
             leased += db.execute(

@@ -98,6 +98,12 @@ webhooks = Table(
     Column("previous_secret_until", UTCDateTime(), nullable=True),
     # Body field -> accepted values, checked at fan-out (store/outbox.py); NULL = every event.
     Column("payload_filter", _JSON_DOC, nullable=True),
+    # Deliveries per second to this webhook across every worker (NULL: no limit), enforced
+    # through ``webhook_rate_windows`` (store/rate_windows.py).
+    Column("rate_limit_per_second", Float, nullable=True),
+    # NULL: no ordering; ``per_consumer``: one delivery at a time per event consumer, in event
+    # order (store/ordering.py).
+    Column("ordering", String(16), nullable=True),
     _created(),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("account_id", "url", "event"),
@@ -149,10 +155,31 @@ delivery_queue = Table(
     Column("available_at", UTCDateTime(), nullable=False),
     Column("attempt", Integer, nullable=False, server_default=text("0")),
     Column("lease_owner", String(64), nullable=True),
+    # The event's consumer when the webhook orders per consumer, else NULL: a row is claimed
+    # only when no earlier event of the same (webhook, key) is still queued (store/ordering.py).
+    Column("ordering_key", Uuid, nullable=True),
     Index("ix_delivery_queue_available_at", "available_at"),
     # The fair claim walks the distinct webhooks with queued rows and takes each one's oldest
     # due rows (store/queue_link.py).
     Index("ix_delivery_queue_webhook_id_available_at", "webhook_id", "available_at"),
+    # The head of each ordered stream; unordered rows (NULL key) are not in it.
+    Index(
+        "ix_delivery_queue_ordering",
+        "webhook_id",
+        "ordering_key",
+        "event_id",
+        postgresql_where=text("ordering_key IS NOT NULL"),
+        sqlite_where=text("ordering_key IS NOT NULL"),
+    ),
+)
+
+# The token window of each rate-limited webhook, shared by every worker (GCRA): the moment,
+# in Unix seconds, from which its next delivery may be claimed (store/rate_windows.py).
+webhook_rate_windows = Table(
+    "webhook_rate_windows",
+    metadata,
+    Column("webhook_id", Uuid, ForeignKey("webhooks.id", ondelete="CASCADE"), primary_key=True),
+    Column("next_free_at", Float, nullable=False),
 )
 
 # Circuit breakers shared by every worker: one row per destination (scheme + host + port)

@@ -513,6 +513,15 @@ async def webhook_edit(request: Request, webhook_id: str) -> Response:
         new_filter = json.loads(raw_filter) if raw_filter else {}
     except ValueError:
         return _failure(request, session, InvalidRequest("The filter is not valid JSON"))
+    rate_limit: Any = webhook_cases.KEEP
+    if "rate_limit_per_second" in form:
+        raw_rate = form["rate_limit_per_second"].strip()
+        try:
+            rate_limit = float(raw_rate) if raw_rate else None
+        except ValueError:
+            return _failure(
+                request, session, InvalidRequest("The rate limit must be a number (per second)")
+            )
     try:
         async with runtime.db.transaction() as conn:
             await webhook_cases.update_webhook(
@@ -524,6 +533,8 @@ async def webhook_edit(request: Request, webhook_id: str) -> Response:
                 url=form.get("url") or None,
                 signing_secret=secret,
                 payload_filter=new_filter if "filter" in form else None,
+                rate_limit_per_second=rate_limit,
+                ordering=form.get("ordering") or None,
                 now=runtime.clock.now(),
             )
     except HooklineError as error:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.api.deps import AccountId, ReadConn, RuntimeDep
@@ -36,6 +36,17 @@ _FILTER_DOC = (
     "null); only events whose body matches every field are delivered. Fields must exist in "
     "the event type's schema."
 )
+Ordering = Literal["none", "per_consumer"]
+_RATE_LIMIT_DOC = (
+    "hookline extension: at most this many deliveries per second to this webhook, across "
+    f"every worker ({cases.MIN_RATE_LIMIT:g} to {cases.MAX_RATE_LIMIT:g}; null: no limit). "
+    "Deliveries over the limit wait in the queue; no attempt is spent waiting."
+)
+_ORDERING_DOC = (
+    "hookline extension: `per_consumer` sends the deliveries of one `consumerid` one at a "
+    "time, in event order (a retrying delivery holds the later ones of its consumer); "
+    "`none` sends them independently."
+)
 
 
 class WebhookInstancePostItem(BaseModel):
@@ -54,6 +65,10 @@ class WebhookInstancePostItem(BaseModel):
         "key pair hookline generates (no signingsecret); the public key is `public_key`.",
     )
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC)
+    rate_limit_per_second: StrictFloat | None = Field(
+        default=None, allow_inf_nan=False, description=_RATE_LIMIT_DOC
+    )
+    ordering: Ordering = Field(default="none", description=_ORDERING_DOC)
 
 
 class WebhookInstancePatchItem(BaseModel):
@@ -67,6 +82,12 @@ class WebhookInstancePatchItem(BaseModel):
     filter: dict[str, Any] | None = Field(
         default=None, description=_FILTER_DOC + " `{}` removes the filter."
     )
+    rate_limit_per_second: StrictFloat | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description=_RATE_LIMIT_DOC + " Given as null it removes the limit; omitted, it is kept.",
+    )
+    ordering: Ordering | None = Field(default=None, description=_ORDERING_DOC)
 
 
 class CircuitItem(BaseModel):
@@ -100,6 +121,8 @@ class WebhookInstanceGetItem(BaseModel):
         "previous key's signature too",
     )
     filter: dict[str, list[Any]] | None = None
+    rate_limit_per_second: float | None = Field(default=None, description=_RATE_LIMIT_DOC)
+    ordering: Ordering = Field(default="none", description=_ORDERING_DOC)
 
     @classmethod
     def of(
@@ -126,6 +149,8 @@ class WebhookInstanceGetItem(BaseModel):
             public_key=webhook.public_key,
             rotation_overlap_until=webhook.previous_secret_until,
             filter=webhook.filter,
+            rate_limit_per_second=webhook.rate_limit_per_second,
+            ordering=webhook.ordering,  # type: ignore[arg-type]
         )
 
 
@@ -264,6 +289,8 @@ async def create_webhook(
             now=runtime.clock.now(),
             signature_scheme=item.signature_scheme,
             payload_filter=item.filter,
+            rate_limit_per_second=item.rate_limit_per_second,
+            ordering=item.ordering,
         )
         circuit = await _circuit(conn, runtime, webhook)
     return WebhookInstanceGetItem.of(webhook, circuit)
@@ -314,6 +341,10 @@ async def update_webhook(
             url=item.url,
             signing_secret=item.signingsecret,
             payload_filter=item.filter,
+            rate_limit_per_second=item.rate_limit_per_second
+            if "rate_limit_per_second" in item.model_fields_set
+            else cases.KEEP,
+            ordering=item.ordering,
             now=runtime.clock.now(),
         )
         circuit = await _circuit(conn, runtime, webhook)
