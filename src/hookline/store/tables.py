@@ -6,6 +6,8 @@ by id and consumers only as an opaque id), and the platform domain.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -41,7 +43,7 @@ metadata = MetaData(
 _JSON_DOC = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
-def _created() -> Column:
+def _created() -> Column[datetime]:
     return Column("created_at", UTCDateTime(), nullable=False)
 
 

@@ -135,12 +135,12 @@ class WebhookInstanceGetItem(BaseModel):
             createdon=webhook.created_at,
             event=webhook.event,
             url=webhook.url,
-            status=webhook.status,  # type: ignore[arg-type]
+            status=webhook.status,
             integrationid=webhook.integration_id,
             circuit=None
             if circuit is None
             else CircuitItem(
-                state=circuit.state.value,  # type: ignore[arg-type]
+                state=circuit.state.value,
                 failures=circuit.failures,
                 opened_at=circuit.opened_at,
                 retry_at=circuit.retry_at,
@@ -150,7 +150,7 @@ class WebhookInstanceGetItem(BaseModel):
             rotation_overlap_until=webhook.previous_secret_until,
             filter=webhook.filter,
             rate_limit_per_second=webhook.rate_limit_per_second,
-            ordering=webhook.ordering,  # type: ignore[arg-type]
+            ordering=webhook.ordering,
         )
 
 
@@ -193,7 +193,7 @@ class SentTestItem(BaseModel):
             event=attempt.event,
             httpstatus=attempt.http_status,
             duration_ms=attempt.duration_ms,
-            outcome=attempt.outcome,  # type: ignore[arg-type]
+            outcome=attempt.outcome,
             error_class=attempt.error_class,
             response_excerpt=attempt.response_excerpt,
         )
@@ -260,7 +260,7 @@ async def _circuit(conn: AsyncConnection, runtime: Runtime, webhook: Webhook) ->
     return circuits[webhook.url]
 
 
-_responses = {
+_responses: dict[int | str, dict[str, Any]] = {
     400: {"description": "Rule violation (ChiftError)"},
     404: {"description": "Unknown webhook (ChiftError)"},
 }
