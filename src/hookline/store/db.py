@@ -20,6 +20,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
 
+from hookline.store.listen import plain_postgres_url
+from hookline.store.wakeups import PostgresNotifier, Wakeups
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,6 @@ SQLITE_PRAGMAS = (
 SQLITE_SWITCH_INTERVAL = 0.001
 
 WAKE_KEY = "hookline_wake"
-CHANNEL_KEY = "hookline_channel"
 
 
 class Database:
@@ -51,7 +53,13 @@ class Database:
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.pool_size = pool_size
         self.engine: AsyncEngine = _create_engine(url, schema, pool_size)
-        self._wake_listeners: list[Callable[[set[str]], None]] = []
+        self.wakeups = Wakeups(
+            None
+            if self.is_sqlite
+            else PostgresNotifier(
+                plain_postgres_url(url), self.notify_channel, _search_path(schema)
+            )
+        )
         self._writer: tuple[asyncio.AbstractEventLoop, _FifoLock] | None = None
         self._events: tuple[asyncio.AbstractEventLoop, Any] | None = None
 
@@ -66,7 +74,7 @@ class Database:
 
     def on_wake(self, listener: Callable[[set[str]], None]) -> None:
         """Run ``listener(topics)`` in-process after a transaction that asked to wake commits."""
-        self._wake_listeners.append(listener)
+        self.wakeups.on_wake(listener)
 
     @asynccontextmanager
     async def transaction(self, *, priority: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -101,13 +109,12 @@ class Database:
         gather in the returned set (sent on only after a commit)."""
         topics: set[str] = set()
         conn.info[WAKE_KEY] = topics
-        conn.info[CHANNEL_KEY] = self.notify_channel
         return topics
 
     def committed(self, topics: set[str]) -> None:
-        """Tell in-process listeners that a transaction asking for ``topics`` committed."""
-        for listener in self._wake_listeners:
-            listener(topics)
+        """A transaction asking for ``topics`` committed: wake this process's listeners, and
+        (PostgreSQL) other processes by a NOTIFY sent now (:mod:`hookline.store.wakeups`)."""
+        self.wakeups.committed(topics)
 
     def writer_turn(self, priority: bool = False) -> Any:
         """SQLite: writers of this process queue here, not on the file lock.
@@ -214,6 +221,7 @@ class Database:
             events, self._events = self._events, None
             if events[0] is asyncio.get_running_loop():
                 await events[1].close()
+        await self.wakeups.close()
         await self.engine.dispose()
 
 
@@ -283,19 +291,14 @@ async def sqlite_call(conn: AsyncConnection, statement: str, fn: Callable[..., T
 async def request_wake(conn: AsyncConnection, topic: str) -> None:
     """Ask for wake-ups on ``topic`` once the current transaction commits (never before).
 
-    In-process listeners are called by :meth:`Database.transaction`; other processes hear a
-    PostgreSQL NOTIFY, which the server itself delivers only at commit.
+    :meth:`Database.transaction` wakes this process's listeners after the commit and, on
+    PostgreSQL, sends the NOTIFY then (not inside the transaction: see
+    :mod:`hookline.store.wakeups`). No I/O here.
     """
     topics: set[str] | None = conn.info.get(WAKE_KEY)
-    if topics is None or topic in topics:
-        if topics is None:
-            raise RuntimeError("request_wake() needs a Database.transaction() connection")
-        return
+    if topics is None:
+        raise RuntimeError("request_wake() needs a Database.transaction() connection")
     topics.add(topic)
-    if conn.dialect.name == "postgresql":
-        channel = conn.info[CHANNEL_KEY]
-        # Driver-level: this runs in every emitting transaction, and compiling text() costs.
-        await conn.exec_driver_sql("SELECT pg_notify($1, $2)", (channel, topic))
 
 
 def _create_engine(url: str, schema: str | None, pool_size: int) -> AsyncEngine:
@@ -307,7 +310,7 @@ def _create_engine(url: str, schema: str | None, pool_size: int) -> AsyncEngine:
         return engine
     connect_args: dict[str, Any] = {}
     if schema:
-        connect_args["server_settings"] = {"search_path": schema}
+        connect_args["server_settings"] = _search_path(schema)
     engine = create_async_engine(
         url,
         pool_size=pool_size,
@@ -316,6 +319,10 @@ def _create_engine(url: str, schema: str | None, pool_size: int) -> AsyncEngine:
         connect_args=connect_args,
     )
     return engine
+
+
+def _search_path(schema: str | None) -> dict[str, str]:
+    return {"search_path": schema} if schema else {}
 
 
 def _execute_no_result(db: sqlite3.Connection, statement: str) -> None:

@@ -35,7 +35,6 @@ trip per event): these statements leave no session state behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -88,8 +87,6 @@ class PostgresEventWriter:
             self._settings["search_path"] = db.schema
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        self._notifier: asyncio.Task[None] | None = None
-        self._notify_again = False
         self._pending: list[tuple[EventRow, asyncio.Future[Written]]] = []
         self._groups = 0  # group statements running
         self._tasks: set[asyncio.Task[None]] = set()
@@ -235,29 +232,9 @@ class PostgresEventWriter:
             self._wake_workers()
 
     def _wake_workers(self) -> None:
-        self._db.committed({"deliveries"})  # this process's worker, at once
-        if self._notifier is not None and not self._notifier.done():
-            self._notify_again = True  # the running notifier sends one more when done
-            return
-        self._notifier = asyncio.create_task(self._notify(), name="hookline:notify")
-
-    async def _notify(self) -> None:
-        """Other processes' workers: NOTIFY until no event committed since the last one."""
-        pool = await self._get_pool()
-        while True:
-            self._notify_again = False
-            try:
-                await pool.execute("SELECT pg_notify($1, 'deliveries')", self._db.notify_channel)
-            except Exception:  # workers fall back to their poll; the next event notifies
-                log.warning("NOTIFY after an event failed", exc_info=True)
-                return
-            if not self._notify_again:
-                return
+        self._db.committed({"deliveries"})  # this process's worker, and a NOTIFY after it
 
     async def close(self) -> None:
-        if self._notifier is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._notifier, timeout=5)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
