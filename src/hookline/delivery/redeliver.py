@@ -12,13 +12,12 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import DELIVERY_TOPIC
 from hookline.delivery.logs import get_log
 from hookline.delivery.webhooks import Webhook, get_webhook
-from hookline.errors import InvalidRequest
+from hookline.errors import ConstraintViolation, InvalidRequest
 from hookline.store.db import request_wake
 from hookline.store.tables import deliveries, delivery_queue
 
@@ -152,5 +151,5 @@ async def _enqueue(
                     lease_owner=None,
                 )
             )
-    except IntegrityError:
-        pass  # queued concurrently in the meantime: due now either way
+    except ConstraintViolation:
+        pass  # queued concurrently, or the delivery deleted, in the meantime: nothing to do

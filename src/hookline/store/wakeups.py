@@ -24,10 +24,26 @@ import logging
 from collections.abc import Callable
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 log = logging.getLogger(__name__)
 
 WakeListener = Callable[[set[str]], None]
+WAKE_KEY = "hookline_wake"  # conn.info: the topics a transaction asked to wake at commit
+DELIVERIES = "deliveries"  # the topic of new due deliveries: the workers'
+
+
+async def request_wake(conn: AsyncConnection, topic: str) -> None:
+    """Ask for wake-ups on ``topic`` once the current transaction commits (never before).
+
+    :meth:`hookline.store.db.Database.transaction` wakes this process's listeners after the
+    commit and, on PostgreSQL, has the NOTIFY sent then (see this module's docstring). No I/O
+    here.
+    """
+    topics: set[str] | None = conn.info.get(WAKE_KEY)
+    if topics is None:
+        raise RuntimeError("request_wake() needs a Database.transaction() connection")
+    topics.add(topic)
 
 
 class PostgresNotifier:
