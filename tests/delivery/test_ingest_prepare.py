@@ -69,7 +69,7 @@ def test_a_batch_names_the_problems_of_every_item_in_order() -> None:
         now=NOW,
         max_event_bytes=64 * 1024,
     )
-    assert [r.index for r in ready] == [0]
+    assert [r.position for r in ready] == [0]
     assert [p.split(":")[0] for p in problems] == [
         "events[1].status",
         "events[2]",

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from hookline.catalog import BY_NAME, InvalidEventBody, UnknownEventType
 from hookline.catalog.schemas import compiled_check, field_names
@@ -146,11 +146,10 @@ def _same_or_conflict(
     return IngestedEvent(found.id, stored, found.deliveries, replayed=True)
 
 
-@dataclass(frozen=True, slots=True)
-class BatchItem:
+class BatchItem(NamedTuple):
     """One validated item of ``POST /events/batch``, ready to be written."""
 
-    index: int  # its position in the request
+    position: int  # its index in the request
     body: dict[str, Any]
     row: EventRow
 

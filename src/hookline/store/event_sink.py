@@ -43,16 +43,19 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, cast
+from typing import NamedTuple, Protocol, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 SINK_KEY = "hookline_event_sink"  # conn.info: the sink of a Database.transaction() connection
 
 
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    """One event to store and fan out, ready for the database (validated, encoded)."""
+class EventRow(NamedTuple):
+    """One event to store and fan out, ready for the database (validated, encoded).
+
+    The values of the hot paths are named tuples: immutable like a frozen dataclass, made
+    in a sixth of the time (a batch makes thousands).
+    """
 
     event_id: uuid.UUID
     account_id: uuid.UUID
@@ -66,8 +69,7 @@ class EventRow:
     traceparent: str | None = None  # hookline.tracing: the write's span, when tracing is on
 
 
-@dataclass(frozen=True, slots=True)
-class ExistingEvent:
+class ExistingEvent(NamedTuple):
     """The event an idempotency key already produced (nothing was written this time)."""
 
     id: uuid.UUID
@@ -76,8 +78,7 @@ class ExistingEvent:
     deliveries: int
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
+class Written(NamedTuple):
     """What the sink did with one event: its deliveries, or the event its key had made."""
 
     delivery_ids: tuple[uuid.UUID, ...] = ()

@@ -289,7 +289,7 @@ async def _integration_problems(runtime: Runtime, items: list[BatchItem]) -> lis
     for item in items:
         problem = _integration_problem(item.event, item.integration_id, known)
         if problem:
-            problems.append(item_problem(item.index, f"integrationid: {problem}"))
+            problems.append(item_problem(item.position, f"integrationid: {problem}"))
     return problems
 
 
