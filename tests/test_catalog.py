@@ -138,6 +138,9 @@ _ODD_VALUES: list[object] = [
     "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6",
     "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6fa",
     "0192f3c4-5b6a-7c8d-9e0f-1a2b-3c4d5e6f",
+    "0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e6f\n",
+    "2026-11-26T10:00:00Z\n",
+    "\uff12\uff10\uff12\uff16-11-26T10:00:00Z",  # full-width digits
     "2026-11-26T10:00:00Z",
     "2026-11-26T10:00:00+01:00",
     "2026-11-26 10:00:00",

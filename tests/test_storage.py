@@ -79,7 +79,7 @@ async def test_connecting_ahead_opens_every_pooled_connection_before_traffic(
 ) -> None:
     """A server start opens its PostgreSQL pools whole: none is opened under the first burst,
     where each new connection queued requests behind its round trips."""
-    from hookline.store.event_pg import POOL_SIZE
+    from hookline.store.event_sink_pg import POOL_SIZE
 
     database = Backend(tmp_path, postgres_backend)
     runtime = Runtime.create(database.settings())
@@ -96,7 +96,7 @@ async def _connect_ahead(runtime: Runtime, writer_size: int) -> None:
     assert runtime.db.engine.pool.checkedin() == 0
     await runtime.db.connect_ahead(events=True)
     assert runtime.db.engine.pool.checkedin() == runtime.db.pool_size
-    writer = runtime.db.event_writer()
+    writer = runtime.db.event_sink()
     assert writer.connections == writer_size
     async with runtime.db.read() as conn:  # the pool hands out what it opened
         await conn.execute(select(accounts.c.id))

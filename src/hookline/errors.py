@@ -41,3 +41,21 @@ class Conflict(HooklineError):
 class PayloadTooLarge(HooklineError):
     status_code = 413
     error_code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class StorageError(Exception):
+    """A database refusal, translated at the store's edge (``hookline.store.errors``) from
+    the driver's exception, which stays its ``__cause__``. Not a client error: one that no
+    use case handles is a bug (HTTP 500)."""
+
+
+class ConstraintViolation(StorageError):
+    """A constraint of the schema refused a write."""
+
+
+class DuplicateKey(ConstraintViolation):
+    """A primary key or unique index already holds the value (a concurrent insert won)."""
+
+
+class MissingReference(ConstraintViolation):
+    """A foreign key names a row that does not exist (deleted meanwhile)."""

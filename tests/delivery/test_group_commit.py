@@ -17,7 +17,7 @@ from hookline.bootstrap import prepare_database
 from hookline.ids import new_id
 from hookline.platform.accounts import create_account
 from hookline.runtime import Runtime
-from hookline.store.event_batch import EventRow
+from hookline.store.event_sink import EventRow
 from hookline.store.tables import deliveries, delivery_queue, events
 from tests.conftest import Backend
 from tests.delivery.factories import EVENT, make_account, make_webhook, queued
@@ -47,13 +47,13 @@ async def test_events_arriving_together_share_statements(pg_runtime: Runtime) ->
     rt = pg_runtime
     account = await make_account(rt)
     hook = await make_webhook(rt, account, "http://127.0.0.1:9/hook")
-    writer = rt.db.event_writer()
+    writer = rt.db.event_sink()
     await writer.open()
     woken: list[set[str]] = []
     rt.db.on_wake(woken.append)
     rows = [_row(rt, account) for _ in range(40)]
 
-    written = await asyncio.gather(*(writer.write(row) for row in rows))
+    written = await asyncio.gather(*(writer.accept(row) for row in rows))
 
     assert writer.batches_committed < len(rows)  # grouped, not one commit per event
     assert woken and len(woken) <= writer.batches_committed
@@ -73,9 +73,9 @@ async def test_in_a_group_a_failing_event_fails_alone_and_keys_replay(
     rt = pg_runtime
     account = await make_account(rt)
     await make_webhook(rt, account, "http://127.0.0.1:9/hook")
-    writer = rt.db.event_writer()
+    writer = rt.db.event_sink()
     earlier = _row(rt, account, "seen")
-    await writer.write(earlier)
+    await writer.accept(earlier)
     rows = [
         _row(rt, account),
         _row(rt, new_id()),  # no such account: the foreign key fails this event only
@@ -86,7 +86,7 @@ async def test_in_a_group_a_failing_event_fails_alone_and_keys_replay(
     ]
     before = writer.batches_committed
 
-    results = await asyncio.gather(*(writer.write(row) for row in rows), return_exceptions=True)
+    results = await asyncio.gather(*(writer.accept(row) for row in rows), return_exceptions=True)
 
     assert isinstance(results[1], Exception) and "foreign key" in str(results[1])
     assert len(results[0].delivery_ids) == len(results[5].delivery_ids) == 1
@@ -119,7 +119,7 @@ async def test_concurrent_requests_each_get_their_own_answer(pg_runtime: Runtime
         first = await api.post(
             "/events", json=connection_event(), headers={"x-chift-client-requestid": "before"}
         )
-        writer = rt.db.event_writer()
+        writer = rt.db.event_sink()
         before = writer.batches_committed
 
         def header(value: str) -> dict[str, str]:

@@ -9,7 +9,6 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from hookline.delivery import ingest
 from hookline.store.tables import deliveries, delivery_queue, events
 from tests.delivery_api.helpers import (
     CONNECTION,
@@ -268,38 +267,6 @@ async def test_concurrent_identical_requests_emit_once(api: ApiClient) -> None:
     assert await count_rows(runtime, deliveries) == 1
 
 
-async def test_losing_the_race_on_the_unique_key_returns_the_winner(
-    api: ApiClient,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The IntegrityError path of the general (transactional) path, which an event takes when
-    it matches more webhooks than the fast path carries ids for: the lookup missed a row a
-    concurrent request committed. (The fast paths cannot lose that race: SQLite's looks up
-    after taking the write lock, PostgreSQL's inserts ON CONFLICT DO NOTHING.)"""
-    runtime = runtime_of(api)
-    monkeypatch.setattr(runtime.db, "event_writer", lambda: None)  # the general path only
-    await create_webhook(api)
-    headers = {"x-chift-client-requestid": "lost-race"}
-    first = await api.post("/events", json=connection_event(), headers=headers)
-    real = ingest._find_existing
-    calls: list[str] = []
-
-    async def miss_once(conn, account_id, key):
-        calls.append(key)
-        if len(calls) == 1:
-            return None  # as if the winner had not committed yet
-        return await real(conn, account_id, key)
-
-    monkeypatch.setattr(ingest, "_find_existing", miss_once)
-    second = await api.post("/events", json=connection_event(), headers=headers)
-    assert calls == ["lost-race", "lost-race"]
-    assert second.status_code == 202
-    assert second.json() == first.json()
-    assert await count_rows(runtime, events) == 1
-    assert await count_rows(runtime, deliveries) == 1
-    assert await count_rows(runtime, delivery_queue) == 1
-
-
 async def test_pos_events_reach_only_webhooks_of_their_integration(api: ApiClient) -> None:
     runtime = runtime_of(api)
     lightspeed = await create_webhook(
@@ -354,7 +321,7 @@ async def test_non_pos_event_may_name_its_integration(api: ApiClient) -> None:
 async def test_an_event_for_more_webhooks_than_the_fast_path_carries_reaches_them_all(
     api: ApiClient,
 ) -> None:
-    from hookline.store.event_pg import SPARE_IDS
+    from hookline.store.event_sink_pg import SPARE_IDS
 
     runtime = runtime_of(api)
     hooks = [

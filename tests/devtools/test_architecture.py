@@ -56,14 +56,7 @@ LAYERS: dict[str, int] = {
 # KNOWN, BEING FIXED on other branches (issue 16): each entry is one exact import edge
 # (importer, imported). The lead removes an entry when the branch that fixes it lands; any
 # edge not listed here fails the test.
-KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
-    {
-        # store/db.py picks the event writer through deferred imports of the modules that
-        # import it (the storage-protocol rewrite selects the backend in one place).
-        ("hookline.store.db", "hookline.store.event_batch"),
-        ("hookline.store.db", "hookline.store.event_pg"),
-    }
-)
+KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset()
 KNOWN_UPWARD_EDGES: frozenset[tuple[str, str]] = frozenset()
 KNOWN_DIALECT_USES: frozenset[tuple[str, str]] = frozenset()
 

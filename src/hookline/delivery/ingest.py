@@ -1,10 +1,16 @@
-"""Events sent by producers outside hookline (``POST /events``), emitted exactly once per
-idempotency key.
+"""Events sent by producers outside hookline (``POST /events``, ``POST /events/batch``),
+emitted exactly once per idempotency key.
 
 The request body is the event's flat body without ``accountid`` and ``created`` (hookline
-fills both). With an idempotency key, a repeat returns the first result and delivers nothing
-again; two identical requests racing each other meet on the unique
-``(account_id, idempotency_key)`` index, and the loser answers with the winner's result.
+fills both). Each event is its own state change, so it goes to the event sink's own
+transactions (:meth:`hookline.store.event_sink.EventSink.accept`, group-committed). With an
+idempotency key, a repeat returns the first result and delivers nothing again; the sink
+answers it even when two requests race for the key. A key reused for another event is 409.
+
+A batch is validated whole first (every problem of every item, by index), then written in
+one transaction. Its items take a fast path: one pass that builds each body, checks it with
+its type's compiled predicate and encodes it; any item the fast path is unsure of is
+prepared the general way, which words its problems exactly.
 """
 
 from __future__ import annotations
@@ -13,20 +19,17 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from hookline.catalog import BY_NAME, InvalidEventBody, UnknownEventType, get_event_type
-from hookline.delivery.emit import build_body, emit, prepare_event
+from hookline.catalog import BY_NAME, InvalidEventBody, UnknownEventType
+from hookline.catalog.schemas import compiled_check, field_names
+from hookline.delivery.emit import EventDraft, PreparedEvent, encode_body, prepare
 from hookline.errors import Conflict, InvalidRequest
-from hookline.ids import new_id
-from hookline.store.event_batch import EventRow, ExistingEvent, Written
-from hookline.store.tables import deliveries, events
+from hookline.ids import new_id, uuid_from_hex
+from hookline.store.event_sink import EventRow, EventSink, ExistingEvent
 from hookline.tracing import write_traceparent
 
 MAX_IDEMPOTENCY_KEY = 200
@@ -34,6 +37,10 @@ SERVER_FIELDS = ("accountid", "created")
 INT32 = (-(2**31), 2**31 - 1)  # integration ids are 32-bit integer columns
 BATCH_KEY_FIELD = "requestid"  # an item's idempotency key in POST /events/batch
 _FIELD_PROBLEM = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\[\]]*: ")
+_CANONICAL_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
+)
+_POS_EVENTS = frozenset(name for name, event_type in BY_NAME.items() if event_type.api == "POS")
 
 
 @dataclass(frozen=True)
@@ -83,93 +90,22 @@ def split_request(data: Any) -> tuple[str, uuid.UUID | None, dict[str, Any]]:
     return event, consumer_id, fields
 
 
-async def ingest_event(
-    conn: AsyncConnection,
-    *,
-    account_id: uuid.UUID,
-    event: str,
-    consumer_id: uuid.UUID | None,
-    fields: dict[str, Any],
-    now: datetime,
-    integration_id: int | None = None,
-    idempotency_key: str | None = None,
-) -> IngestedEvent:
-    """Validate against the catalog, store and fan out one event in ``conn``'s transaction.
+async def ingest_event(sink: EventSink, draft: EventDraft) -> IngestedEvent:
+    """Validate ``draft`` against the catalog, store and fan it out in a transaction of its
+    own (shared with the events that arrive meanwhile); committed when this returns.
 
     ``integration_id`` (already checked by the caller against the connector catalog) scopes
     POS events to the webhooks of that integration. A schema mismatch is a 400 whose detail
     lists every problem. Reusing a key with a different event answers 409.
     """
-    if idempotency_key is not None:
-        _check_key(idempotency_key)
-        earlier = await _find_existing(conn, account_id, idempotency_key)
-        if earlier is not None:
-            return _same_or_conflict(
-                earlier, account_id, event, consumer_id, fields, integration_id
-            )
-    # No savepoint around this: a lost race on the unique key fails the whole transaction
-    # with IntegrityError, and the caller answers with :func:`replay_after_race`. That keeps
-    # the common path at the fewest database round trips.
-    with _as_bad_request(event):
-        emitted = await emit(
-            conn,
-            account_id=account_id,
-            event=event,
-            consumer_id=consumer_id,
-            fields=fields,
-            now=now,
-            integration_id=integration_id,
-            idempotency_key=idempotency_key,
-        )
-    return IngestedEvent(emitted.id, emitted.body, len(emitted.delivery_ids), replayed=False)
-
-
-class EventWriter(Protocol):
-    async def write(self, row: EventRow) -> Written: ...
-
-    async def write_batch(
-        self, rows: Sequence[EventRow], check: Callable[[list[Written]], None]
-    ) -> list[Written]: ...
-
-
-async def ingest_event_fast(
-    writer: EventWriter,
-    *,
-    account_id: uuid.UUID,
-    event: str,
-    consumer_id: uuid.UUID | None,
-    fields: dict[str, Any],
-    now: datetime,
-    integration_id: int | None = None,
-    idempotency_key: str | None = None,
-) -> IngestedEvent:
-    """:func:`ingest_event` through the database's standalone-event writer (the event is its
-    own state change: see :meth:`hookline.store.db.Database.event_writer`): a group commit
-    with the events that arrive at the same time."""
-    if idempotency_key is not None:
-        _check_key(idempotency_key)
-    with _as_bad_request(event):
-        body, payload = prepare_event(
-            account_id=account_id, event=event, consumer_id=consumer_id, fields=fields, now=now
-        )
-    event_id = new_id()
-    written = await writer.write(
-        EventRow(
-            event_id,
-            account_id,
-            event,
-            consumer_id,
-            integration_id,
-            payload,
-            idempotency_key,
-            now,
-            get_event_type(event).api == "POS",
-            write_traceparent(),
-        )
-    )
+    if draft.idempotency_key is not None:
+        _check_key(draft.idempotency_key)
+    with _as_bad_request(draft.event):
+        prepared = prepare(draft)
+    written = await sink.accept(prepared.row)
     if written.existing is not None:
-        return _replay(written.existing, account_id, event, consumer_id, fields, integration_id)
-    return IngestedEvent(event_id, body, len(written.delivery_ids), replayed=False)
+        return _same_or_conflict(written.existing, prepared.body, draft.integration_id)
+    return IngestedEvent(prepared.row.event_id, prepared.body, len(written.delivery_ids), False)
 
 
 def _check_key(key: str) -> None:
@@ -193,90 +129,29 @@ def _as_bad_request(event: str) -> Iterator[None]:
         ) from None
 
 
-async def replay_after_race(
-    conn: AsyncConnection,
-    *,
-    account_id: uuid.UUID,
-    event: str,
-    consumer_id: uuid.UUID | None,
-    fields: dict[str, Any],
-    integration_id: int | None,
-    idempotency_key: str,
-) -> IngestedEvent | None:
-    """After an IntegrityError: the result of the concurrent request that won the key."""
-    earlier = await _find_existing(conn, account_id, idempotency_key)
-    if earlier is None:
-        return None
-    return _same_or_conflict(earlier, account_id, event, consumer_id, fields, integration_id)
-
-
-@dataclass(frozen=True)
-class _Stored:
-    result: IngestedEvent
-    integration_id: int | None
-
-
-async def _find_existing(conn: AsyncConnection, account_id: uuid.UUID, key: str) -> _Stored | None:
-    row = (
-        await conn.execute(
-            select(events.c.id, events.c.payload, events.c.integration_id).where(
-                events.c.account_id == account_id, events.c.idempotency_key == key
-            )
-        )
-    ).first()
-    if row is None:
-        return None
-    count = (
-        await conn.execute(
-            select(func.count()).select_from(deliveries).where(deliveries.c.event_id == row.id)
-        )
-    ).scalar_one()
-    body = json.loads(bytes(row.payload))
-    return _Stored(IngestedEvent(row.id, body, count, replayed=True), row.integration_id)
-
-
 def _same_or_conflict(
-    earlier: _Stored,
-    account_id: uuid.UUID,
-    event: str,
-    consumer_id: uuid.UUID | None,
-    fields: dict[str, Any],
-    integration_id: int | None,
+    found: ExistingEvent, body: dict[str, Any], integration_id: int | None
 ) -> IngestedEvent:
-    """The first result, unless the key now comes with a different event (a client bug)."""
-    stored = earlier.result.body
-    try:
-        candidate = build_body(
-            account_id=account_id,
-            event=event,
-            consumer_id=consumer_id,
-            created=stored.get("created", 0),
-            fields=fields,
-        )
-    except UnknownEventType:
-        candidate = None
+    """The event a key already produced, unless the key now comes with a different event
+    (a client bug): the same body but for its ``created``, and the same integration."""
+    stored = json.loads(found.payload)
     # Compare as JSON, as stored: a uuid given as a string and its parsed form are equal.
-    if (
-        json.loads(json.dumps(candidate, default=str)) != stored
-        or earlier.integration_id != integration_id
-    ):
+    candidate = json.loads(json.dumps({**body, "created": stored.get("created", 0)}, default=str))
+    if candidate != stored or found.integration_id != integration_id:
         raise Conflict(
             "This x-chift-client-requestid was already used for a different event",
-            detail=f"first event: {earlier.result.id}",
+            detail=f"first event: {found.id}",
             error_code="ERROR_IDEMPOTENCY_CONFLICT",
         )
-    return earlier.result
+    return IngestedEvent(found.id, stored, found.deliveries, replayed=True)
 
 
-@dataclass(frozen=True, slots=True)
-class BatchItem:
+class BatchItem(NamedTuple):
     """One validated item of ``POST /events/batch``, ready to be written."""
 
-    index: int  # its position in the request
-    row: EventRow
+    position: int  # its index in the request
     body: dict[str, Any]
-    consumer_id: uuid.UUID | None
-    fields: dict[str, Any]
+    row: EventRow
 
     @property
     def event(self) -> str:
@@ -301,10 +176,13 @@ def prepare_batch(
 ) -> tuple[list[BatchItem], list[str]]:
     """Validate every item (nothing is written): the ready items, and every problem of every
     bad item, each named by its index. Integrations are the caller's to check."""
+    batch = _Batch(account_id, now, max_event_bytes)
     ready: list[BatchItem] = []
     problems: list[str] = []
     for index, data in enumerate(items):
-        found = _prepare_item(data, index, account_id=account_id, now=now, limit=max_event_bytes)
+        found: BatchItem | list[str] | None = batch.fast(data, index)
+        if found is None:
+            found = batch.general(data, index)
         if isinstance(found, BatchItem):
             ready.append(found)
         else:
@@ -312,58 +190,124 @@ def prepare_batch(
     return ready, problems
 
 
-def _prepare_item(
-    data: Any, index: int, *, account_id: uuid.UUID, now: datetime, limit: int
-) -> BatchItem | list[str]:
-    if not isinstance(data, dict):
-        return ["not a JSON object"]
-    data = dict(data)
-    problems: list[str] = []
-    key = data.pop(BATCH_KEY_FIELD, None)
-    if key is not None and not _storable_key(key):
-        problems.append(
-            f"{BATCH_KEY_FIELD}: must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters"
+class _Batch:
+    """What the items of one batch share (the account, the moment, the limit), computed
+    once, and the two ways to prepare an item."""
+
+    def __init__(self, account_id: uuid.UUID, now: datetime, limit: int) -> None:
+        self.account_id = account_id
+        self.account_text = str(account_id)
+        self.now = now
+        self.created = int(now.timestamp())
+        self.limit = limit
+        self.traceparent = write_traceparent()  # one write span for the whole batch
+
+    def fast(self, data: Any, index: int) -> BatchItem | None:
+        """The common, valid item in one pass; ``None`` whenever anything is unusual (the
+        general way then decides, and words the problems)."""
+        if type(data) is not dict or "accountid" in data or "created" in data:
+            return None
+        event = data.get("event")
+        if type(event) is not str or event not in BY_NAME:
+            return None
+        key = data.get(BATCH_KEY_FIELD)
+        if key is not None and not _storable_key(key):
+            return None
+        integration_id = data.get("integrationid")
+        if integration_id is not None and (
+            type(integration_id) is not int or not INT32[0] <= integration_id <= INT32[1]
+        ):
+            return None
+        consumer = data.get("consumerid")
+        if type(consumer) is not str or _CANONICAL_UUID.match(consumer) is None:
+            return None  # absent (the schema refuses it), or to be parsed the general way
+        consumer_text = consumer.lower()
+        names = field_names(event)
+        body: dict[str, Any] = {
+            "accountid": self.account_text,
+            "event": event,
+            "consumerid": consumer_text,
+            "created": self.created,
+        }
+        present = 2  # event and consumerid
+        if key is not None or BATCH_KEY_FIELD in data:
+            present += 1
+        if integration_id is not None or "integrationid" in data:
+            present += 1
+        for name in names:
+            value = data.get(name)
+            if value is not None or name in data:
+                present += 1
+            body[name] = value
+        if len(data) != present:  # a field the type does not have
+            return None
+        if not compiled_check(event)(body):
+            return None
+        payload = encode_body(body)
+        if len(payload) > self.limit:
+            return None
+        row = EventRow(
+            new_id(),
+            self.account_id,
+            event,
+            uuid_from_hex(consumer_text.replace("-", "")),
+            integration_id,
+            payload,
+            key,
+            self.now,
+            event in _POS_EVENTS,
+            self.traceparent,
         )
-    integration_id = data.pop("integrationid", None)
-    if integration_id is not None and (
-        not isinstance(integration_id, int) or isinstance(integration_id, bool)
-    ):
-        problems.append("integrationid: not an integer")
-    elif integration_id is not None and not INT32[0] <= integration_id <= INT32[1]:
-        problems.append("integrationid: out of range")
-    try:
-        event, consumer_id, fields = split_request(data)
-    except InvalidRequest as error:
-        return [*problems, _as_problem(error)]
-    try:
-        body, payload = prepare_event(
-            account_id=account_id, event=event, consumer_id=consumer_id, fields=fields, now=now
+        return BatchItem(index, body, row)
+
+    def general(self, data: Any, index: int) -> BatchItem | list[str]:
+        """One item the exact way of ``POST /events``: the item, or all its problems."""
+        if not isinstance(data, dict):
+            return ["not a JSON object"]
+        data = dict(data)
+        problems: list[str] = []
+        key = data.pop(BATCH_KEY_FIELD, None)
+        if key is not None and not _storable_key(key):
+            problems.append(
+                f"{BATCH_KEY_FIELD}: must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters"
+            )
+        integration_id = data.pop("integrationid", None)
+        if integration_id is not None and (
+            not isinstance(integration_id, int) or isinstance(integration_id, bool)
+        ):
+            problems.append("integrationid: not an integer")
+        elif integration_id is not None and not INT32[0] <= integration_id <= INT32[1]:
+            problems.append("integrationid: out of range")
+        try:
+            event, consumer_id, fields = split_request(data)
+        except InvalidRequest as error:
+            return [*problems, _as_problem(error)]
+        draft = EventDraft(
+            account_id=self.account_id,
+            event=event,
+            consumer_id=consumer_id,
+            fields=fields,
+            now=self.now,
+            integration_id=integration_id,
+            idempotency_key=key,
         )
-    except InvalidEventBody as error:
-        return [*problems, *error.errors]
-    if len(payload) > limit:
-        problems.append(f"larger than {limit} bytes")
-    if problems:
-        return problems
-    row = EventRow(
-        new_id(),
-        account_id,
-        event,
-        consumer_id,
-        integration_id,
-        payload,
-        key,
-        now,
-        get_event_type(event).api == "POS",
-        write_traceparent(),
-    )
-    return BatchItem(index, row, body, consumer_id, fields)
+        try:
+            prepared: PreparedEvent = prepare(draft)
+        except InvalidEventBody as error:
+            return [*problems, *error.errors]
+        if len(prepared.row.payload) > self.limit:
+            problems.append(f"larger than {self.limit} bytes")
+        if problems:
+            return problems
+        return BatchItem(index, prepared.body, prepared.row)
 
 
 def _storable_key(key: Any) -> bool:
     """1 to 200 characters that a text column can hold (no NUL, no lone surrogate)."""
     if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or "\x00" in key:
         return False
+    if key.isascii():
+        return True
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
@@ -379,16 +323,16 @@ def _as_problem(error: InvalidRequest) -> str:
     return f"{error.detail}: {error.message}" if error.detail else error.message
 
 
-async def ingest_batch(writer: EventWriter, items: Sequence[BatchItem]) -> list[IngestedEvent]:
+async def ingest_batch(sink: EventSink, items: Sequence[BatchItem]) -> list[IngestedEvent]:
     """Write every item and its deliveries in one transaction, results in item order. An
     item whose key was seen before (earlier, or earlier in this batch) answers its first
     event, ``replayed``; a key reused for another event fails the whole batch (409)."""
 
-    def check(results: list[Written]) -> None:
+    def check(results: Sequence[Any]) -> None:
         for index, (item, written) in enumerate(zip(items, results, strict=True)):
             if written.existing is not None:
                 try:
-                    _replayed(item, written.existing)
+                    _same_or_conflict(written.existing, item.body, item.integration_id)
                 except Conflict as error:
                     raise Conflict(
                         f"events[{index}].{BATCH_KEY_FIELD} was already used for a different event",
@@ -396,33 +340,10 @@ async def ingest_batch(writer: EventWriter, items: Sequence[BatchItem]) -> list[
                         error_code=error.error_code,
                     ) from None
 
-    results = await writer.write_batch([item.row for item in items], check)
+    results = await sink.accept_batch([item.row for item in items], check)
     return [
-        _replayed(item, written.existing)
+        _same_or_conflict(written.existing, item.body, item.integration_id)
         if written.existing is not None
         else IngestedEvent(item.row.event_id, item.body, len(written.delivery_ids), False)
         for item, written in zip(items, results, strict=True)
     ]
-
-
-def _replayed(item: BatchItem, found: ExistingEvent) -> IngestedEvent:
-    row = item.row
-    return _replay(
-        found, row.account_id, row.event, item.consumer_id, item.fields, row.integration_id
-    )
-
-
-def _replay(
-    found: ExistingEvent,
-    account_id: uuid.UUID,
-    event: str,
-    consumer_id: uuid.UUID | None,
-    fields: dict[str, Any],
-    integration_id: int | None,
-) -> IngestedEvent:
-    """The event a key already produced, unless the key now comes with another event."""
-    earlier = _Stored(
-        IngestedEvent(found.id, json.loads(found.payload), found.deliveries, replayed=True),
-        found.integration_id,
-    )
-    return _same_or_conflict(earlier, account_id, event, consumer_id, fields, integration_id)

@@ -15,14 +15,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.catalog import BY_NAME, example_for
 from hookline.delivery.sender import Sender
 from hookline.delivery.signing import SigningKey, delivery_headers
 from hookline.error_codes import ErrorCode
-from hookline.errors import NotFound
+from hookline.errors import MissingReference, NotFound
 from hookline.ids import new_id
 from hookline.runtime import Runtime
 from hookline.store.tables import webhook_logs, webhooks
@@ -99,7 +98,7 @@ async def send_test_event(
     try:
         async with runtime.db.transaction() as conn:
             await _log(conn, attempt, account_id, webhook_id, row, runtime)
-    except IntegrityError:  # the webhook was deleted while its test was in flight
+    except MissingReference:  # the webhook was deleted while its test was in flight
         raise NotFound(
             f"Webhook {webhook_id} not found", error_code=ErrorCode.WEBHOOK_NOT_FOUND
         ) from None

@@ -12,13 +12,12 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.emit import DELIVERY_TOPIC
 from hookline.delivery.logs import get_log
 from hookline.delivery.webhooks import Webhook, get_webhook
-from hookline.errors import InvalidRequest
+from hookline.errors import ConstraintViolation, InvalidRequest
 from hookline.store.db import request_wake
 from hookline.store.ordering import queued_key
 from hookline.store.tables import deliveries, delivery_queue
@@ -154,5 +153,5 @@ async def _enqueue(
                     ordering_key=queued_key(webhook_id, event_id),
                 )
             )
-    except IntegrityError:
-        pass  # queued concurrently in the meantime: due now either way
+    except ConstraintViolation:
+        pass  # queued concurrently, or the delivery deleted, in the meantime: nothing to do

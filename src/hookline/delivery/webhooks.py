@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.catalog import BY_NAME, schema_for
@@ -40,7 +39,7 @@ from hookline.delivery.signing import (
     new_hmac_secret,
     public_key,
 )
-from hookline.errors import InvalidRequest, NotFound
+from hookline.errors import DuplicateKey, InvalidRequest, NotFound
 from hookline.ids import new_id
 from hookline.periodic import Ticked, every
 from hookline.runtime import Runtime
@@ -497,7 +496,7 @@ async def _write(conn: AsyncConnection, statement: Any, url: str, event: str) ->
     try:
         async with conn.begin_nested():
             await conn.execute(statement)
-    except IntegrityError:
+    except DuplicateKey:
         raise _duplicate(url, event) from None
 
 

@@ -1,7 +1,10 @@
-"""The database handle: one async engine, write transactions, reads, and commit-time wake-ups.
+"""The database handle: one async engine, write transactions, reads, commit-time wake-ups,
+and the one place a backend's event sink is chosen (:meth:`Database.event_sink`).
 
 SQLite runs in WAL mode with ``BEGIN IMMEDIATE`` for writes, so concurrent writers queue on
 the busy timeout instead of failing with "database is locked" halfway through a transaction.
+Constraint errors of every statement run through the engine come out as hookline's own
+exceptions (:mod:`hookline.store.errors`).
 """
 
 from __future__ import annotations
@@ -12,36 +15,32 @@ import sqlite3
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
-from typing import Any, TypeVar
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
+from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
 
-T = TypeVar("T")
+from hookline.store.errors import translate_engine_errors
+from hookline.store.event_sink import SINK_KEY, EventSink
+from hookline.store.event_sink_pg import PostgresEventSink
+from hookline.store.event_sink_sqlite import SQLiteEventSink
+from hookline.store.listen import plain_postgres_url
+from hookline.store.sqlite_inline import SQLITE_PRAGMAS, sqlite_call
+from hookline.store.wakeups import WAKE_KEY, PostgresNotifier, Wakeups, request_wake
+
+__all__ = ["SQLITE_PRAGMAS", "Database", "request_wake", "sqlite_call"]
+
 log = logging.getLogger(__name__)
 
-# Every SQLite connection: WAL (readers never block the writer), NORMAL sync (durable across a
-# process crash; a power loss may lose the last commits), foreign keys enforced. auto_vacuum
-# takes effect only on a new file, before its first table: retention then gives purged pages
-# back with incremental vacuum (an older file keeps reusing them; ``hookline purge --vacuum``
-# converts it).
-SQLITE_PRAGMAS = (
-    "auto_vacuum=INCREMENTAL",
-    "journal_mode=WAL",
-    "synchronous=NORMAL",
-    "foreign_keys=ON",
-)
 # aiosqlite runs each connection on a thread; while the event loop's thread holds the GIL, such
 # a thread that finished a statement waits up to the switch interval to go on: 5 ms by
 # default, per statement, with the writer lock held. 1 ms keeps those waits short at the cost
 # of a few more thread switches.
 SQLITE_SWITCH_INTERVAL = 0.001
-
-WAKE_KEY = "hookline_wake"
-CHANNEL_KEY = "hookline_channel"
 
 
 class Database:
@@ -51,9 +50,19 @@ class Database:
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.pool_size = pool_size
         self.engine: AsyncEngine = _create_engine(url, schema, pool_size)
-        self._wake_listeners: list[Callable[[set[str]], None]] = []
+        translate_engine_errors(self.engine)
         self._writer: tuple[asyncio.AbstractEventLoop, _FifoLock] | None = None
-        self._events: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        # The one place a backend is chosen for the event sink and the wake-ups.
+        self._new_sink: Callable[[], EventSink]
+        if self.is_sqlite:
+            self.wakeups = Wakeups()
+            path = make_url(url).database or ""
+            self._new_sink = lambda: SQLiteEventSink(path, self.writer_turn, self.wakeups)
+        else:
+            dsn = plain_postgres_url(url)
+            self.wakeups = Wakeups(PostgresNotifier(dsn, self.notify_channel, _search_path(schema)))
+            self._new_sink = lambda: PostgresEventSink(dsn, _search_path(schema), self.wakeups)
+        self._sink: tuple[asyncio.AbstractEventLoop, EventSink] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -66,7 +75,7 @@ class Database:
 
     def on_wake(self, listener: Callable[[set[str]], None]) -> None:
         """Run ``listener(topics)`` in-process after a transaction that asked to wake commits."""
-        self._wake_listeners.append(listener)
+        self.wakeups.on_wake(listener)
 
     @asynccontextmanager
     async def transaction(self, *, priority: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -86,6 +95,7 @@ class Database:
                         yield conn
                 finally:
                     conn.info.pop(WAKE_KEY, None)
+                    conn.info.pop(SINK_KEY, None)
                     # Committed or rolled back: the next writer may start while this
                     # connection is reset and returned to the pool (one more SQLite hop).
                     held = False
@@ -101,15 +111,15 @@ class Database:
         gather in the returned set (sent on only after a commit)."""
         topics: set[str] = set()
         conn.info[WAKE_KEY] = topics
-        conn.info[CHANNEL_KEY] = self.notify_channel
+        conn.info[SINK_KEY] = self.event_sink()  # where emit() in this transaction writes
         return topics
 
     def committed(self, topics: set[str]) -> None:
-        """Tell in-process listeners that a transaction asking for ``topics`` committed."""
-        for listener in self._wake_listeners:
-            listener(topics)
+        """A transaction asking for ``topics`` committed: wake this process's listeners, and
+        (PostgreSQL) other processes by a NOTIFY sent now (:mod:`hookline.store.wakeups`)."""
+        self.wakeups.committed(topics)
 
-    def writer_turn(self, priority: bool = False) -> Any:
+    def writer_turn(self, priority: bool = False) -> AbstractAsyncContextManager[None]:
         """SQLite: writers of this process queue here, not on the file lock.
 
         SQLite's busy handler waits in sleeps of up to 100 ms, so two in-process writers
@@ -123,25 +133,13 @@ class Database:
             self._writer = (loop, _FifoLock())
         return self._writer[1].turn(priority)
 
-    def event_writer(self) -> Any:
-        """The fast path for standalone events (``POST /events``): SQLite's group commit
-        (:class:`hookline.store.event_batch.SQLiteEventBatcher`) or PostgreSQL's one-statement
-        writer (:class:`hookline.store.event_pg.PostgresEventWriter`)."""
+    def event_sink(self) -> EventSink:
+        """Where events go in (:mod:`hookline.store.event_sink`): this backend's sink, one
+        per event loop (it keeps loop-bound connections and queues)."""
         loop = asyncio.get_running_loop()
-        if self._events is None or self._events[0] is not loop:
-            writer: Any
-            if self.is_sqlite:
-                from sqlalchemy.engine import make_url
-
-                from hookline.store.event_batch import SQLiteEventBatcher
-
-                writer = SQLiteEventBatcher(self, make_url(self.url).database or "")
-            else:
-                from hookline.store.event_pg import PostgresEventWriter
-
-                writer = PostgresEventWriter(self)
-            self._events = (loop, writer)  # a writer from a finished loop is just dropped
-        return self._events[1]
+        if self._sink is None or self._sink[0] is not loop:
+            self._sink = (loop, self._new_sink())  # a sink from a finished loop is dropped
+        return self._sink[1]
 
     async def connect_ahead(
         self,
@@ -167,9 +165,8 @@ class Database:
                 conn = await held.enter_async_context(self.engine.connect())
                 if warm is not None:
                     await self._rehearse(conn, warm)
-        writer = self.event_writer() if events else None
-        if writer is not None:
-            await writer.open()
+        if events:
+            await self.event_sink().open()
 
     async def _rehearse(
         self, conn: AsyncConnection, warm: Callable[[AsyncConnection], Awaitable[object]]
@@ -185,6 +182,7 @@ class Database:
         finally:
             await rehearsal.rollback()
             conn.info.pop(WAKE_KEY, None)
+            conn.info.pop(SINK_KEY, None)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -210,10 +208,11 @@ class Database:
         return 200, {"status": "ok", "database": self.dialect}
 
     async def dispose(self) -> None:
-        if self._events is not None:
-            events, self._events = self._events, None
-            if events[0] is asyncio.get_running_loop():
-                await events[1].close()
+        if self._sink is not None:
+            sink, self._sink = self._sink, None
+            if sink[0] is asyncio.get_running_loop():
+                await sink[1].close()
+        await self.wakeups.close()
         await self.engine.dispose()
 
 
@@ -264,40 +263,6 @@ class _FifoLock:
         self._held = False
 
 
-async def sqlite_call(conn: AsyncConnection, statement: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(sqlite3_connection, *args)`` in ONE hand-off to aiosqlite's thread.
-
-    Through SQLAlchemy every statement costs three or four hand-offs (cursor, execute, fetch,
-    close), each waiting for the other thread to get the GIL; hot paths that run several
-    statements use this instead, inside ``conn``'s transaction. ``statement`` names the SQL
-    in a raised error, which has the same SQLAlchemy exception type as it would otherwise.
-    """
-    driver = (await conn.get_raw_connection()).driver_connection  # aiosqlite.Connection
-    try:
-        # The same private entry point SQLAlchemy's aiosqlite adapter uses for its hand-offs.
-        return await driver._execute(fn, driver._conn, *args)
-    except sqlite3.Error as error:
-        raise DBAPIError.instance(statement, None, error, sqlite3.Error) from error
-
-
-async def request_wake(conn: AsyncConnection, topic: str) -> None:
-    """Ask for wake-ups on ``topic`` once the current transaction commits (never before).
-
-    In-process listeners are called by :meth:`Database.transaction`; other processes hear a
-    PostgreSQL NOTIFY, which the server itself delivers only at commit.
-    """
-    topics: set[str] | None = conn.info.get(WAKE_KEY)
-    if topics is None or topic in topics:
-        if topics is None:
-            raise RuntimeError("request_wake() needs a Database.transaction() connection")
-        return
-    topics.add(topic)
-    if conn.dialect.name == "postgresql":
-        channel = conn.info[CHANNEL_KEY]
-        # Driver-level: this runs in every emitting transaction, and compiling text() costs.
-        await conn.exec_driver_sql("SELECT pg_notify($1, $2)", (channel, topic))
-
-
 def _create_engine(url: str, schema: str | None, pool_size: int) -> AsyncEngine:
     if url.startswith("sqlite"):
         if sys.getswitchinterval() > SQLITE_SWITCH_INTERVAL:
@@ -307,7 +272,7 @@ def _create_engine(url: str, schema: str | None, pool_size: int) -> AsyncEngine:
         return engine
     connect_args: dict[str, Any] = {}
     if schema:
-        connect_args["server_settings"] = {"search_path": schema}
+        connect_args["server_settings"] = _search_path(schema)
     engine = create_async_engine(
         url,
         pool_size=pool_size,
@@ -316,6 +281,10 @@ def _create_engine(url: str, schema: str | None, pool_size: int) -> AsyncEngine:
         connect_args=connect_args,
     )
     return engine
+
+
+def _search_path(schema: str | None) -> dict[str, str]:
+    return {"search_path": schema} if schema else {}
 
 
 def _execute_no_result(db: sqlite3.Connection, statement: str) -> None:

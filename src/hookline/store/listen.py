@@ -1,7 +1,7 @@
 """PostgreSQL LISTEN on a dedicated connection, reconnecting when it drops.
 
-NOTIFY is sent by ``request_wake`` inside the emitting transaction, and PostgreSQL delivers
-it only at commit, so a wake-up never arrives before the rows are visible. Notifications sent
+NOTIFY is sent after the emitting transaction commits (:mod:`hookline.store.wakeups`), so a
+wake-up never arrives before the rows are visible. Notifications sent
 while the listener was disconnected are lost, so every (re)connect also counts as a wake-up.
 """
 

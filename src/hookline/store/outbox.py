@@ -1,17 +1,20 @@
-"""The outbox's SQL: one event row, plus a delivery and a queue row per matching webhook.
+"""The outbox's SQL: event rows, plus a delivery and a queue row per matching webhook.
 
-This runs for every emitted event, so it is written at driver level (no statement
-compilation or per-row type processing) and in as few round trips as each driver allows:
+This runs for every event, so it is written at driver level (no statement compilation or
+per-row type processing), set-based, in as few round trips as each driver allows. The event
+sink (:mod:`hookline.store.event_sink`) decides transactions and idempotency; this module
+only writes.
 
-- **SQLite** (aiosqlite): every statement through SQLAlchemy costs three or four hand-offs
-  to aiosqlite's thread (cursor, execute, fetch, close) while the write lock is held; here
-  the four statements run in ONE hand-off, inside the caller's transaction.
+- **SQLite** (stdlib ``sqlite3`` connection, inside the caller's transaction): the events
+  of a call in one ``executemany``, their matching webhooks in ONE join over the new rows,
+  then deliveries and queue rows in one ``executemany`` each: four statements for a group
+  or a batch of any size, instead of four per event.
 - **PostgreSQL**: one statement for any number of events (their columns as arrays): it
   matches the webhooks, inserts the events (``ON CONFLICT`` on the idempotency key: a key
   that exists inserts nothing), their deliveries and queue rows (data-modifying CTEs;
   foreign keys are checked at the end of the statement, so the event rows are visible to
-  them). The general path, the group commit of ``POST /events`` and ``POST /events/batch``
-  all run it.
+  them). ``emit`` in a transaction, the group commit of ``POST /events`` and
+  ``POST /events/batch`` all run it.
 
 Every path matches webhooks with the one condition of its dialect (``_WEBHOOK_MATCH``:
 account, event type, status, POS integration, payload filter).
@@ -22,18 +25,15 @@ UTC text), so rows are indistinguishable from ORM-written ones.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from hookline.ids import new_id, new_ids_for_driver
-from hookline.store.db import sqlite_call
+from hookline.ids import new_id_text, new_ids_for_driver, uuid_from_hex
+from hookline.store.event_sink import EventRow
 
 _EVENT_COLUMNS = (
     "id, account_id, event_type, consumer_id, integration_id, payload, idempotency_key, "
@@ -41,38 +41,6 @@ _EVENT_COLUMNS = (
 )
 _DELIVERY_COLUMNS = "id, event_id, webhook_id, account_id, status, attempts, created_at, updated_at"
 _QUEUE_COLUMNS = "delivery_id, webhook_id, event_id, available_at, attempt, ordering_key"
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    """One event to store and fan out, as the hot paths hand it to the store."""
-
-    event_id: uuid.UUID
-    account_id: uuid.UUID
-    event: str
-    consumer_id: uuid.UUID | None
-    integration_id: int | None
-    payload: bytes
-    idempotency_key: str | None
-    now: datetime
-    pos: bool
-    traceparent: str | None = None  # hookline.tracing: the write's span, when tracing is on
-
-
-@dataclass(frozen=True, slots=True)
-class ExistingEvent:
-    """The event an idempotency key already produced (nothing was written this time)."""
-
-    id: uuid.UUID
-    payload: bytes
-    integration_id: int | None
-    deliveries: int
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    delivery_ids: tuple[uuid.UUID, ...] = ()
-    existing: ExistingEvent | None = None
 
 
 def sqlite_time(value: datetime) -> str:
@@ -116,148 +84,88 @@ def webhook_match(
     )
 
 
-# SQLite looks the webhooks up per event, right after inserting it, with named parameters.
-# A filter reads the body from that event row (its rowid) rather than from a parameter:
-# binding the body would cost every event, filtered webhooks or not.
-_SQLITE_WEBHOOKS = "SELECT h.id, h.ordering FROM webhooks h WHERE " + webhook_match(
-    "sqlite",
-    h="h",
-    account=":account",
-    event=":event",
-    pos=":pos",
-    integration=":integration",
-    payload="(SELECT events.payload FROM events WHERE events.rowid = last_insert_rowid())",
+# SQLite matches the webhooks of every event a call inserted at once: the new rows are the
+# rowid range (after, last] (the caller holds the write lock). A POS event is one whose type
+# is in the JSON array :pos. A filter reads the body from the event row.
+_SQLITE_MATCHES = (
+    "SELECT e.rowid, h.id, h.ordering FROM events e JOIN webhooks h ON "
+    + webhook_match(
+        "sqlite",
+        h="h",
+        account="e.account_id",
+        event="e.event_type",
+        pos="(e.event_type IN (SELECT value FROM json_each(:pos)))",
+        integration="e.integration_id",
+        payload="e.payload",
+    )
+    + " WHERE e.rowid > :after AND e.rowid <= :last ORDER BY e.rowid, h.id"
 )
+_SQLITE_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 9)})"
+_SQLITE_INSERT_DELIVERY = (
+    f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)"
+)
+_SQLITE_INSERT_QUEUE = f"INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?)"
 
 
-async def write_event(
-    conn: AsyncConnection,
-    *,
-    event_id: uuid.UUID,
-    account_id: uuid.UUID,
-    event: str,
-    consumer_id: uuid.UUID | None,
-    integration_id: int | None,
-    payload: bytes,
-    idempotency_key: str | None,
-    now: datetime,
-    pos: bool,
-    traceparent: str | None = None,
-) -> tuple[uuid.UUID, ...]:
-    """Insert the event and fan it out in ``conn``'s transaction; returns the delivery ids."""
-    if conn.dialect.name == "sqlite":
-        return await _write_sqlite(
-            conn,
-            event_id,
-            account_id,
-            event,
-            consumer_id,
-            integration_id,
-            payload,
-            idempotency_key,
-            now,
-            pos,
-            traceparent,
+def write_sqlite_events(
+    db: sqlite3.Connection, rows: Sequence[EventRow]
+) -> list[tuple[uuid.UUID, ...]]:
+    """Insert ``rows`` (none of whose idempotency keys exists) with their deliveries and
+    queue rows, on a plain sqlite3 connection inside the caller's write transaction; answers
+    each row's delivery ids. Set-based: four statements for any number of rows."""
+    if not rows:
+        return []
+    pos_types = {row.event for row in rows if row.pos}
+    if any(row.event in pos_types and not row.pos for row in rows):  # never, from the catalog
+        return [ids for row in rows for ids in write_sqlite_events(db, [row])]
+    # Driver values, each converted once: a batch's rows share their account and moment.
+    stamps: dict[datetime, str] = {}
+    accounts: dict[uuid.UUID, str] = {}
+    values: list[tuple[Any, ...]] = []
+    for row in rows:
+        stamp = stamps.get(row.now)
+        if stamp is None:
+            stamp = stamps[row.now] = sqlite_time(row.now)
+        account = accounts.get(row.account_id)
+        if account is None:
+            account = accounts[row.account_id] = row.account_id.hex
+        consumer = row.consumer_id
+        values.append(
+            (
+                row.event_id.hex,
+                account,
+                row.event,
+                None if consumer is None else consumer.hex,
+                row.integration_id,
+                row.payload,
+                row.idempotency_key,
+                stamp,
+                row.traceparent,
+            )
         )
-    return await _write_postgresql(
-        conn,
-        event_id,
-        account_id,
-        event,
-        consumer_id,
-        integration_id,
-        payload,
-        idempotency_key,
-        now,
-        pos,
-        traceparent,
-    )
-
-
-async def _write_sqlite(
-    conn: AsyncConnection,
-    event_id: uuid.UUID,
-    account_id: uuid.UUID,
-    event: str,
-    consumer_id: uuid.UUID | None,
-    integration_id: int | None,
-    payload: bytes,
-    idempotency_key: str | None,
-    now: datetime,
-    pos: bool,
-    traceparent: str | None,
-) -> tuple[uuid.UUID, ...]:
-    row = (
-        event_id.hex,
-        account_id.hex,
-        event,
-        consumer_id.hex if consumer_id else None,
-        integration_id,
-        payload,
-        idempotency_key,
-        sqlite_time(now),
-        traceparent,
-    )
-    return await sqlite_call(conn, "INSERT INTO events", write_sqlite_rows, row, pos)
-
-
-def write_sqlite_rows(
-    db: sqlite3.Connection, event_row: tuple[Any, ...], pos: bool
-) -> tuple[uuid.UUID, ...]:
-    """The event row (in column order, driver values), its deliveries and queue rows, on a
-    plain sqlite3 connection inside the caller's transaction; returns the delivery ids."""
-    event_hex, account, event, consumer, integration_id, _, _, stamp, _ = event_row
-    db.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 9)})", event_row)
-    params = {"account": account, "event": event, "pos": int(pos), "integration": integration_id}
-    hooks = db.execute(_SQLITE_WEBHOOKS, params).fetchall()  # (id, ordering)
-    if not hooks:
-        return ()
-    ids = tuple(new_id() for _ in hooks)
-    pairs = [(i.hex, hook, ordering) for i, (hook, ordering) in zip(ids, hooks, strict=True)]
-    db.executemany(
-        f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-        [(i, event_hex, hook, account, stamp, stamp) for i, hook, _ in pairs],
-    )
-    # An ordered webhook's row carries the event's consumer as its ordering key.
-    db.executemany(
-        f"INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?)",
-        [(i, hook, event_hex, stamp, ordering and consumer) for i, hook, ordering in pairs],
-    )
-    return ids
-
-
-async def _write_postgresql(
-    conn: AsyncConnection,
-    event_id: uuid.UUID,
-    account_id: uuid.UUID,
-    event: str,
-    consumer_id: uuid.UUID | None,
-    integration_id: int | None,
-    payload: bytes,
-    idempotency_key: str | None,
-    now: datetime,
-    pos: bool,
-    traceparent: str | None,
-) -> tuple[uuid.UUID, ...]:
-    async def fetch(sql: str, *args: Any) -> Any:
-        return (await conn.exec_driver_sql(sql, args)).one()
-
-    row = EventRow(
-        event_id,
-        account_id,
-        event,
-        consumer_id,
-        integration_id,
-        payload,
-        idempotency_key,
-        now,
-        pos,
-        traceparent,
-    )
-    (written,) = await fan_out_postgresql(fetch, [row])
-    if written is None:  # a concurrent request committed this idempotency key first
-        raise IntegrityError("INSERT INTO events", None, Exception("idempotency key exists"))
-    return written
+    (after,) = db.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()
+    db.executemany(_SQLITE_INSERT_EVENT, values)
+    (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
+    if last != after + len(rows):  # rowids were not allocated in sequence (a full rowid space)
+        raise RuntimeError("events were not given consecutive rowids")
+    matches = db.execute(
+        _SQLITE_MATCHES, {"after": after, "last": last, "pos": json.dumps(sorted(pos_types))}
+    ).fetchall()
+    found: list[list[uuid.UUID]] = [[] for _ in rows]
+    if matches:
+        deliveries: list[tuple[Any, ...]] = []
+        queue: list[tuple[Any, ...]] = []
+        for rowid, hook, ordering in matches:
+            index = rowid - after - 1
+            event_hex, account, _, consumer, _, _, _, stamp, _ = values[index]
+            delivery = new_id_text()
+            found[index].append(uuid_from_hex(delivery))
+            deliveries.append((delivery, event_hex, hook, account, stamp, stamp))
+            # An ordered webhook's row carries the event's consumer as its ordering key.
+            queue.append((delivery, hook, event_hex, stamp, consumer if ordering else None))
+        db.executemany(_SQLITE_INSERT_DELIVERY, deliveries)
+        db.executemany(_SQLITE_INSERT_QUEUE, queue)
+    return [tuple(ids) for ids in found]
 
 
 # PostgreSQL: any number of events (their columns as arrays, in the order given), their
@@ -316,43 +224,38 @@ async def fan_out_postgresql(
     its idempotency key already exists. ``spare_ids``: how many delivery ids to carry on the
     first try (default: two per event).
     """
-    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [])
+    accounts: dict[uuid.UUID, str] = {}  # the driver parses a str in C: one str per account
     for row in rows:
-        for column, value in zip(columns, _pg_values(row), strict=True):
-            column.append(value)
+        if row.account_id not in accounts:
+            accounts[row.account_id] = str(row.account_id)
+    columns = (
+        [row.event_id for row in rows],
+        [accounts[row.account_id] for row in rows],
+        [row.event for row in rows],
+        [row.consumer_id for row in rows],
+        [row.integration_id for row in rows],
+        [row.payload for row in rows],
+        [row.idempotency_key for row in rows],
+        [row.now for row in rows],
+        [row.pos for row in rows],
+    )
+    traceparents = [row.traceparent for row in rows]
     count = spare_ids or 2 * len(rows) + 2
     while True:
-        record = await fetch(
-            _FAN_OUT_POSTGRESQL, *columns[:9], new_ids_for_driver(count), columns[9]
-        )
+        record = await fetch(_FAN_OUT_POSTGRESQL, *columns, new_ids_for_driver(count), traceparents)
         needed, ok, inserted, delivery_ids, delivery_events = record
         if ok:
             break
         count = needed
+    # asyncpg's UUID is a uuid.UUID (equal, same hash): used as it comes.
     by_event: dict[uuid.UUID, list[uuid.UUID]] = {}
     for delivery_id, event_id in zip(delivery_ids, delivery_events, strict=True):
-        by_event.setdefault(_uuid(event_id), []).append(_uuid(delivery_id))
-    written = {_uuid(i) for i in inserted}
+        found = by_event.get(event_id)
+        if found is None:
+            by_event[event_id] = [delivery_id]
+        else:
+            found.append(delivery_id)
+    written = set(inserted)
     return [
         tuple(by_event.get(row.event_id, ())) if row.event_id in written else None for row in rows
     ]
-
-
-def _pg_values(row: EventRow) -> tuple[Any, ...]:
-    return (
-        row.event_id,
-        row.account_id,
-        row.event,
-        row.consumer_id,
-        row.integration_id,
-        row.payload,
-        row.idempotency_key,
-        row.now,
-        row.pos,
-        row.traceparent,
-    )
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    """asyncpg's own UUID type as ``uuid.UUID``."""
-    return value if type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)

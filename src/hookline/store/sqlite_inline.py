@@ -1,4 +1,6 @@
-"""SQLite transactions run on the event loop's own thread, for the hot write paths.
+"""SQLite at driver level: transactions on the event loop's own thread for the hot write
+paths, one-hop calls on aiosqlite's thread inside a pooled transaction, and the pragmas of
+every connection.
 
 A hand-off to a driver thread costs more than the statements of a batch: the result waits
 for the event loop's next turn and, while the loop's thread holds the GIL, every statement
@@ -11,6 +13,9 @@ process's write lock (the busy timeout is zero; a busy database is retried after
 asynchronous sleep) and the WAL checkpoint, which fsyncs (automatic checkpoints are off on
 this connection; a passive one runs on a thread every ``CHECKPOINT_EVERY`` transactions).
 Writers of this process still take turns on :meth:`Database.writer_turn` first.
+
+Errors come out translated (:mod:`hookline.store.errors`): constraint violations as
+hookline's exceptions, other sqlite3 errors as the SQLAlchemy ones the pool would raise.
 """
 
 from __future__ import annotations
@@ -21,11 +26,23 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.store.db import SQLITE_PRAGMAS
+from hookline.store.errors import translated as translated_error
 
 T = TypeVar("T")
+
+# Every SQLite connection: WAL (readers never block the writer), NORMAL sync (durable across a
+# process crash; a power loss may lose the last commits), foreign keys enforced. auto_vacuum
+# takes effect only on a new file, before its first table: retention then gives purged pages
+# back with incremental vacuum (an older file keeps reusing them; ``hookline purge --vacuum``
+# converts it).
+SQLITE_PRAGMAS = (
+    "auto_vacuum=INCREMENTAL",
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "foreign_keys=ON",
+)
 
 BUSY_RETRY_SECONDS = 30.0
 CHECKPOINT_EVERY = 200  # transactions
@@ -39,7 +56,7 @@ class InlineSQLite:
 
     async def transaction(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(connection, *args)`` between ``BEGIN IMMEDIATE`` and ``COMMIT``; errors come
-        as the SQLAlchemy exceptions the pool would raise (IntegrityError...)."""
+        translated (see the module's docstring)."""
         deadline = time.monotonic() + BUSY_RETRY_SECONDS
         while True:
             try:
@@ -76,9 +93,27 @@ class InlineSQLite:
             self._conn = None
 
 
-def translated(error: sqlite3.Error) -> DBAPIError:
-    """The SQLAlchemy exception the same error raises through the pool."""
-    return DBAPIError.instance("(inline SQLite transaction)", None, error, sqlite3.Error)
+def translated(error: sqlite3.Error) -> Exception:
+    """What the store raises for ``error`` (see the module's docstring)."""
+    return translated_error(error, "(inline SQLite transaction)")
+
+
+async def sqlite_call(conn: AsyncConnection, statement: str, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` in ONE hand-off to aiosqlite's thread.
+
+    Through SQLAlchemy every statement costs three or four hand-offs (cursor, execute, fetch,
+    close), each waiting for the other thread to get the GIL; hot paths that run several
+    statements use this instead, inside ``conn``'s transaction. ``statement`` names the SQL
+    in a raised error, translated as the pool's would be.
+    """
+    driver = (await conn.get_raw_connection()).driver_connection  # aiosqlite.Connection
+    assert driver is not None
+    try:
+        # The same private entry point SQLAlchemy's aiosqlite adapter uses for its hand-offs.
+        result: T = await driver._execute(fn, driver._conn, *args)
+    except sqlite3.Error as error:
+        raise translated_error(error, statement) from error
+    return result
 
 
 def _connect(path: str) -> sqlite3.Connection:

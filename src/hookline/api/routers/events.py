@@ -18,20 +18,18 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
 from starlette.routing import Route
 
 from hookline.api import deps
 from hookline.api.deps import AccountId, RuntimeDep
 from hookline.catalog import BY_NAME
+from hookline.delivery.emit import EventDraft
 from hookline.delivery.ingest import (
     BatchItem,
     ingest_batch,
     ingest_event,
-    ingest_event_fast,
     item_problem,
     prepare_batch,
-    replay_after_race,
     split_request,
 )
 from hookline.errors import InvalidRequest, PayloadTooLarge
@@ -133,7 +131,7 @@ async def post_event(request: Request, account_id: AccountId, runtime: RuntimeDe
         return await _accept_event(request, account_id, runtime)
 
 
-async def _accept_event(request: Request, account_id: uuid.UUID, runtime: Any) -> JSONResponse:
+async def _accept_event(request: Request, account_id: uuid.UUID, runtime: Runtime) -> JSONResponse:
     raw = await read_limited_body(request, runtime.settings.max_event_bytes)
     try:
         data = json.loads(raw)
@@ -151,35 +149,19 @@ async def _accept_event(request: Request, account_id: uuid.UUID, runtime: Any) -
             error_code="ERROR_INVALID_BODY",
         )
     event, consumer_id, fields = split_request(data)
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    request_fields: dict[str, Any] = {
-        "account_id": account_id,
-        "event": event,
-        "consumer_id": consumer_id,
-        "fields": fields,
-        "integration_id": integration_id,
-        "idempotency_key": key,
-    }
-    writer = runtime.db.event_writer()  # None only where a test forces the general path
-    try:
-        if writer is not None:
-            if integration_id is not None or BY_NAME[event].api == "POS":
-                async with runtime.db.read() as conn:
-                    await _check_integration(conn, event, integration_id)
-            result = await ingest_event_fast(writer, now=runtime.clock.now(), **request_fields)
-        else:  # the general path: one transaction through the pool
-            async with runtime.db.transaction() as conn:
-                await _check_integration(conn, event, integration_id)
-                result = await ingest_event(conn, now=runtime.clock.now(), **request_fields)
-    except IntegrityError:
-        # A concurrent request with the same key committed first: answer with its result.
-        if key is None:
-            raise
+    if integration_id is not None or BY_NAME[event].api == "POS":
         async with runtime.db.read() as conn:
-            replayed = await replay_after_race(conn, **request_fields)
-        if replayed is None:
-            raise
-        result = replayed
+            await _check_integration(conn, event, integration_id)
+    draft = EventDraft(
+        account_id=account_id,
+        event=event,
+        consumer_id=consumer_id,
+        fields=fields,
+        now=runtime.clock.now(),
+        integration_id=integration_id,
+        idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+    )
+    result = await ingest_event(runtime.db.event_sink(), draft)
     # Built directly (the same JSON as EventAccepted.model_dump(mode="json")): the body holds
     # only JSON values already, and this runs for every event.
     content = {"eventid": str(result.id), "body": result.body, "deliveries": result.deliveries}
@@ -284,7 +266,7 @@ async def _accept_batch(request: Request, account_id: uuid.UUID, runtime: Runtim
             detail="; ".join(problems),
             error_code="ERROR_INVALID_BODY",
         )
-    results = await ingest_batch(runtime.db.event_writer(), ready) if ready else []
+    results = await ingest_batch(runtime.db.event_sink(), ready) if ready else []
     content = {
         "items": [
             {"eventid": str(r.id), "deliveries": r.deliveries, "replayed": r.replayed}
@@ -307,7 +289,7 @@ async def _integration_problems(runtime: Runtime, items: list[BatchItem]) -> lis
     for item in items:
         problem = _integration_problem(item.event, item.integration_id, known)
         if problem:
-            problems.append(item_problem(item.index, f"integrationid: {problem}"))
+            problems.append(item_problem(item.position, f"integrationid: {problem}"))
     return problems
 
 
