@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from hookline.delivery.emit import emit
 from hookline.ids import new_id
-from hookline.store.outbox import write_event
+from hookline.store.event_sink import EventRow, sink_of
 from tests.delivery import factories as f
 from tests.delivery.test_processes import start_worker, stop_process, wait_until_settled
 from tests.delivery_api.conftest_helpers import app_client
@@ -79,17 +79,19 @@ async def test_fan_out_keys_an_ordered_webhooks_rows_by_consumer_on_every_path(
     ]
     async with runtime.db.transaction() as conn:  # an event without consumer (store path)
         loose = new_id()
-        await write_event(
+        await sink_of(conn).emit(
             conn,
-            event_id=loose,
-            account_id=uuid.UUID(api.account_id),
-            event="account.connection.created",
-            consumer_id=None,
-            integration_id=None,
-            payload=b'{"event": "account.connection.created"}',
-            idempotency_key=None,
-            now=runtime.clock.now(),
-            pos=False,
+            EventRow(
+                event_id=loose,
+                account_id=uuid.UUID(api.account_id),
+                event="account.connection.created",
+                consumer_id=None,
+                integration_id=None,
+                payload=b'{"event": "account.connection.created"}',
+                idempotency_key=None,
+                now=runtime.clock.now(),
+                pos=False,
+            ),
         )
     keys = await _keys(runtime)
     consumer, other = uuid.UUID(CONSUMER), uuid.UUID(OTHER)
@@ -131,17 +133,19 @@ async def test_a_retrying_delivery_holds_the_later_ones_of_its_consumer_only(
         head, second, third, others = posted
         loose = str(new_id())
         async with runtime.db.transaction() as conn:
-            await write_event(
+            await sink_of(conn).emit(
                 conn,
-                event_id=new_id(),
-                account_id=uuid.UUID(api.account_id),
-                event="account.connection.created",
-                consumer_id=None,
-                integration_id=None,
-                payload=json.dumps({"connectionid": loose}).encode(),
-                idempotency_key=None,
-                now=runtime.clock.now(),
-                pos=False,
+                EventRow(
+                    event_id=new_id(),
+                    account_id=uuid.UUID(api.account_id),
+                    event="account.connection.created",
+                    consumer_id=None,
+                    integration_id=None,
+                    payload=json.dumps({"connectionid": loose}).encode(),
+                    idempotency_key=None,
+                    now=runtime.clock.now(),
+                    pos=False,
+                ),
             )
         seen: list[str] = []
 
