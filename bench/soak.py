@@ -10,9 +10,11 @@ default schedule says). Retention is ``--retention-seconds`` (default 180, throu
 user-facing ``HOOKLINE_RETENTION_SECONDS``), so purging runs during the soak. Every
 ``--report-seconds`` (default 60) one row: database size (SQLite: file + WAL; PostgreSQL: the
 schema's tables with indexes and TOAST), the server's RSS, the queue depth, emit→receive
-p50/p99 of ``/steady`` over that interval, and rows purged so far (the server's
-``/metrics``). Done when size and RSS plateau once the retention window is full and p99
-does not drift. The table goes to ``bench/results/soak-<backend>.md``.
+p50/p99 of ``/steady`` over that interval, rows purged so far (the server's ``/metrics``),
+the share of a core the server used over the interval and the machine's load average (on a
+shared machine a starved server falls behind and its queue and latency grow: read those
+rows against the CPU columns). Done when size and RSS plateau once the retention window is
+full and p99 does not drift. The table goes to ``bench/results/soak-<backend>.md``.
 
 ``--bytes-per-event N`` measures storage instead: N events, each with one delivery and one
 attempt log (queued as ``emit`` writes them, then sent by the real worker), and the bytes
@@ -101,6 +103,13 @@ async def used_bytes(tgt: Target, rt: Runtime) -> int:
         return int(total)
     finally:
         await raw.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:
@@ -202,6 +211,7 @@ async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict
 
             await take(http, receiver)
             started = time.monotonic()
+            last_at, last_cpu = started, cpu_seconds(server.pid)
             load = asyncio.create_task(steady(args.rate, args.minutes * 60, emit_one))
             while not load.done():
                 await asyncio.wait({load}, timeout=args.report_seconds)
@@ -216,6 +226,8 @@ async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict
                         await conn.execute(select(func.count()).select_from(delivery_queue))
                     ).scalar_one()
                 p50, p99 = percentiles(latencies)[:2] if len(latencies) > 1 else (0.0, 0.0)
+                at, cpu = time.monotonic(), cpu_seconds(server.pid)
+                cpu_share, last_at, last_cpu = (cpu - last_cpu) / (at - last_at), at, cpu
                 row = {
                     "minute": (time.monotonic() - started) / 60,
                     "db_mb": await database_bytes(tgt, rt) / 1e6,
@@ -227,6 +239,8 @@ async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict
                     "flaky_ok": sum(1 for _, _, path in arrived if path == "/flaky"),
                     "purged": await purged_rows(http, base),
                     "errors": errors,
+                    "cpu": cpu_share * 100,
+                    "load": os.getloadavg()[0],
                 }
                 rows.append(row)
                 print(_format_row(row), flush=True)
@@ -242,7 +256,7 @@ def _format_row(row: dict[str, Any]) -> str:
     return (
         f"| {row['minute']:.1f} | {row['db_mb']:.1f} | {row['rss_mb']:.0f} | {row['queue']} | "
         f"{row['p50']:.1f} | {row['p99']:.1f} | {row['received']} | {row['flaky_ok']} | "
-        f"{row['purged']} | {row['errors']} |"
+        f"{row['purged']} | {row['errors']} | {row['cpu']:.0f} | {row['load']:.1f} |"
     )
 
 
@@ -257,8 +271,8 @@ def _header(args: argparse.Namespace) -> list[str]:
         f"{args.retention_seconds:g} --purge-seconds {args.purge_seconds:g}`.",
         "",
         "| minute | DB MB | RSS MB | queue | p50 ms | p99 ms | received | flaky ok | "
-        "purged rows | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "purged rows | errors | server CPU % | load avg |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
 
