@@ -4,10 +4,13 @@
     .venv/bin/python -m bench.soak --backend sqlite|postgresql --bytes-per-event 20000
 
 A real ``hookline serve`` subprocess gets ``POST /events`` at ``--rate`` for ``--minutes``;
-every event goes to two webhooks on a loopback receiver (its own process): ``/steady``
-always answers 200, ``/flaky`` answers 500 to every tenth request (retried 5 s later, as the
-default schedule says). Retention is ``--retention-seconds`` (default 180, through the
-user-facing ``HOOKLINE_RETENTION_SECONDS``), so purging runs during the soak. Every
+every event goes to two webhooks, each on its own loopback receiver (its own process, so
+its own destination): ``/steady`` always answers 200, ``/flaky`` answers 500 to every tenth
+request (retried 5 s later, as the default schedule says). ``--same-destination`` puts both
+on one receiver: every 500 then takes the shared destination back to its slow lanes (4, one
+more per success), which caps the rate the steady webhook can be sent at. Retention is
+``--retention-seconds`` (default 180, through the user-facing ``HOOKLINE_RETENTION_SECONDS``),
+so purging runs during the soak. Every
 ``--report-seconds`` (default 60) one row: database size (SQLite: file + WAL; PostgreSQL: the
 schema's tables with indexes and TOAST), the server's RSS, the queue depth, emit→receive
 p50/p99 of ``/steady`` over that interval, rows purged so far (the server's ``/metrics``),
@@ -157,7 +160,9 @@ async def steady(rate: float, seconds: float, send: Callable[[], Awaitable[None]
 # --- the soak -----------------------------------------------------------------------------
 
 
-async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict[str, Any]]:
+async def soak(
+    args: argparse.Namespace, receiver: ReceiverProcess, flaky: ReceiverProcess
+) -> list[dict[str, Any]]:
     connector = aiohttp.TCPConnector(limit=400)
     async with target(args.backend) as tgt, aiohttp.ClientSession(connector=connector) as http:
         rt = Runtime.create(tgt.settings())
@@ -165,7 +170,7 @@ async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict
         async with rt.db.transaction() as conn:
             key = await create_account(conn, "soak", now=rt.clock.now())
         await make_webhook(rt, key.account_id, receiver.url + "/steady")
-        await make_webhook(rt, key.account_id, receiver.url + "/flaky")
+        await make_webhook(rt, key.account_id, flaky.url + "/flaky")
         port = free_port()
         env = {
             **tgt.env(),
@@ -209,13 +214,15 @@ async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict
                 except aiohttp.ClientError:
                     errors += 1
 
-            await take(http, receiver)
+            receivers = [receiver] if flaky is receiver else [receiver, flaky]
+            for each in receivers:
+                await take(http, each)
             started = time.monotonic()
             last_at, last_cpu = started, cpu_seconds(server.pid)
             load = asyncio.create_task(steady(args.rate, args.minutes * 60, emit_one))
             while not load.done():
                 await asyncio.wait({load}, timeout=args.report_seconds)
-                arrived = await take(http, receiver)
+                arrived = [row for each in receivers for row in await take(http, each)]
                 latencies = [
                     (at - sent.pop(conn)) * 1000
                     for at, conn, path in arrived
@@ -268,7 +275,9 @@ def _header(args: argparse.Namespace) -> list[str]:
         f"(one failing 10 %); retention {args.retention_seconds:g} s, purge every "
         f"{args.purge_seconds:g} s. Command: `.venv/bin/python -m bench.soak --backend "
         f"{args.backend} --minutes {args.minutes:g} --rate {args.rate:g} --retention-seconds "
-        f"{args.retention_seconds:g} --purge-seconds {args.purge_seconds:g}`.",
+        f"{args.retention_seconds:g} --purge-seconds {args.purge_seconds:g}"
+        f"{' --same-destination' if args.same_destination else ''}`; load average at the "
+        f"start {os.getloadavg()[0]:.1f}.",
         "",
         "| minute | DB MB | RSS MB | queue | p50 ms | p99 ms | received | flaky ok | "
         "purged rows | errors | server CPU % | load avg |",
@@ -315,15 +324,20 @@ async def bytes_per_event(backend: str, n: int, receiver: ReceiverProcess) -> fl
 
 async def main(args: argparse.Namespace) -> None:
     receiver = await ReceiverProcess().ready()
+    flaky = receiver
     try:
         if args.bytes_per_event:
             await bytes_per_event(args.backend, args.bytes_per_event, receiver)
             return
+        if not args.same_destination:
+            flaky = await ReceiverProcess().ready()
         print("\n".join(_header(args)), flush=True)
-        rows = await soak(args, receiver)
+        rows = await soak(args, receiver, flaky)
         print(write_soak_report(args, rows))
     finally:
         receiver.stop()
+        if flaky is not receiver:
+            flaky.stop()
 
 
 def parse_args() -> argparse.Namespace:
@@ -336,6 +350,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--retention-seconds", type=float, default=180.0)
     parser.add_argument("--purge-seconds", type=float, default=15.0, help="purge interval")
     parser.add_argument("--report-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--same-destination",
+        action="store_true",
+        help="both webhooks on one receiver (one destination: each 500 of the failing one "
+        "takes the shared destination back to its slow lanes)",
+    )
     parser.add_argument(
         "--bytes-per-event", type=int, default=0, help="measure storage for N events instead"
     )
