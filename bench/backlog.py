@@ -9,8 +9,9 @@ statistics are refreshed as autovacuum would have while such a backlog built up 
 starts; the rate counts from its start until every result is recorded. The worker's claim
 and record-delivered calls are timed in this process around the real calls (the worker's
 queue links are wrapped, their SQL untouched): wall time per call as the worker sees it,
-round trip included. Goal: the largest size drains within 20 % of the smallest's rate.
-Results go to ``bench/results/backlog.md``.
+round trip included; when the database has ``pg_stat_statements``, the server's own
+execution time of the two statements is reported too. Goal: the largest size drains within
+20 % of the smallest's rate. Results go to ``bench/results/backlog.md``.
 """
 
 from __future__ import annotations
@@ -179,6 +180,43 @@ class _Rollback(Exception):
     pass
 
 
+# The worker's two statements, as pg_stat_statements normalises them (queue_link.py).
+STATEMENTS = {
+    "claim": "WITH RECURSIVE hooks%",
+    "record": "WITH done AS (DELETE FROM delivery_queue%",
+}
+
+
+async def statement_stats(reset: bool) -> dict[str, dict[str, float]] | None:
+    """Server-side execution time of the claim and record statements, from
+    pg_stat_statements when the database has it (None otherwise); ``reset`` clears it."""
+    raw = await asyncpg.connect(POSTGRES_URL)
+    try:
+        present = await raw.fetchval(
+            "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"
+        )
+        if not present:
+            return None
+        if reset:
+            await raw.execute("SELECT pg_stat_statements_reset()")
+            return None
+        stats: dict[str, dict[str, float]] = {}
+        for name, pattern in STATEMENTS.items():
+            row = await raw.fetchrow(
+                "SELECT sum(calls) AS calls, sum(total_exec_time) / nullif(sum(calls), 0) AS mean, "
+                "max(max_exec_time) AS max, sum(rows) / nullif(sum(calls), 0) AS rows, "
+                "sum(shared_blks_hit + shared_blks_read) / nullif(sum(calls), 0) AS blocks "
+                "FROM pg_stat_statements WHERE query LIKE $1",
+                pattern,
+            )
+            stats[name] = {
+                key: float(row[key] or 0) for key in ("calls", "mean", "max", "rows", "blocks")
+            }
+        return stats
+    finally:
+        await raw.close()
+
+
 async def analyze(schema: str | None) -> None:
     raw = await asyncpg.connect(POSTGRES_URL)
     try:
@@ -206,6 +244,8 @@ async def backlog_drain(
         if backend == "postgresql":
             await analyze(tgt.schema)
         await receiver.reset(http)
+        if backend == "postgresql":
+            await statement_stats(reset=True)
         timings: Timings = {"claim": [], "record": []}
         with timed_links(timings), pinned(receiver, pin):
             worker, stop = DeliveryWorker(rt), asyncio.Event()
@@ -237,6 +277,7 @@ async def backlog_drain(
             stop.set()
             await task
         received = await receiver.count(http)
+        server = await statement_stats(reset=False) if backend == "postgresql" else None
         await receiver.reset(http)
         await rt.db.dispose()
     if plans:
@@ -245,6 +286,7 @@ async def backlog_drain(
         "n": n,
         "rate": n / elapsed,
         "tenths": phase_rates(samples, n),
+        "server": server,
         "claim_first": phase_p50(timings["claim"], first=True),
         "claim_last": phase_p50(timings["claim"], first=False),
         "record_first": phase_p50(timings["record"], first=True),
@@ -265,6 +307,8 @@ async def backlog_drain(
         f"rate per tenth {', '.join(f'{r:,.0f}' for r in result['tenths'])}/s",
         flush=True,
     )
+    if server:
+        print(f"[{backend}] backlog {n:,}: pg_stat_statements {server}", flush=True)
     return result
 
 
@@ -290,6 +334,22 @@ def write_report(backend: str, results: list[dict[str, Any]], command: str) -> s
             f"{record['p50_ms']:.2f} / {record['p99_ms']:.2f} ms | "
             f"{claim['rows']:.0f} / {record['rows']:.0f} |"
         )
+    served = [res for res in results if res.get("server")]
+    if served:
+        lines += [
+            "",
+            "Server-side execution time (pg_stat_statements), mean / max per call:",
+            "",
+            "| backlog | claim | record | shared blocks per claim / record |",
+            "|---:|---:|---:|---:|",
+        ]
+        for res in served:
+            claim, record = res["server"]["claim"], res["server"]["record"]
+            lines.append(
+                f"| {res['n']:,} | {claim['mean']:.2f} / {claim['max']:.1f} ms | "
+                f"{record['mean']:.2f} / {record['max']:.1f} ms | "
+                f"{claim['blocks']:.0f} / {record['blocks']:.0f} |"
+            )
     report = "\n".join(lines) + "\n"
     (ROOT / "bench" / "results" / "backlog.md").write_text(report)
     return report
