@@ -253,7 +253,7 @@ async def backlog_drain(
         timings: Timings = {"claim": [], "record": []}
         with timed_links(timings), pinned(receiver, pin):
             worker, stop = DeliveryWorker(rt), asyncio.Event()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             task = asyncio.create_task(worker.run(stop))
             samples: list[tuple[float, int]] = [(0.0, 0)]
             plans: list[str] = []
@@ -274,6 +274,7 @@ async def backlog_drain(
             watcher = asyncio.create_task(watch())
             await worker.wait_recorded(n, timeout=3600)
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
             samples.append((elapsed, n))
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -290,6 +291,8 @@ async def backlog_drain(
         "n": n,
         "rate": n / elapsed,
         "tenths": phase_rates(samples, n),
+        "cpu_us": cpu / n * 1e6,  # this process (the worker) per delivery: load-independent
+        "load": os.getloadavg()[0],
         "server": server,
         "claim_first": phase_p50(timings["claim"], first=True),
         "claim_last": phase_p50(timings["claim"], first=False),
@@ -308,7 +311,8 @@ async def backlog_drain(
         f"p99 {claim['p99_ms']:.2f} ms ({claim['rows']:.0f} rows/call); record p50 "
         f"{record['p50_ms']:.2f} p99 {record['p99_ms']:.2f} ms ({record['rows']:.0f} rows/call); "
         f"claim p50 first/last tenth {result['claim_first']:.2f}/{result['claim_last']:.2f} ms; "
-        f"rate per tenth {', '.join(f'{r:,.0f}' for r in result['tenths'])}/s",
+        f"rate per tenth {', '.join(f'{r:,.0f}' for r in result['tenths'])}/s; worker CPU "
+        f"{result['cpu_us']:.0f} µs/delivery; load average {result['load']:.1f}",
         flush=True,
     )
     if server:
@@ -324,19 +328,20 @@ def write_report(backend: str, results: list[dict[str, Any]], command: str) -> s
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {backend}; "
         f"command: `{command}`.",
         "",
-        "| backlog | drain rate | vs smallest | first / last tenth | claim p50 / p99 | "
-        "claim p50 first / last tenth | record p50 / p99 | rows per claim / record |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| backlog | drain rate | vs smallest | first / last tenth | worker CPU per delivery | "
+        "claim p50 / p99 | claim p50 first / last tenth | record p50 / p99 | "
+        "rows per claim / record | load avg at end |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
         claim, record = res["claim"], res["record"]
         lines.append(
             f"| {res['n']:,} | {res['rate']:,.0f}/s | {res['rate'] / base:.0%} | "
-            f"{res['tenths'][0]:,.0f} / {res['tenths'][-1]:,.0f}/s | "
+            f"{res['tenths'][0]:,.0f} / {res['tenths'][-1]:,.0f}/s | {res['cpu_us']:.0f} µs | "
             f"{claim['p50_ms']:.2f} / {claim['p99_ms']:.2f} ms | "
             f"{res['claim_first']:.2f} / {res['claim_last']:.2f} ms | "
             f"{record['p50_ms']:.2f} / {record['p99_ms']:.2f} ms | "
-            f"{claim['rows']:.0f} / {record['rows']:.0f} |"
+            f"{claim['rows']:.0f} / {record['rows']:.0f} | {res['load']:.1f} |"
         )
     served = [res for res in results if res.get("server")]
     if served:
