@@ -86,24 +86,29 @@ async def database_bytes(tgt: Target, rt: Runtime) -> int:
         return int(size.scalar_one())
 
 
-async def used_bytes(tgt: Target, rt: Runtime) -> int:
-    """Bytes holding rows of the delivery tables: SQLite's used pages, PostgreSQL's relations
-    (after a plain VACUUM, as autovacuum leaves them)."""
+async def used_bytes(tgt: Target, rt: Runtime) -> dict[str, int]:
+    """Bytes holding rows of the delivery tables, per table (indexes included): SQLite's used
+    pages (``dbstat``), PostgreSQL's relations (after a plain VACUUM, as autovacuum leaves
+    them)."""
     if tgt.backend == "sqlite":
         async with rt.db.read() as conn:
-            pages = (await conn.exec_driver_sql("PRAGMA page_count")).scalar_one()
-            free = (await conn.exec_driver_sql("PRAGMA freelist_count")).scalar_one()
-            size = (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one()
-        return int((pages - free) * size)
+            rows = await conn.exec_driver_sql(
+                "SELECT coalesce(m.tbl_name, s.name), sum(s.pgsize) FROM dbstat s "
+                "LEFT JOIN sqlite_master m ON m.name = s.name GROUP BY 1"
+            )
+            by_table = {str(name): int(size) for name, size in rows}
+        return {table: by_table.get(table, 0) for table in TABLES}
     raw = await asyncpg.connect(POSTGRES_URL)
     try:
-        total = 0
+        sizes = {}
         for table in TABLES:
             await raw.execute(f'VACUUM "{tgt.schema}".{table}')
-            total += await raw.fetchval(
-                "SELECT pg_total_relation_size($1::regclass)", f'"{tgt.schema}".{table}'
+            sizes[table] = int(
+                await raw.fetchval(
+                    "SELECT pg_total_relation_size($1::regclass)", f'"{tgt.schema}".{table}'
+                )
             )
-        return int(total)
+        return sizes
     finally:
         await raw.close()
 
@@ -313,10 +318,12 @@ async def bytes_per_event(backend: str, n: int, receiver: ReceiverProcess) -> fl
         await task
         full = await used_bytes(tgt, rt)
         await rt.db.dispose()
-    per_event = (full - empty) / n
+    per_table = {table: (full[table] - empty[table]) / n for table in TABLES}
+    per_event = sum(per_table.values())
     print(
         f"[{backend}] {per_event:,.0f} bytes per event (event + delivery + attempt log, "
-        f"indexes included; {n} events)",
+        f"indexes included; {n} events): "
+        + ", ".join(f"{table} {size:,.0f}" for table, size in per_table.items()),
         flush=True,
     )
     return per_event
