@@ -9,8 +9,9 @@ statistics are refreshed as autovacuum would have while such a backlog built up 
 starts; the rate counts from its start until every result is recorded. The worker's claim
 and record-delivered calls are timed in this process around the real calls (the worker's
 queue links are wrapped, their SQL untouched): wall time per call as the worker sees it,
-round trip included. Goal: the largest size drains within 20 % of the smallest's rate.
-Results go to ``bench/results/backlog.md``.
+round trip included; when the database has ``pg_stat_statements``, the server's own
+execution time of the two statements is reported too. Goal: the largest size drains within
+20 % of the smallest's rate. Results go to ``bench/results/backlog.md``.
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ Timings = dict[str, list[tuple[float, int]]]  # call -> (seconds, rows) per call
 class TimedLink:
     """A worker's queue link, each claim and record-delivered call timed."""
 
+    last_claim: dict[str, Any] = {}  # the arguments of the latest claim (for --explain)
+
     def __init__(self, link: Any, timings: Timings) -> None:
         self._link = link
         self._timings = timings
 
     async def claim(self, **kwargs: Any) -> Any:
+        TimedLink.last_claim = kwargs
         started = time.perf_counter()
         items = await self._link.claim(**kwargs)
         self._timings["claim"].append((time.perf_counter() - started, len(items)))
@@ -97,6 +101,126 @@ def summary(calls: list[tuple[float, int]]) -> dict[str, float]:
     }
 
 
+def phase_p50(calls: list[tuple[float, int]], first: bool) -> float:
+    """Median wall time (ms) of the first or the last tenth of the calls: a statement that
+    slows down as the backlog drains shows here, not in the whole-run median."""
+    if not calls:
+        return 0.0
+    tenth = max(1, len(calls) // 10)
+    part = calls[:tenth] if first else calls[-tenth:]
+    return statistics.median(seconds * 1000 for seconds, _ in part)
+
+
+def phase_rates(samples: list[tuple[float, int]], n: int) -> list[float]:
+    """Deliveries/s over each tenth of the backlog, from (seconds, recorded) samples."""
+    rates = []
+    for k in range(10):
+        lo, hi = n * k // 10, n * (k + 1) // 10
+        start = next((t for t, done in samples if done >= lo), None)
+        end = next((t for t, done in samples if done >= hi), None)
+        if start is None or end is None or end <= start:
+            rates.append(0.0)
+        else:
+            rates.append((hi - lo) / (end - start))
+    return rates
+
+
+async def explain_claim(schema: str | None, label: str) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of the worker's claim statement with its latest arguments,
+    in a transaction rolled back (the rows it leases stay the worker's to take), beside the
+    queue table's row counts and sizes at that moment."""
+    from hookline.store import queue_link
+
+    claim_sql = getattr(queue_link, "_CLAIM_POSTGRESQL", None)
+    args = TimedLink.last_claim
+    if claim_sql is None or not args:
+        return f"-- {label}: no claim statement or no claim yet\n"
+    now = datetime.now(UTC)
+    limit = args["limit"]
+    per_webhook = args.get("per_webhook")
+    shares = args.get("shares") or {}
+    # The worker's link session settings (store/queue_link.py): without jit=off a 1M backlog
+    # makes the planner's estimate cross the JIT thresholds and the plan shows ~0.8 s of
+    # compiling that the worker never pays.
+    settings = {"search_path": schema or "public", "jit": "off", "synchronous_commit": "off"}
+    raw = await asyncpg.connect(POSTGRES_URL, server_settings=settings)
+    try:
+        stats = await raw.fetchrow(
+            "SELECT n_live_tup, n_dead_tup, last_autovacuum, last_vacuum, autovacuum_count "
+            "FROM pg_stat_user_tables WHERE relid = 'delivery_queue'::regclass"
+        )
+        sizes = await raw.fetch(
+            "SELECT c.relname, pg_relation_size(c.oid) AS bytes FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname LIKE '%delivery_queue%' ORDER BY 1",
+            schema,
+        )
+        async with raw.transaction():
+            plan = await raw.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS) " + claim_sql,
+                now,
+                limit,
+                now,
+                "bench-explain",
+                limit if per_webhook is None else per_webhook,
+                list(shares),
+                list(shares.values()),
+            )
+            raise _Rollback
+    except _Rollback:
+        pass
+    finally:
+        await raw.close()
+    lines = [f"-- {label} (limit {limit}, per_webhook {per_webhook}, {len(shares)} shares)"]
+    lines.append(f"-- delivery_queue stats: {dict(stats) if stats else None}")
+    lines.append(
+        "-- sizes: " + ", ".join(f"{r['relname']} {r['bytes'] / 1e6:.1f} MB" for r in sizes)
+    )
+    lines.extend(row[0] for row in plan)
+    return "\n".join(lines) + "\n\n"
+
+
+class _Rollback(Exception):
+    pass
+
+
+# The worker's two statements, as pg_stat_statements normalises them (queue_link.py).
+STATEMENTS = {
+    "claim": "WITH RECURSIVE hooks%",
+    "record": "WITH done AS (DELETE FROM delivery_queue%",
+}
+
+
+async def statement_stats(reset: bool) -> dict[str, dict[str, float]] | None:
+    """Server-side execution time of the claim and record statements, from
+    pg_stat_statements when the database has it (None otherwise); ``reset`` clears it."""
+    raw = await asyncpg.connect(POSTGRES_URL)
+    try:
+        present = await raw.fetchval(
+            "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"
+        )
+        if not present:
+            return None
+        if reset:
+            await raw.execute("SELECT pg_stat_statements_reset()")
+            return None
+        stats: dict[str, dict[str, float]] = {}
+        for name, pattern in STATEMENTS.items():
+            row = await raw.fetchrow(
+                "SELECT sum(calls) AS calls, sum(total_exec_time) / nullif(sum(calls), 0) AS mean, "
+                "max(max_exec_time) AS max, sum(rows) / nullif(sum(calls), 0) AS rows, "
+                "sum(shared_blks_hit + shared_blks_read) / nullif(sum(calls), 0) AS blocks "
+                "FROM pg_stat_statements WHERE query LIKE $1",
+                pattern,
+            )
+            stats[name] = {
+                key: float(row[key] or 0) for key in ("calls", "mean", "max", "rows", "blocks")
+            }
+        return stats
+    finally:
+        await raw.close()
+
+
 async def analyze(schema: str | None) -> None:
     raw = await asyncpg.connect(POSTGRES_URL)
     try:
@@ -107,7 +231,7 @@ async def analyze(schema: str | None) -> None:
 
 
 async def backlog_drain(
-    backend: str, n: int, receiver: ReceiverProcess, pin: bool
+    backend: str, n: int, receiver: ReceiverProcess, pin: bool, explain: bool = False
 ) -> dict[str, Any]:
     async with target(backend) as tgt, aiohttp.ClientSession() as http:
         rt = Runtime.create(tgt.settings(delivery_poll_seconds=1.0))
@@ -124,21 +248,56 @@ async def backlog_drain(
         if backend == "postgresql":
             await analyze(tgt.schema)
         await receiver.reset(http)
+        if backend == "postgresql":
+            await statement_stats(reset=True)
         timings: Timings = {"claim": [], "record": []}
         with timed_links(timings), pinned(receiver, pin):
             worker, stop = DeliveryWorker(rt), asyncio.Event()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             task = asyncio.create_task(worker.run(stop))
+            samples: list[tuple[float, int]] = [(0.0, 0)]
+            plans: list[str] = []
+
+            async def watch() -> None:
+                explaining = explain and backend == "postgresql"
+                marks = [n // 100, n // 2, n * 9 // 10] if explaining else []
+                while worker.recorded_count < n:
+                    await asyncio.sleep(0.5)
+                    done = worker.recorded_count
+                    samples.append((time.perf_counter() - started, done))
+                    if marks and done >= marks[0]:
+                        while marks and done >= marks[0]:
+                            marks.pop(0)
+                        label = f"{n:,} backlog, {done:,} drained"
+                        plans.append(await explain_claim(tgt.schema, label))
+
+            watcher = asyncio.create_task(watch())
             await worker.wait_recorded(n, timeout=3600)
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
+            samples.append((elapsed, n))
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             stop.set()
             await task
         received = await receiver.count(http)
+        server = await statement_stats(reset=False) if backend == "postgresql" else None
         await receiver.reset(http)
         await rt.db.dispose()
+    if plans:
+        (ROOT / "bench" / "results" / f"backlog-explain-{n}.txt").write_text("".join(plans))
     result = {
         "n": n,
         "rate": n / elapsed,
+        "tenths": phase_rates(samples, n),
+        "cpu_us": cpu / n * 1e6,  # this process (the worker) per delivery: load-independent
+        "load": os.getloadavg()[0],
+        "server": server,
+        "claim_first": phase_p50(timings["claim"], first=True),
+        "claim_last": phase_p50(timings["claim"], first=False),
+        "record_first": phase_p50(timings["record"], first=True),
+        "record_last": phase_p50(timings["record"], first=False),
         "seconds": elapsed,
         "load_s": load_s,
         "received": received,
@@ -150,9 +309,14 @@ async def backlog_drain(
         f"[{backend}] backlog {n:,}: drained at {result['rate']:,.0f}/s in {elapsed:.1f} s "
         f"(queued in {load_s:.1f} s); received {received}; claim p50 {claim['p50_ms']:.2f} "
         f"p99 {claim['p99_ms']:.2f} ms ({claim['rows']:.0f} rows/call); record p50 "
-        f"{record['p50_ms']:.2f} p99 {record['p99_ms']:.2f} ms ({record['rows']:.0f} rows/call)",
+        f"{record['p50_ms']:.2f} p99 {record['p99_ms']:.2f} ms ({record['rows']:.0f} rows/call); "
+        f"claim p50 first/last tenth {result['claim_first']:.2f}/{result['claim_last']:.2f} ms; "
+        f"rate per tenth {', '.join(f'{r:,.0f}' for r in result['tenths'])}/s; worker CPU "
+        f"{result['cpu_us']:.0f} µs/delivery; load average {result['load']:.1f}",
         flush=True,
     )
+    if server:
+        print(f"[{backend}] backlog {n:,}: pg_stat_statements {server}", flush=True)
     return result
 
 
@@ -164,18 +328,37 @@ def write_report(backend: str, results: list[dict[str, Any]], command: str) -> s
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {backend}; "
         f"command: `{command}`.",
         "",
-        "| backlog | drain rate | vs smallest | claim p50 / p99 | record p50 / p99 | "
-        "rows per claim / record |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| backlog | drain rate | vs smallest | first / last tenth | worker CPU per delivery | "
+        "claim p50 / p99 | claim p50 first / last tenth | record p50 / p99 | "
+        "rows per claim / record | load avg at end |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
         claim, record = res["claim"], res["record"]
         lines.append(
             f"| {res['n']:,} | {res['rate']:,.0f}/s | {res['rate'] / base:.0%} | "
+            f"{res['tenths'][0]:,.0f} / {res['tenths'][-1]:,.0f}/s | {res['cpu_us']:.0f} µs | "
             f"{claim['p50_ms']:.2f} / {claim['p99_ms']:.2f} ms | "
+            f"{res['claim_first']:.2f} / {res['claim_last']:.2f} ms | "
             f"{record['p50_ms']:.2f} / {record['p99_ms']:.2f} ms | "
-            f"{claim['rows']:.0f} / {record['rows']:.0f} |"
+            f"{claim['rows']:.0f} / {record['rows']:.0f} | {res['load']:.1f} |"
         )
+    served = [res for res in results if res.get("server")]
+    if served:
+        lines += [
+            "",
+            "Server-side execution time (pg_stat_statements), mean / max per call:",
+            "",
+            "| backlog | claim | record | shared blocks per claim / record |",
+            "|---:|---:|---:|---:|",
+        ]
+        for res in served:
+            claim, record = res["server"]["claim"], res["server"]["record"]
+            lines.append(
+                f"| {res['n']:,} | {claim['mean']:.2f} / {claim['max']:.1f} ms | "
+                f"{record['mean']:.2f} / {record['max']:.1f} ms | "
+                f"{claim['blocks']:.0f} / {record['blocks']:.0f} |"
+            )
     report = "\n".join(lines) + "\n"
     (ROOT / "bench" / "results" / "backlog.md").write_text(report)
     return report
@@ -187,11 +370,16 @@ async def main(args: argparse.Namespace) -> None:
     freeze_startup_objects()  # as `hookline worker` does
     try:
         results = [
-            await backlog_drain(args.backend, n, receiver, pin=not args.no_pin) for n in sizes
+            await backlog_drain(
+                args.backend, n, receiver, pin=not args.no_pin, explain=args.explain
+            )
+            for n in sizes
         ]
     finally:
         receiver.stop()
     command = f".venv/bin/python -m bench.backlog --backend {args.backend} --sizes {args.sizes}"
+    if args.explain:
+        command += " --explain"
     print(write_report(args.backend, results, command))
 
 
@@ -204,6 +392,12 @@ def parse_args() -> argparse.Namespace:
         "--sizes", default="20000,1000000", help="backlog sizes, smallest first (comma-separated)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin worker and receiver")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="PostgreSQL: EXPLAIN (ANALYZE, BUFFERS) the claim at 1 %%, 50 %% and 90 %% drained "
+        "into bench/results/backlog-explain-<N>.txt",
+    )
     return parser.parse_args()
 
 

@@ -4,15 +4,20 @@
     .venv/bin/python -m bench.soak --backend sqlite|postgresql --bytes-per-event 20000
 
 A real ``hookline serve`` subprocess gets ``POST /events`` at ``--rate`` for ``--minutes``;
-every event goes to two webhooks on a loopback receiver (its own process): ``/steady``
-always answers 200, ``/flaky`` answers 500 to every tenth request (retried 5 s later, as the
-default schedule says). Retention is ``--retention-seconds`` (default 180, through the
-user-facing ``HOOKLINE_RETENTION_SECONDS``), so purging runs during the soak. Every
+every event goes to two webhooks, each on its own loopback receiver (its own process, so
+its own destination): ``/steady`` always answers 200, ``/flaky`` answers 500 to every tenth
+request (retried 5 s later, as the default schedule says). ``--same-destination`` puts both
+on one receiver: every 500 then takes the shared destination back to its slow lanes (4, one
+more per success), which caps the rate the steady webhook can be sent at. Retention is
+``--retention-seconds`` (default 180, through the user-facing ``HOOKLINE_RETENTION_SECONDS``),
+so purging runs during the soak. Every
 ``--report-seconds`` (default 60) one row: database size (SQLite: file + WAL; PostgreSQL: the
 schema's tables with indexes and TOAST), the server's RSS, the queue depth, emit→receive
-p50/p99 of ``/steady`` over that interval, and rows purged so far (the server's
-``/metrics``). Done when size and RSS plateau once the retention window is full and p99
-does not drift. The table goes to ``bench/results/soak-<backend>.md``.
+p50/p99 of ``/steady`` over that interval, rows purged so far (the server's ``/metrics``),
+the share of a core the server used over the interval and the machine's load average (on a
+shared machine a starved server falls behind and its queue and latency grow: read those
+rows against the CPU columns). Done when size and RSS plateau once the retention window is
+full and p99 does not drift. The table goes to ``bench/results/soak-<backend>.md``.
 
 ``--bytes-per-event N`` measures storage instead: N events, each with one delivery and one
 attempt log (queued as ``emit`` writes them, then sent by the real worker), and the bytes
@@ -81,26 +86,38 @@ async def database_bytes(tgt: Target, rt: Runtime) -> int:
         return int(size.scalar_one())
 
 
-async def used_bytes(tgt: Target, rt: Runtime) -> int:
-    """Bytes holding rows of the delivery tables: SQLite's used pages, PostgreSQL's relations
-    (after a plain VACUUM, as autovacuum leaves them)."""
+async def used_bytes(tgt: Target, rt: Runtime) -> dict[str, int]:
+    """Bytes holding rows of the delivery tables, per table (indexes included): SQLite's used
+    pages (``dbstat``), PostgreSQL's relations (after a plain VACUUM, as autovacuum leaves
+    them)."""
     if tgt.backend == "sqlite":
         async with rt.db.read() as conn:
-            pages = (await conn.exec_driver_sql("PRAGMA page_count")).scalar_one()
-            free = (await conn.exec_driver_sql("PRAGMA freelist_count")).scalar_one()
-            size = (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one()
-        return int((pages - free) * size)
+            rows = await conn.exec_driver_sql(
+                "SELECT coalesce(m.tbl_name, s.name), sum(s.pgsize) FROM dbstat s "
+                "LEFT JOIN sqlite_master m ON m.name = s.name GROUP BY 1"
+            )
+            by_table = {str(name): int(size) for name, size in rows}
+        return {table: by_table.get(table, 0) for table in TABLES}
     raw = await asyncpg.connect(POSTGRES_URL)
     try:
-        total = 0
+        sizes = {}
         for table in TABLES:
             await raw.execute(f'VACUUM "{tgt.schema}".{table}')
-            total += await raw.fetchval(
-                "SELECT pg_total_relation_size($1::regclass)", f'"{tgt.schema}".{table}'
+            sizes[table] = int(
+                await raw.fetchval(
+                    "SELECT pg_total_relation_size($1::regclass)", f'"{tgt.schema}".{table}'
+                )
             )
-        return int(total)
+        return sizes
     finally:
         await raw.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:
@@ -148,7 +165,9 @@ async def steady(rate: float, seconds: float, send: Callable[[], Awaitable[None]
 # --- the soak -----------------------------------------------------------------------------
 
 
-async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict[str, Any]]:
+async def soak(
+    args: argparse.Namespace, receiver: ReceiverProcess, flaky: ReceiverProcess
+) -> list[dict[str, Any]]:
     connector = aiohttp.TCPConnector(limit=400)
     async with target(args.backend) as tgt, aiohttp.ClientSession(connector=connector) as http:
         rt = Runtime.create(tgt.settings())
@@ -156,7 +175,7 @@ async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict
         async with rt.db.transaction() as conn:
             key = await create_account(conn, "soak", now=rt.clock.now())
         await make_webhook(rt, key.account_id, receiver.url + "/steady")
-        await make_webhook(rt, key.account_id, receiver.url + "/flaky")
+        await make_webhook(rt, key.account_id, flaky.url + "/flaky")
         port = free_port()
         env = {
             **tgt.env(),
@@ -200,12 +219,15 @@ async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict
                 except aiohttp.ClientError:
                     errors += 1
 
-            await take(http, receiver)
+            receivers = [receiver] if flaky is receiver else [receiver, flaky]
+            for each in receivers:
+                await take(http, each)
             started = time.monotonic()
+            last_at, last_cpu = started, cpu_seconds(server.pid)
             load = asyncio.create_task(steady(args.rate, args.minutes * 60, emit_one))
             while not load.done():
                 await asyncio.wait({load}, timeout=args.report_seconds)
-                arrived = await take(http, receiver)
+                arrived = [row for each in receivers for row in await take(http, each)]
                 latencies = [
                     (at - sent.pop(conn)) * 1000
                     for at, conn, path in arrived
@@ -216,6 +238,8 @@ async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict
                         await conn.execute(select(func.count()).select_from(delivery_queue))
                     ).scalar_one()
                 p50, p99 = percentiles(latencies)[:2] if len(latencies) > 1 else (0.0, 0.0)
+                at, cpu = time.monotonic(), cpu_seconds(server.pid)
+                cpu_share, last_at, last_cpu = (cpu - last_cpu) / (at - last_at), at, cpu
                 row = {
                     "minute": (time.monotonic() - started) / 60,
                     "db_mb": await database_bytes(tgt, rt) / 1e6,
@@ -227,6 +251,8 @@ async def soak(args: argparse.Namespace, receiver: ReceiverProcess) -> list[dict
                     "flaky_ok": sum(1 for _, _, path in arrived if path == "/flaky"),
                     "purged": await purged_rows(http, base),
                     "errors": errors,
+                    "cpu": cpu_share * 100,
+                    "load": os.getloadavg()[0],
                 }
                 rows.append(row)
                 print(_format_row(row), flush=True)
@@ -242,7 +268,7 @@ def _format_row(row: dict[str, Any]) -> str:
     return (
         f"| {row['minute']:.1f} | {row['db_mb']:.1f} | {row['rss_mb']:.0f} | {row['queue']} | "
         f"{row['p50']:.1f} | {row['p99']:.1f} | {row['received']} | {row['flaky_ok']} | "
-        f"{row['purged']} | {row['errors']} |"
+        f"{row['purged']} | {row['errors']} | {row['cpu']:.0f} | {row['load']:.1f} |"
     )
 
 
@@ -254,11 +280,13 @@ def _header(args: argparse.Namespace) -> list[str]:
         f"(one failing 10 %); retention {args.retention_seconds:g} s, purge every "
         f"{args.purge_seconds:g} s. Command: `.venv/bin/python -m bench.soak --backend "
         f"{args.backend} --minutes {args.minutes:g} --rate {args.rate:g} --retention-seconds "
-        f"{args.retention_seconds:g} --purge-seconds {args.purge_seconds:g}`.",
+        f"{args.retention_seconds:g} --purge-seconds {args.purge_seconds:g}"
+        f"{' --same-destination' if args.same_destination else ''}`; load average at the "
+        f"start {os.getloadavg()[0]:.1f}.",
         "",
         "| minute | DB MB | RSS MB | queue | p50 ms | p99 ms | received | flaky ok | "
-        "purged rows | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "purged rows | errors | server CPU % | load avg |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
 
@@ -290,10 +318,12 @@ async def bytes_per_event(backend: str, n: int, receiver: ReceiverProcess) -> fl
         await task
         full = await used_bytes(tgt, rt)
         await rt.db.dispose()
-    per_event = (full - empty) / n
+    per_table = {table: (full[table] - empty[table]) / n for table in TABLES}
+    per_event = sum(per_table.values())
     print(
         f"[{backend}] {per_event:,.0f} bytes per event (event + delivery + attempt log, "
-        f"indexes included; {n} events)",
+        f"indexes included; {n} events): "
+        + ", ".join(f"{table} {size:,.0f}" for table, size in per_table.items()),
         flush=True,
     )
     return per_event
@@ -301,15 +331,20 @@ async def bytes_per_event(backend: str, n: int, receiver: ReceiverProcess) -> fl
 
 async def main(args: argparse.Namespace) -> None:
     receiver = await ReceiverProcess().ready()
+    flaky = receiver
     try:
         if args.bytes_per_event:
             await bytes_per_event(args.backend, args.bytes_per_event, receiver)
             return
+        if not args.same_destination:
+            flaky = await ReceiverProcess().ready()
         print("\n".join(_header(args)), flush=True)
-        rows = await soak(args, receiver)
+        rows = await soak(args, receiver, flaky)
         print(write_soak_report(args, rows))
     finally:
         receiver.stop()
+        if flaky is not receiver:
+            flaky.stop()
 
 
 def parse_args() -> argparse.Namespace:
@@ -322,6 +357,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--retention-seconds", type=float, default=180.0)
     parser.add_argument("--purge-seconds", type=float, default=15.0, help="purge interval")
     parser.add_argument("--report-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--same-destination",
+        action="store_true",
+        help="both webhooks on one receiver (one destination: each 500 of the failing one "
+        "takes the shared destination back to its slow lanes)",
+    )
     parser.add_argument(
         "--bytes-per-event", type=int, default=0, help="measure storage for N events instead"
     )
