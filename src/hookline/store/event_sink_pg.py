@@ -54,8 +54,7 @@ from hookline.store.event_sink import (
 from hookline.store.outbox import FAN_OUT_STATEMENTS, fan_out_postgresql
 from hookline.store.wakeups import DELIVERIES, Wakeups, request_wake
 
-SPARE_IDS = 16  # delivery ids a single event carries on its first try (and a group, beyond
-# what its events needed per event last time: ids not needed cost bytes and encoding)
+SPARE_IDS = 16  # delivery ids a group carries beyond what its events needed last time
 POOL_SIZE = 10
 GROUPS_IN_FLIGHT = 4  # group statements running at once (each holds one pooled connection)
 GROUP_MAX = 1000  # events per group statement
@@ -229,17 +228,18 @@ class PostgresEventSink:
 
 class _SpareIds:
     """How many delivery ids a statement carries: as many per event as the last statement
-    of several events needed, plus ``SPARE_IDS``. Too few only costs a second run of the
-    statement (it writes nothing and says how many it needs)."""
+    needed, plus a margin (``SPARE_IDS`` for several events, 3 for one). Too few only costs
+    a second run of the statement (it writes nothing and says how many it needs); each id
+    carried costs encoding."""
 
     def __init__(self) -> None:
         self._per_event = 1.0
 
     def for_rows(self, count: int) -> int:
-        return SPARE_IDS if count == 1 else math.ceil(count * self._per_event) + SPARE_IDS
+        return math.ceil(count * self._per_event) + (3 if count == 1 else SPARE_IDS)
 
     def saw(self, rows: int, deliveries: int) -> None:
-        if rows > 1:
+        if rows:
             self._per_event = deliveries / rows
 
 

@@ -115,6 +115,9 @@ class SQLiteEventSink:
 def write_events(db: sqlite3.Connection, rows: Sequence[EventRow]) -> list[Written]:
     """Write ``rows`` in ``db``'s current write transaction: keys that exist (before, or
     earlier in ``rows``) answer their event; the other rows are stored and fanned out."""
+    if len(rows) == 1 and rows[0].idempotency_key is None:  # emit's case: nothing to look up
+        (ids,) = write_sqlite_events(db, rows)
+        return [Written(ids)]
     plan = plan_keys(rows)
     existing = _existing(db, [rows[i] for i in plan.unique if _key(rows[i]) is not None])
     new = [i for i in plan.unique if _key(rows[i]) not in existing]
