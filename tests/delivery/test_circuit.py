@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import select, update
@@ -144,19 +145,10 @@ def test_a_destination_gains_lanes_on_fast_successes_and_loses_them_on_trouble()
     from hookline.delivery.destinations import (
         Circuit,
         Destination,
-        Limits,
         counts_as_failure,
     )
 
-    limits = Limits(
-        lanes=8,
-        slow_lanes=2,
-        slow_seconds=2.0,
-        max_held=40,
-        circuit_failures=3,
-        cooldown_seconds=30.0,
-        max_cooldown_seconds=900.0,
-    )
+    limits = _small_limits()
     dest = Destination("http://h:1", limits)
     assert (dest.lane_cap, dest.cap) == (2, 12)  # a new destination starts slow
     for _ in range(10):
@@ -181,17 +173,9 @@ def test_a_destination_gains_lanes_on_fast_successes_and_loses_them_on_trouble()
 def test_a_destination_that_turns_slow_holds_only_its_slow_share() -> None:
     """Deliveries claimed while a destination was fast and still waiting for a lane are the
     excess once it turns slow; the ones being sent are not (they cannot be given back)."""
-    from hookline.delivery.destinations import Destination, Limits
+    from hookline.delivery.destinations import Destination
 
-    limits = Limits(
-        lanes=8,
-        slow_lanes=2,
-        slow_seconds=2.0,
-        max_held=40,
-        circuit_failures=3,
-        cooldown_seconds=30.0,
-        max_cooldown_seconds=900.0,
-    )
+    limits = _small_limits()
     dest = Destination("http://h:1", limits)
     for _ in range(10):
         dest.record(failed=False, slow=False)
@@ -207,3 +191,17 @@ def test_a_destination_that_turns_slow_holds_only_its_slow_share() -> None:
     for _ in range(30):
         dest.backlog.popleft()
     assert dest.excess == 2  # only what still waits can go back
+
+
+def _small_limits() -> Any:
+    from hookline.delivery.destinations import Limits
+
+    return Limits(
+        lanes=8,
+        slow_lanes=2,
+        slow_seconds=2.0,
+        max_held=40,
+        circuit_failures=3,
+        cooldown_seconds=30.0,
+        max_cooldown_seconds=900.0,
+    )
