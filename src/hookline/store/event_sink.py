@@ -39,6 +39,7 @@ is in :mod:`hookline.store.outbox`.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -154,3 +155,17 @@ def as_repeat(first: EventRow, result: Written) -> Written:
             first.event_id, first.payload, first.integration_id, len(result.delivery_ids)
         )
     )
+
+
+def settle(
+    futures: Sequence[asyncio.Future[Written]], results: Sequence[Written | BaseException]
+) -> None:
+    """Answer each request of a group commit with its own result or error (a request that
+    gave up meanwhile is skipped)."""
+    for future, result in zip(futures, results, strict=True):
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

@@ -50,6 +50,7 @@ from hookline.store.event_sink import (
     Written,
     as_repeat,
     plan_keys,
+    settle,
 )
 from hookline.store.outbox import FAN_OUT_STATEMENTS, fan_out_postgresql
 from hookline.store.wakeups import DELIVERIES, Wakeups, request_wake
@@ -177,13 +178,7 @@ class PostgresEventSink:
         if pool is not None:
             results = await self._write_or_each(pool, rows)
         self._committed(results)
-        for (_, future), result in zip(group, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        settle([future for _, future in group], results)
 
     async def _write_or_each(
         self, pool: asyncpg.Pool, rows: list[EventRow]

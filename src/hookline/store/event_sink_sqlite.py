@@ -37,6 +37,7 @@ from hookline.store.event_sink import (
     Written,
     as_repeat,
     plan_keys,
+    settle,
 )
 from hookline.store.outbox import write_sqlite_events
 from hookline.store.sqlite_inline import InlineSQLite, sqlite_call, translated
@@ -86,13 +87,7 @@ class SQLiteEventSink:
                             future.set_exception(error)
                     continue
             self._committed(results)
-            for (_, future), result in zip(group, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            settle([future for _, future in group], results)
 
     async def accept_batch(self, rows: Sequence[EventRow], check: Check) -> list[Written]:
         async with self._turn():
