@@ -69,6 +69,20 @@ async def emit_event(
         )
 
 
+async def emit_many(rt: Runtime, account_id: uuid.UUID, n: int) -> None:
+    """``n`` events of one account in one transaction (each with its own consumer)."""
+    async with rt.db.transaction() as conn:
+        for _ in range(n):
+            await emit(
+                conn,
+                account_id=account_id,
+                event=EVENT,
+                consumer_id=new_id(),
+                fields={"connectionid": str(new_id())},
+                now=rt.clock.now(),
+            )
+
+
 async def logs(rt: Runtime, webhook_id: uuid.UUID) -> list[Any]:
     async with rt.db.read() as conn:
         return (

@@ -13,8 +13,6 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
-from hookline.delivery.emit import emit
-from hookline.ids import new_id
 from hookline.store.tables import delivery_queue
 from tests.delivery import factories as f
 from tests.delivery.conftest import running_worker
@@ -75,19 +73,6 @@ class HeldServer:
             await self._runner.cleanup()
 
 
-async def emit_many(rt: Any, account: Any, n: int) -> None:
-    async with rt.db.transaction() as conn:
-        for _ in range(n):
-            await emit(
-                conn,
-                account_id=account,
-                event=f.EVENT,
-                consumer_id=new_id(),
-                fields={"connectionid": str(new_id())},
-                now=rt.clock.now(),
-            )
-
-
 async def leased(rt: Any, webhook_id: Any) -> int:
     async with rt.db.read() as conn:
         return (
@@ -110,12 +95,12 @@ async def test_a_hanging_destination_never_holds_the_capacity_others_need(
         rt = await make_runtime(**SMALL)
         other_account = await f.make_account(rt)
         bad = await f.make_webhook(rt, other_account, hanging.url + "/hang")
-        await emit_many(rt, other_account, 40)  # older than anything the healthy one gets
+        await f.emit_many(rt, other_account, 40)  # older than anything the healthy one gets
         account = await f.make_account(rt)
         await f.make_webhook(rt, account, receiver.url + "/healthy")
         async with running_worker(rt) as worker:
             await hanging.wait_in_flight(2)
-            await emit_many(rt, account, 5)
+            await f.emit_many(rt, account, 5)
             healthy = await receiver.wait_for(5)
             # All of it happened while the hanging host still held every request it got.
             assert hanging.in_flight == 2 and not hanging.gate.is_set()
@@ -138,7 +123,7 @@ async def test_a_backlog_of_one_account_does_not_delay_another_accounts_first_ev
         big = await f.make_account(rt)
         await f.make_webhook(rt, big, slow.url + "/backlog")
         backlog = 200
-        await emit_many(rt, big, backlog)
+        await f.emit_many(rt, big, backlog)
         small = await f.make_account(rt)
         await f.make_webhook(rt, small, receiver.url + "/first")
         async with running_worker(rt) as worker:
@@ -162,7 +147,7 @@ async def test_webhooks_sharing_a_destination_share_its_room(make_runtime) -> No
         account = await f.make_account(rt)
         first = await f.make_webhook(rt, account, hanging.url + "/a")
         second = await f.make_webhook(rt, account, hanging.url + "/b")
-        await emit_many(rt, account, 30)  # 60 deliveries to one destination
+        await f.emit_many(rt, account, 30)  # 60 deliveries to one destination
         async with running_worker(rt) as worker:
             await hanging.wait_in_flight(2)
             await asyncio.wait_for(worker.idle.wait(), timeout=15)  # nothing more to claim

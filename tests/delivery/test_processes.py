@@ -14,8 +14,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from hookline.delivery.emit import emit
-from hookline.ids import new_id
 from hookline.store.tables import deliveries, delivery_queue, webhook_logs
 from tests.delivery import factories as f
 from tests.receiver import Reply
@@ -121,16 +119,7 @@ async def test_two_postgres_workers_share_a_backlog_without_double_sends(
     try:
         account = await f.make_account(rt)
         hooks = [await f.make_webhook(rt, account, f"{receiver.url}/w{i}") for i in range(2)]
-        async with rt.db.transaction() as conn:
-            for _ in range(total // 2):
-                await emit(
-                    conn,
-                    account_id=account,
-                    event=f.EVENT,
-                    consumer_id=new_id(),
-                    fields={"connectionid": str(new_id())},
-                    now=rt.clock.now(),
-                )
+        await f.emit_many(rt, account, total // 2)
         env = database.env(HOOKLINE_DELIVERY_BATCH_SIZE="10", HOOKLINE_DELIVERY_CONCURRENCY="20")
         workers = [start_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
         requests = await receiver.wait_for(total, timeout=60)

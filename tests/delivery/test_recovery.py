@@ -23,7 +23,7 @@ from hookline.store.queue_link import open_queue_link
 from hookline.store.tables import delivery_queue, delivery_workers
 from tests.delivery import factories as f
 from tests.delivery.conftest import running_worker
-from tests.delivery.test_isolation import emit_many
+from tests.delivery.factories import emit_many
 from tests.delivery.test_processes import start_worker, stop_process, wait_until_settled
 from tests.receiver import Reply
 from tests.support import LiveServer, free_port

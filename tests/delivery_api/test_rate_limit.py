@@ -12,9 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from hookline.delivery.emit import emit
 from hookline.delivery.worker import DeliveryWorker
-from hookline.ids import new_id
 from hookline.store.rate_windows import burst, tokens
 from hookline.store.tables import deliveries, delivery_queue, webhooks
 from tests.delivery import factories as f
@@ -206,15 +204,7 @@ async def test_two_postgres_worker_processes_together_keep_to_the_limit(
             await conn.execute(
                 update(webhooks).where(webhooks.c.id == hook).values(rate_limit_per_second=rate)
             )
-            for _ in range(total):
-                await emit(
-                    conn,
-                    account_id=account,
-                    event=f.EVENT,
-                    consumer_id=new_id(),
-                    fields={"connectionid": str(new_id())},
-                    now=rt.clock.now(),
-                )
+        await f.emit_many(rt, account, total)
         env = database.env(HOOKLINE_DELIVERY_BATCH_SIZE="10", HOOKLINE_DELIVERY_CONCURRENCY="20")
         workers = [start_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
         requests = await receiver.wait_for(2 * total, timeout=60)
