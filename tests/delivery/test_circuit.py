@@ -173,7 +173,7 @@ def test_a_destination_gains_lanes_on_fast_successes_and_loses_them_on_trouble()
 def test_a_destination_that_turns_slow_holds_only_its_slow_share() -> None:
     """Deliveries claimed while a destination was fast and still waiting for a lane are the
     excess once it turns slow; the ones being sent are not (they cannot be given back)."""
-    from hookline.delivery.destinations import Destination
+    from hookline.delivery.destinations import Circuit, Destination
 
     limits = _small_limits()
     dest = Destination("http://h:1", limits)
@@ -191,6 +191,8 @@ def test_a_destination_that_turns_slow_holds_only_its_slow_share() -> None:
     for _ in range(30):
         dest.backlog.popleft()
     assert dest.excess == 2  # only what still waits can go back
+    dest.set_circuit(Circuit.OPEN)
+    assert dest.excess == len(dest.backlog) == 2  # an open circuit gives back all that waits
 
 
 def _small_limits() -> Any:

@@ -133,8 +133,9 @@ class Destination:
 
     @property
     def excess(self) -> int:
-        """Claimed deliveries beyond the cap that are still waiting for a lane (after the
-        lanes fell back to the slow limit): they go back to the queue."""
+        """Claimed deliveries beyond the cap that are still waiting for a lane: they go back
+        to the queue (after the lanes fell to the slow limit; all of them once the circuit
+        opened, its cap being 0)."""
         return min(len(self.backlog), self.held - self.cap) if self.held > self.cap else 0
 
     @property

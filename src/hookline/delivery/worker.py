@@ -329,9 +329,8 @@ class DeliveryWorker:
         """Queue ``item`` for its destination's lanes; False when the destination may not
         hold it (full, or its circuit open): the caller gives it back."""
         dest = self._destination(item)
-        if dest.held >= dest.cap:
+        if not dest.admit():
             return False
-        dest.held += 1
         dest.backlog.append(item)
         if dest.lanes < dest.lane_cap:
             self._fill_lanes(dest)
@@ -374,14 +373,14 @@ class DeliveryWorker:
             failed=failed, slow=result.duration_ms >= self._limits.slow_seconds * 1000.0
         )
         if dest.excess:
-            self._trim_backlog(dest)
+            self._give_back_excess(dest)
         if dest.circuit is Circuit.CLOSED:
             if opens:
                 log.warning(
                     "circuit of %s opened after %d consecutive failures", dest.key, dest.failures
                 )
                 dest.set_circuit(Circuit.OPEN)
-                self._return_backlog(dest)
+                self._give_back_excess(dest)
                 self._write(dest, self._open_circuit, dest.key, dest.failures)
         elif not failed:  # the probe (or a request sent before it opened) got through
             log.info("circuit of %s closed", dest.key)
@@ -391,20 +390,15 @@ class DeliveryWorker:
             self.wake()
         elif dest.circuit is Circuit.PROBING:
             dest.set_circuit(Circuit.OPEN)
-            self._return_backlog(dest)
+            self._give_back_excess(dest)
             self._write(dest, self._reopen_circuit, dest.key)
 
-    def _trim_backlog(self, dest: Destination) -> None:
-        """Give back the newest deliveries a destination holds beyond its (just lowered) cap,
-        so a receiver that turned slow keeps no more of the worker than a slow one may."""
+    def _give_back_excess(self, dest: Destination) -> None:
+        """Give back the newest deliveries a destination holds beyond its (just lowered) cap
+        and has not started: all of them once its circuit opened (cap 0), the surplus when
+        its lanes fell to the slow limit, so a receiver that turned bad keeps no more of the
+        worker than a slow one may."""
         items = [dest.backlog.pop() for _ in range(dest.excess)]
-        dest.held -= len(items)
-        if items:
-            self._spawn(self._give_back_rows(self._release(items)))
-
-    def _return_backlog(self, dest: Destination) -> None:
-        items = list(dest.backlog)
-        dest.backlog.clear()
         dest.held -= len(items)
         if items:
             self._spawn(self._give_back_rows(self._release(items)))
@@ -503,7 +497,7 @@ class DeliveryWorker:
             now = loop.time()
             for key, dest in list(self._dests.items()):
                 if dest.stuck(now) and dest.excess:
-                    self._trim_backlog(dest)
+                    self._give_back_excess(dest)
                 if dest.idle and now - dest.last_used > FORGET_IDLE_SECONDS:
                     del self._dests[key]
                     for hook in dest.webhooks:
@@ -542,7 +536,7 @@ class DeliveryWorker:
                 mine = row.probe_owner == self.owner and dest.circuit is Circuit.PROBING
                 if not mine and dest.circuit is not Circuit.OPEN:
                     dest.set_circuit(Circuit.OPEN)
-                    self._return_backlog(dest)
+                    self._give_back_excess(dest)
                 continue
             until = now + timedelta(seconds=self.settings.delivery_timeout + 5.0)
             async with self.runtime.db.transaction(priority=True) as conn:
@@ -552,7 +546,7 @@ class DeliveryWorker:
                 self.wake()
             elif dest.circuit is not Circuit.OPEN:
                 dest.set_circuit(Circuit.OPEN)
-                self._return_backlog(dest)
+                self._give_back_excess(dest)
 
     # -- one delivery -------------------------------------------------------------------------
 
