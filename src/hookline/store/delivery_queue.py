@@ -23,24 +23,24 @@ import asyncio
 import collections
 import contextlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from hookline.store import destinations as schedule
 from hookline.store import queue
 from hookline.store.db import Database
-from hookline.store.queue import AttemptRecord, ClaimedDelivery, QueueStats
+from hookline.store.queue import AttemptRecord
 from hookline.store.queue_link import QueueLink, open_queue_link
-from hookline.store.rate_windows import RatedClaim
 
 #: Database files whose leases a worker of this process already released at start (SQLite).
 _SQLITE_WORKERS: collections.Counter[str] = collections.Counter()
 
 
-class DeliveryQueue(Protocol):
-    """What a delivery worker needs from the queue. Every method may raise the driver's
-    connection errors (the worker retries); none needs the caller to know the backend."""
+class DeliveryQueue(QueueLink, Protocol):
+    """What a delivery worker needs from the queue: a link's hot units (``claim``,
+    ``record_delivered``) and the rest. Every method may raise the driver's connection errors
+    (the worker retries); none needs the caller to know the backend."""
 
     async def start(self, owner: str, now: datetime, dead_before: datetime) -> int:
         """Join the workers; release what dead workers left claimed. Returns how many."""
@@ -52,27 +52,6 @@ class DeliveryQueue(Protocol):
 
     async def follow(self, wake: Callable[[str], None], stop: asyncio.Event) -> None:
         """Call ``wake`` whenever another process queues work, until ``stop`` is set."""
-        ...
-
-    async def claim(
-        self,
-        *,
-        owner: str,
-        now: datetime,
-        lease_until: datetime,
-        limit: int,
-        per_webhook: int | None = None,
-        shares: Mapping[uuid.UUID, int] | None = None,
-        rated: RatedClaim | None = None,
-    ) -> list[ClaimedDelivery]:
-        """Lease due deliveries: ``rated``'s rate-limited webhooks first (their tokens
-        spent in the same unit), then at most each webhook's share, dealt in turns."""
-        ...
-
-    async def record_delivered(
-        self, *, owner: str, now: datetime, records: Sequence[AttemptRecord]
-    ) -> None:
-        """Successes of healthy webhooks (the common case), in one round trip."""
         ...
 
     async def record(self, *, owner: str, now: datetime, records: Sequence[AttemptRecord]) -> None:
@@ -90,8 +69,6 @@ class DeliveryQueue(Protocol):
         ...
 
     async def next_due(self) -> datetime | None: ...
-
-    async def depth(self, now: datetime) -> QueueStats: ...
 
     async def stop(self, owner: str) -> None:
         """Leave the workers and close the queue's own connections."""
@@ -130,13 +107,10 @@ class _SharedQueue:
         async with self._db.read() as conn:
             return await queue.next_due(conn)
 
-    async def depth(self, now: datetime) -> QueueStats:
-        async with self._db.read() as conn:
-            return await queue.queue_stats(conn, now)
-
-    async def _close_links(self) -> None:
+    async def close(self) -> None:
+        """Close the queue's own connections (a lost one has nothing to release)."""
         for link in (self._claims, self._records):
-            with contextlib.suppress(Exception):  # a lost connection has nothing to release
+            with contextlib.suppress(Exception):
                 await link.close()
 
 
@@ -161,7 +135,7 @@ class PostgresDeliveryQueue(_SharedQueue):
             async with self._db.transaction(priority=True) as conn:
                 await schedule.unregister(conn, owner)
         finally:
-            await self._close_links()
+            await self.close()
 
 
 class SQLiteDeliveryQueue(_SharedQueue):
@@ -187,7 +161,7 @@ class SQLiteDeliveryQueue(_SharedQueue):
         if self._joined:
             _SQLITE_WORKERS[self._db.url] -= 1
             self._joined = False
-        await self._close_links()
+        await self.close()
 
 
 def open_delivery_queue(db: Database) -> DeliveryQueue:
