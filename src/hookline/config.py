@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # "text" (human-readable, the default) or "json" (one object per line, for log shippers).
     log_format: Literal["text", "json"] = "text"
+    # glibc malloc arenas for serve/worker processes (0: glibc's default of 8 per core);
+    # see hookline.memory. A MALLOC_ARENA_MAX in the environment wins.
+    malloc_arena_max: int = Field(default=2, ge=0, le=1024)
 
     jwt_secret: SecretStr | None = None
     encryption_key: SecretStr | None = None

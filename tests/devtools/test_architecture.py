@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "hookline.verify": FOUNDATION,  # standard library only, copied into receivers
     "hookline.tracing": FOUNDATION,  # OpenTelemetry set-up; off unless configured
     "hookline.logconfig": FOUNDATION,  # text or JSON log lines
+    "hookline.memory": FOUNDATION,  # caps glibc malloc arenas at start-up
     "hookline.catalog": STORAGE,
     "hookline.store": STORAGE,
     "hookline.runtime": RUNTIME,

@@ -32,6 +32,7 @@ from hookline.cli.common import (
 )
 from hookline.config import Settings
 from hookline.logconfig import configure_logging
+from hookline.memory import cap_malloc_arenas
 from hookline.runtime import Runtime, freeze_startup_objects
 from hookline.store.capabilities import serves_several_processes
 
@@ -145,6 +146,7 @@ def serve(
 
     settings = settings_for(database_url)
     _setup_logging(settings)
+    cap_malloc_arenas(settings.malloc_arena_max)
     runtime = Runtime.create(settings)
     if processes > 1 and not serves_several_processes(runtime.db):
         fail(
@@ -213,6 +215,7 @@ def worker(
     if metrics_port is not None:
         settings = settings.model_copy(update={"worker_metrics_port": metrics_port})
     _setup_logging(settings)
+    cap_malloc_arenas(settings.malloc_arena_max)
     runtime = Runtime.create(settings)
     if not serves_several_processes(runtime.db):
         _announce(
