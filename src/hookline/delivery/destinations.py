@@ -7,9 +7,11 @@ two webhooks on the same host share one). A worker keeps, per destination:
 - **lanes**, the requests it may have in flight. A destination starts with
   ``delivery_slow_host_concurrency`` lanes (4) and gains one per fast success, up to
   ``delivery_per_host_concurrency`` (64); a slow attempt (``delivery_slow_seconds``), a
-  request in flight for that long, a timeout, a connection error, a 5xx or a 429 puts it back
-  to 4. A healthy receiver reaches its full 64 within its first 60 deliveries; a hanging one
-  never holds more than 4 connections (after at most one round of its current lanes).
+  request in flight for that long, a timeout or a connection error puts it back to 4; a quick
+  5xx or 429 halves its lanes (not below 4): the receiver answers, and one failing endpoint
+  on a host must not throttle the host's healthy ones to a crawl. A healthy receiver reaches
+  its full 64 within its first 60 deliveries; a hanging one never holds more than 4
+  connections (after at most one round of its current lanes).
 - **held**, the deliveries claimed for it and not yet sent. A destination may hold at most
   ``HELD_PER_LANE`` times its lanes (capped by two thirds of the worker's capacity); what it
   cannot hold stays in the queue, unclaimed. When its lanes fall back to the slow limit, what
@@ -156,11 +158,18 @@ class Destination:
             self.lane_limit += 1
             self._refresh()
 
-    def record(self, *, failed: bool, slow: bool) -> bool:
-        """Count one attempt's result; True when it makes the circuit open."""
+    def record(self, *, failed: bool, slow: bool, answered: bool = False) -> bool:
+        """Count one attempt's result; True when it makes the circuit open.
+
+        ``answered``: a response came back (a failure is then a 5xx or a 429): a quick one
+        halves the lanes (additive increase, multiplicative decrease) instead of taking them
+        back to the slow limit, which is kept for silence and slowness."""
         if failed:
             self.failures += 1
-            self.set_lane_limit(self.limits.slow_lanes)
+            if answered and not slow:
+                self.set_lane_limit(max(self.limits.slow_lanes, self.lane_limit // 2))
+            else:
+                self.set_lane_limit(self.limits.slow_lanes)
             return self.circuit is Circuit.CLOSED and self.failures >= self.limits.circuit_failures
         if slow:
             self.failures = 0

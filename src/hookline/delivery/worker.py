@@ -370,7 +370,9 @@ class DeliveryWorker:
         """Feed the destination's model; act on its circuit."""
         failed = counts_as_failure(result.status, result.retryable_error)
         opens = dest.record(
-            failed=failed, slow=result.duration_ms >= self._limits.slow_seconds * 1000.0
+            failed=failed,
+            slow=result.duration_ms >= self._limits.slow_seconds * 1000.0,
+            answered=result.status is not None,
         )
         if dest.excess:
             self._give_back_excess(dest)
