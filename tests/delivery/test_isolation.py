@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
-from hookline.store.tables import delivery_queue
+from hookline.store.tables import delivery_queue, webhook_logs
 from tests.delivery import factories as f
 from tests.delivery.conftest import running_worker
 from tests.receiver import Receiver, Reply
@@ -190,3 +190,38 @@ async def test_a_gzip_bomb_is_inflated_only_as_far_as_the_excerpt(tmp_path) -> N
     assert result.status == 200
     assert result.excerpt is not None
     assert result.excerpt.startswith("ok") and len(result.excerpt) == 2048
+
+
+async def test_a_response_full_of_nuls_is_recorded_and_holds_back_no_other_result(
+    make_runtime, receiver
+) -> None:
+    """A gzip bomb inflates to NULs, which PostgreSQL's text refuses: the excerpt keeps them
+    as U+FFFD on both backends, so the attempt is recorded, and the results recorded in the
+    same batch (another webhook's) are not lost with it."""
+    rt = await make_runtime()
+    receiver.responder = lambda got: (
+        Reply(200, body=b"ok\0\0bad") if got.path.startswith("/nul") else Reply()
+    )
+    account = await f.make_account(rt)
+    nul = await f.make_webhook(rt, account, receiver.url + "/nul")
+    healthy = await f.make_webhook(rt, account, receiver.url + "/healthy")
+    await f.emit_many(rt, account, 10)  # 10 events, each to both webhooks
+    async with running_worker(rt) as worker:
+        await worker.wait_recorded(20)
+    async with rt.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    webhook_logs.c.webhook_id,
+                    webhook_logs.c.outcome,
+                    webhook_logs.c.response_excerpt,
+                )
+            )
+        ).all()
+        queued = (await conn.execute(select(func.count()).select_from(delivery_queue))).scalar_one()
+    assert sorted((r.webhook_id == nul, r.outcome) for r in rows) == sorted(
+        [(True, "delivered")] * 10 + [(False, "delivered")] * 10
+    )
+    assert {r.response_excerpt for r in rows if r.webhook_id == nul} == {"ok\ufffd\ufffdbad"}
+    assert {r.response_excerpt for r in rows if r.webhook_id == healthy} == {"ok"}
+    assert queued == 0  # every delivery finished: nothing waits for a lease to run out

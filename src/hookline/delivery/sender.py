@@ -205,7 +205,7 @@ class Sender:
             conn.close()  # unread rest: drop this connection rather than drain it
         retry_after = None if status < 300 else message.headers.get("Retry-After")
         received = b"\r\n".join(map(b": ".join, message.raw_headers))  # under a µs
-        return status, excerpt, retry_after, received.decode("latin-1")
+        return status, excerpt, retry_after, _storable(received.decode("latin-1"))
 
     async def _read_excerpt(self, payload: StreamReader, encoding: str | None) -> str | None:
         """At most ``response_excerpt_bytes`` of the body: a huge reply cannot exhaust memory.
@@ -228,7 +228,13 @@ class Sender:
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if encoding:
             data = _inflate(data, encoding.strip().lower(), self._excerpt_bytes)
-        return data.decode("utf-8", errors="replace")
+        return _storable(data.decode("utf-8", errors="replace"))
+
+
+def _storable(text: str) -> str:
+    """``text`` with NUL characters replaced: PostgreSQL's text refuses them (SQLite does
+    not), and a gzip bomb's excerpt is nothing but NULs. Both backends keep the same text."""
+    return text.replace("\0", "\ufffd") if "\0" in text else text
 
 
 def _failure(
@@ -239,7 +245,7 @@ def _failure(
         (time.perf_counter() - started) * 1000.0,
         error_class=type(error).__name__,
         retryable_error=retryable,
-        excerpt=str(error)[:200] or None,
+        excerpt=_storable(str(error)[:200]) or None,
         request_headers=sent,
     )
 

@@ -716,6 +716,24 @@ class DeliveryWorker:
                 return
 
     async def _record(self, batch: list[AttemptRecord]) -> None:
+        left = await self._write_results(batch, tries=RECORD_ATTEMPTS)
+        if len(left) > 1:
+            # One result the database refuses must not hold back the others until their
+            # leases run out (and send them again): write them one at a time, once each.
+            refused = 0
+            for record in left:
+                refused += len(await self._write_results([record], tries=1, quiet=True))
+            log.error("%d of %d delivery results could not be recorded", refused, len(left))
+        retry_times = [r.next_attempt_at for r in batch if r.next_attempt_at is not None]
+        if retry_times:
+            delay = (min(retry_times) - self.runtime.clock.now()).total_seconds()
+            self._wake_later(delay)
+
+    async def _write_results(
+        self, batch: list[AttemptRecord], *, tries: int, quiet: bool = False
+    ) -> list[AttemptRecord]:
+        """Record ``batch``, retrying a blip or a deadlock; returns what could not be recorded
+        (their leases expire and they are sent again: at-least-once holds)."""
         # Successes of healthy webhooks take the one-round-trip path; a success that ends a
         # webhook's failing streak, and every other outcome, take the general one.
         delivered = [
@@ -726,7 +744,7 @@ class DeliveryWorker:
             for r in batch
             if r.outcome != policy.DELIVERED or r.delivery.failing_since is not None
         ]
-        for attempt in range(1, RECORD_ATTEMPTS + 1):
+        for attempt in range(1, tries + 1):
             now = self.runtime.clock.now()
             try:
                 if delivered:
@@ -734,20 +752,17 @@ class DeliveryWorker:
                     delivered = []
                 if others:
                     await self._queue.record(owner=self.owner, now=now, records=others)
-                break
+                return []
             except Exception:
-                if attempt == RECORD_ATTEMPTS:
-                    # Leases expire and the deliveries are sent again: at-least-once holds.
-                    log.exception("recording %d delivery results failed; giving up", len(batch))
-                    return
+                if attempt == tries:
+                    if not quiet:
+                        log.exception("recording %d delivery results failed", len(batch))
+                    return [*delivered, *others]
                 log.warning(
                     "recording delivery results failed (try %d); retrying", attempt, exc_info=True
                 )
                 await asyncio.sleep(0.05 * attempt)  # back off from a deadlock or a blip
-        retry_times = [r.next_attempt_at for r in batch if r.next_attempt_at is not None]
-        if retry_times:
-            delay = (min(retry_times) - self.runtime.clock.now()).total_seconds()
-            self._wake_later(delay)
+        return [*delivered, *others]
 
     async def wait_recorded(self, count: int, timeout: float = 15.0) -> None:
         """For tests: wait until at least ``count`` results have been committed."""
