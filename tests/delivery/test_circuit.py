@@ -170,11 +170,11 @@ def test_a_destination_gains_lanes_on_fast_successes_and_loses_them_on_trouble()
     assert not counts_as_failure(404, True) and not counts_as_failure(None, False)
 
 
-def test_a_quick_5xx_halves_the_lanes_where_silence_resets_them() -> None:
-    """A receiver that answers 5xx/429 quickly loses half its lanes per failure (down to the
-    slow limit), so one failing endpoint on a shared host leaves the host at half speed
-    rather than at its slow limit; a timeout or a refused connection (no answer) and a slow
-    answer take the lanes straight back to the slow limit."""
+def test_quick_5xx_in_a_row_halve_the_lanes_where_silence_resets_them() -> None:
+    """A receiver that answers 5xx/429 quickly keeps its lanes for a lone failure among
+    successes (one failing endpoint is not an overloaded host) and loses half of them per
+    failure in a row, down to the slow limit; a timeout or a refused connection (no answer)
+    and a slow answer take the lanes straight back to the slow limit."""
     from hookline.delivery.destinations import Destination
 
     limits = _small_limits()
@@ -183,13 +183,16 @@ def test_a_quick_5xx_halves_the_lanes_where_silence_resets_them() -> None:
         dest.record(failed=False, slow=False)
     assert dest.lane_cap == 8
     dest.record(failed=True, slow=False, answered=True)
-    assert (dest.lane_cap, dest.cap) == (4, 24)
-    dest.record(failed=False, slow=False)
-    assert dest.lane_cap == 5  # one more per fast success, as before
+    assert dest.lane_cap == 8  # a lone 5xx
     dest.record(failed=True, slow=False, answered=True)
-    assert dest.lane_cap == 2  # halved, not below the slow limit
+    assert (dest.lane_cap, dest.cap) == (4, 24)  # two in a row: halved
+    dest.record(failed=True, slow=False, answered=True)
+    assert dest.lane_cap == 2  # and again, not below the slow limit
+    dest.record(failed=True, slow=False, answered=True)
+    assert dest.lane_cap == 2
     for _ in range(10):
         dest.record(failed=False, slow=False)
+    assert dest.lane_cap == 8
     dest.record(failed=True, slow=True, answered=True)  # a slow 5xx
     assert dest.lane_cap == 2
     for _ in range(10):

@@ -7,9 +7,10 @@ two webhooks on the same host share one). A worker keeps, per destination:
 - **lanes**, the requests it may have in flight. A destination starts with
   ``delivery_slow_host_concurrency`` lanes (4) and gains one per fast success, up to
   ``delivery_per_host_concurrency`` (64); a slow attempt (``delivery_slow_seconds``), a
-  request in flight for that long, a timeout or a connection error puts it back to 4; a quick
-  5xx or 429 halves its lanes (not below 4): the receiver answers, and one failing endpoint
-  on a host must not throttle the host's healthy ones to a crawl. A healthy receiver reaches
+  request in flight for that long, a timeout or a connection error puts it back to 4; a
+  second quick 5xx or 429 in a row halves its lanes (not below 4): the receiver answers, so
+  a lone 5xx among successes is one endpoint's trouble, not the host's, and a receiver that
+  fails one request in ten keeps its speed. A healthy receiver reaches
   its full 64 within its first 60 deliveries; a hanging one never holds more than 4
   connections (after at most one round of its current lanes).
 - **held**, the deliveries claimed for it and not yet sent. A destination may hold at most
@@ -161,15 +162,17 @@ class Destination:
     def record(self, *, failed: bool, slow: bool, answered: bool = False) -> bool:
         """Count one attempt's result; True when it makes the circuit open.
 
-        ``answered``: a response came back (a failure is then a 5xx or a 429): a quick one
-        halves the lanes (additive increase, multiplicative decrease) instead of taking them
-        back to the slow limit, which is kept for silence and slowness."""
+        ``answered``: a response came back (a failure is then a 5xx or a 429). A quick one
+        right after another failure halves the lanes (additive increase, multiplicative
+        decrease); a lone one keeps them: halving on every 5xx held a receiver that fails
+        one request in ten at ~15 lanes, below 500 deliveries/s on a loaded machine. Silence
+        and slowness still take the lanes back to the slow limit at once."""
         if failed:
             self.failures += 1
-            if answered and not slow:
-                self.set_lane_limit(max(self.limits.slow_lanes, self.lane_limit // 2))
-            else:
+            if not answered or slow:
                 self.set_lane_limit(self.limits.slow_lanes)
+            elif self.failures > 1:
+                self.set_lane_limit(max(self.limits.slow_lanes, self.lane_limit // 2))
             return self.circuit is Circuit.CLOSED and self.failures >= self.limits.circuit_failures
         if slow:
             self.failures = 0
