@@ -202,16 +202,18 @@ _FAN_OUT_POSTGRESQL = (
     "ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id), "
     # Both inserts read r (the queue row's ordering key is the event's consumer when the
     # webhook orders its deliveries); the queue's foreign key is checked at the end.
-    "r AS (SELECT ($10::uuid[])[m.k] AS id, i.id AS event_id, m.webhook_id, i.account_id, "
+    "r AS (SELECT ($10::uuid[])[m.k] AS id, m.k, i.n, i.id AS event_id, m.webhook_id, "
+    "i.account_id, "
     "i.created_at, CASE WHEN m.ordering IS NOT NULL THEN i.consumer_id END AS ordering_key "
     "FROM m JOIN i ON i.n = m.n JOIN e ON e.id = i.id), "
     f"d AS (INSERT INTO deliveries ({_DELIVERY_COLUMNS}) SELECT id, event_id, webhook_id, "
     "account_id, 'pending', 0, created_at, created_at FROM r), "
     f"q AS (INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) SELECT id, webhook_id, event_id, "
-    "created_at, 0, ordering_key FROM r RETURNING delivery_id, event_id) "
+    "created_at, 0, ordering_key FROM r) "
+    # A data-modifying CTE always runs to completion: every row of r was inserted (q has no
+    # ON CONFLICT), so the answer reads r, with each delivery's event as its position n.
     "SELECT (SELECT needed FROM enough), (SELECT ok FROM enough), array(SELECT id FROM e), "
-    "array(SELECT delivery_id FROM q ORDER BY delivery_id), "
-    "array(SELECT event_id FROM q ORDER BY delivery_id)"
+    "array(SELECT id FROM r ORDER BY k), array(SELECT n FROM r ORDER BY k)"
 )
 FAN_OUT_STATEMENTS = (_FAN_OUT_POSTGRESQL,)
 
@@ -237,13 +239,13 @@ async def fan_out_postgresql(
         [accounts[row.account_id] for row in rows],
         [row.event for row in rows],
         [row.consumer_id for row in rows],
-        [row.integration_id for row in rows],
+        _or_none([row.integration_id for row in rows]),
         [row.payload for row in rows],
-        [row.idempotency_key for row in rows],
+        _or_none([row.idempotency_key for row in rows]),
         [row.now for row in rows],
         [row.pos for row in rows],
     )
-    traceparents = [row.traceparent for row in rows]
+    traceparents = _or_none([row.traceparent for row in rows])
     count = spare_ids or 2 * len(rows) + 2
     while True:
         record = await fetch(_FAN_OUT_POSTGRESQL, *columns, new_ids_for_driver(count), traceparents)
@@ -251,15 +253,22 @@ async def fan_out_postgresql(
         if ok:
             break
         count = needed
-    # asyncpg's UUID is a uuid.UUID (equal, same hash): used as it comes.
-    by_event: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for delivery_id, event_id in zip(delivery_ids, delivery_events, strict=True):
-        found = by_event.get(event_id)
-        if found is None:
-            by_event[event_id] = [delivery_id]
-        else:
-            found.append(delivery_id)
+    # Each delivery comes with its event's position (1-based), grouped by event in order.
+    found: list[list[uuid.UUID]] = [[] for _ in rows]
+    for delivery_id, n in zip(delivery_ids, delivery_events, strict=True):
+        found[n - 1].append(delivery_id)  # asyncpg's UUID is a uuid.UUID: used as it comes
+    if len(inserted) == len(rows):  # every event was written (the ids are all distinct)
+        return [tuple(ids) for ids in found]
     written = set(inserted)
-    return [
-        tuple(by_event.get(row.event_id, ())) if row.event_id in written else None for row in rows
-    ]
+    pairs = zip(rows, found, strict=True)
+    return [tuple(ids) if row.event_id in written else None for row, ids in pairs]
+
+
+def _or_none(column: list[Any]) -> list[Any]:
+    """``column``, or no array at all when every value is NULL: ``unnest`` pads a shorter
+    array with NULLs, and the driver checks every element it encodes (a batch's integration,
+    key and trace columns are often all NULL)."""
+    for value in column:
+        if value is not None:
+            return column
+    return []
