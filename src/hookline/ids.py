@@ -12,7 +12,13 @@ _UNKNOWN = uuid.SafeUUID.unknown
 
 
 def new_id() -> uuid.UUID:
-    return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
+    """A new UUIDv7 as a ``uuid.UUID``, built from its integer: a third of the cost of
+    ``uuid.UUID(bytes=...)``, whose checks a generated id does not need (a batch of events
+    makes a thousand)."""
+    result = _new_object(uuid.UUID)
+    _set(result, "int", uuid_utils.uuid7().int)
+    _set(result, "is_safe", _UNKNOWN)
+    return result
 
 
 def new_ids_for_driver(count: int) -> list[uuid_utils.UUID]:

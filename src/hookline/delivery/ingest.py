@@ -20,7 +20,6 @@ import json
 import re
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -43,8 +42,9 @@ _CANONICAL_UUID = re.compile(
 _POS_EVENTS = frozenset(name for name, event_type in BY_NAME.items() if event_type.api == "POS")
 
 
-@dataclass(frozen=True)
-class IngestedEvent:
+class IngestedEvent(NamedTuple):
+    """What one accepted event answers (a named tuple: a batch makes a thousand)."""
+
     id: uuid.UUID
     body: dict[str, Any]
     deliveries: int  # deliveries queued for it (one per matching active webhook)
@@ -329,8 +329,9 @@ async def ingest_batch(sink: EventSink, items: Sequence[BatchItem]) -> list[Inge
     event, ``replayed``; a key reused for another event fails the whole batch (409)."""
 
     def check(results: Sequence[Any]) -> None:
-        for index, (item, written) in enumerate(zip(items, results, strict=True)):
-            if written.existing is not None:
+        for index, written in enumerate(results):
+            if written.existing is not None:  # only replayed keys have anything to compare
+                item = items[index]
                 try:
                     _same_or_conflict(written.existing, item.body, item.integration_id)
                 except Conflict as error:
@@ -342,8 +343,8 @@ async def ingest_batch(sink: EventSink, items: Sequence[BatchItem]) -> list[Inge
 
     results = await sink.accept_batch([item.row for item in items], check)
     return [
-        _same_or_conflict(written.existing, item.body, item.integration_id)
-        if written.existing is not None
-        else IngestedEvent(item.row.event_id, item.body, len(written.delivery_ids), False)
+        IngestedEvent(item.row.event_id, item.body, len(written.delivery_ids), False)
+        if written.existing is None
+        else _same_or_conflict(written.existing, item.body, item.integration_id)
         for item, written in zip(items, results, strict=True)
     ]

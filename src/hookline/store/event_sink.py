@@ -127,6 +127,7 @@ class KeyPlan:
 
     unique: list[int]
     repeats: dict[int, int]
+    keyed: bool  # some row has a key
 
 
 def plan_keys(rows: Sequence[EventRow]) -> KeyPlan:
@@ -143,7 +144,7 @@ def plan_keys(rows: Sequence[EventRow]) -> KeyPlan:
             unique.append(index)
         else:
             repeats[index] = seen
-    return KeyPlan(unique, repeats)
+    return KeyPlan(unique, repeats, bool(first))
 
 
 def as_repeat(first: EventRow, result: Written) -> Written:

@@ -243,12 +243,16 @@ async def _write(runner: _Runner, rows: Sequence[EventRow], spares: _SpareIds) -
     that existed."""
     plan = plan_keys(rows)
     unique = plan.unique
-    # Keyed rows first, by key: concurrent statements lock the same keys in one order.
-    unique.sort(key=lambda i: (rows[i].idempotency_key is None, _sort_key(rows[i])))
-    fanned = await fan_out_postgresql(
-        runner.fetchrow, [rows[i] for i in unique], spares.for_rows(len(unique))
-    )
+    if plan.keyed:
+        # Keyed rows first, by key: concurrent statements lock the same keys in one order.
+        unique.sort(key=lambda i: (rows[i].idempotency_key is None, _sort_key(rows[i])))
+        ordered = [rows[i] for i in unique]
+    else:  # no key: every row, in the order given
+        ordered = list(rows)
+    fanned = await fan_out_postgresql(runner.fetchrow, ordered, spares.for_rows(len(unique)))
     spares.saw(len(unique), sum(len(ids) for ids in fanned if ids is not None))
+    if not plan.keyed and None not in fanned:  # no key: every row written, in order
+        return [Written(ids or ()) for ids in fanned]
     results: dict[int, Written] = {}
     missing: list[int] = []
     for index, delivery_ids in zip(unique, fanned, strict=True):

@@ -6,9 +6,10 @@ sink (:mod:`hookline.store.event_sink`) decides transactions and idempotency; th
 only writes.
 
 - **SQLite** (stdlib ``sqlite3`` connection, inside the caller's transaction): the events
-  of a call in one ``executemany``, their matching webhooks in ONE join over the new rows,
-  then deliveries and queue rows in one ``executemany`` each: four statements for a group
-  or a batch of any size, instead of four per event.
+  of a call in multi-row inserts (a hundred rows a statement, the rest in one
+  ``executemany``), their matching webhooks in ONE join over the new rows, then deliveries
+  and queue rows the same way: a few statements for a group or a batch of any size,
+  instead of four per event.
 - **PostgreSQL**: one statement for any number of events (their columns as arrays): it
   matches the webhooks, inserts the events (``ON CONFLICT`` on the idempotency key: a key
   that exists inserts nothing), their deliveries and queue rows (data-modifying CTEs;
@@ -100,11 +101,32 @@ _SQLITE_MATCHES = (
     )
     + " WHERE e.rowid > :after AND e.rowid <= :last"
 )
-_SQLITE_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 9)})"
-_SQLITE_INSERT_DELIVERY = (
-    f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)"
-)
-_SQLITE_INSERT_QUEUE = f"INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?)"
+_SQLITE_EVENT_VALUES = f"({', '.join('?' * 9)})"
+_SQLITE_DELIVERY_VALUES = "(?, ?, ?, ?, 'pending', 0, ?, ?)"
+_SQLITE_QUEUE_VALUES = "(?, ?, ?, ?, 0, ?)"
+_SQLITE_INSERT_EVENTS = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES "
+_SQLITE_INSERT_EVENT = _SQLITE_INSERT_EVENTS + _SQLITE_EVENT_VALUES
+_SQLITE_INSERT_DELIVERIES = f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES "
+_SQLITE_INSERT_QUEUE_ROWS = f"INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) VALUES "
+# Rows per multi-row INSERT: one statement step for a hundred rows costs about two thirds of
+# a hundred steps of ``executemany`` (each row's own reset and halt), and 100 rows of at most
+# 9 values stay under SQLite's oldest limit of 999 parameters.
+_SQLITE_CHUNK = 100
+
+
+def _insert_rows(
+    db: sqlite3.Connection, head: str, row: str, values: Sequence[tuple[Any, ...]]
+) -> None:
+    """``INSERT ... VALUES`` for ``values`` in order: full chunks as multi-row statements
+    (always the same text, so prepared once per connection), the rest by ``executemany``."""
+    full = len(values) - len(values) % _SQLITE_CHUNK
+    if full:
+        chunk_sql = head + ", ".join([row] * _SQLITE_CHUNK)
+        for start in range(0, full, _SQLITE_CHUNK):
+            flat = [value for one in values[start : start + _SQLITE_CHUNK] for value in one]
+            db.execute(chunk_sql, flat)
+    if full < len(values):
+        db.executemany(head + row, values[full:])
 
 
 def write_sqlite_events(
@@ -149,7 +171,7 @@ def write_sqlite_events(
         after = last - 1
     else:
         (after,) = db.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()
-        db.executemany(_SQLITE_INSERT_EVENT, values)
+        _insert_rows(db, _SQLITE_INSERT_EVENTS, _SQLITE_EVENT_VALUES, values)
         (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
         if last != after + len(rows):  # rowids not allocated in sequence (a full rowid space)
             raise RuntimeError("events were not given consecutive rowids")
@@ -167,8 +189,8 @@ def write_sqlite_events(
             deliveries.append((delivery, event_hex, hook, account, stamp, stamp))
             # An ordered webhook's row carries the event's consumer as its ordering key.
             queue.append((delivery, hook, event_hex, stamp, consumer if ordering else None))
-        db.executemany(_SQLITE_INSERT_DELIVERY, deliveries)
-        db.executemany(_SQLITE_INSERT_QUEUE, queue)
+        _insert_rows(db, _SQLITE_INSERT_DELIVERIES, _SQLITE_DELIVERY_VALUES, deliveries)
+        _insert_rows(db, _SQLITE_INSERT_QUEUE_ROWS, _SQLITE_QUEUE_VALUES, queue)
     return [tuple(ids) for ids in found]
 
 
@@ -202,16 +224,18 @@ _FAN_OUT_POSTGRESQL = (
     "ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id), "
     # Both inserts read r (the queue row's ordering key is the event's consumer when the
     # webhook orders its deliveries); the queue's foreign key is checked at the end.
-    "r AS (SELECT ($10::uuid[])[m.k] AS id, i.id AS event_id, m.webhook_id, i.account_id, "
+    "r AS (SELECT ($10::uuid[])[m.k] AS id, m.k, i.n, i.id AS event_id, m.webhook_id, "
+    "i.account_id, "
     "i.created_at, CASE WHEN m.ordering IS NOT NULL THEN i.consumer_id END AS ordering_key "
     "FROM m JOIN i ON i.n = m.n JOIN e ON e.id = i.id), "
     f"d AS (INSERT INTO deliveries ({_DELIVERY_COLUMNS}) SELECT id, event_id, webhook_id, "
     "account_id, 'pending', 0, created_at, created_at FROM r), "
     f"q AS (INSERT INTO delivery_queue ({_QUEUE_COLUMNS}) SELECT id, webhook_id, event_id, "
-    "created_at, 0, ordering_key FROM r RETURNING delivery_id, event_id) "
+    "created_at, 0, ordering_key FROM r) "
+    # A data-modifying CTE always runs to completion: every row of r was inserted (q has no
+    # ON CONFLICT), so the answer reads r, with each delivery's event as its position n.
     "SELECT (SELECT needed FROM enough), (SELECT ok FROM enough), array(SELECT id FROM e), "
-    "array(SELECT delivery_id FROM q ORDER BY delivery_id), "
-    "array(SELECT event_id FROM q ORDER BY delivery_id)"
+    "array(SELECT id FROM r ORDER BY k), array(SELECT n FROM r ORDER BY k)"
 )
 FAN_OUT_STATEMENTS = (_FAN_OUT_POSTGRESQL,)
 
@@ -237,13 +261,13 @@ async def fan_out_postgresql(
         [accounts[row.account_id] for row in rows],
         [row.event for row in rows],
         [row.consumer_id for row in rows],
-        [row.integration_id for row in rows],
+        _or_none([row.integration_id for row in rows]),
         [row.payload for row in rows],
-        [row.idempotency_key for row in rows],
+        _or_none([row.idempotency_key for row in rows]),
         [row.now for row in rows],
         [row.pos for row in rows],
     )
-    traceparents = [row.traceparent for row in rows]
+    traceparents = _or_none([row.traceparent for row in rows])
     count = spare_ids or 2 * len(rows) + 2
     while True:
         record = await fetch(_FAN_OUT_POSTGRESQL, *columns, new_ids_for_driver(count), traceparents)
@@ -251,15 +275,22 @@ async def fan_out_postgresql(
         if ok:
             break
         count = needed
-    # asyncpg's UUID is a uuid.UUID (equal, same hash): used as it comes.
-    by_event: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for delivery_id, event_id in zip(delivery_ids, delivery_events, strict=True):
-        found = by_event.get(event_id)
-        if found is None:
-            by_event[event_id] = [delivery_id]
-        else:
-            found.append(delivery_id)
+    # Each delivery comes with its event's position (1-based), grouped by event in order.
+    found: list[list[uuid.UUID]] = [[] for _ in rows]
+    for delivery_id, n in zip(delivery_ids, delivery_events, strict=True):
+        found[n - 1].append(delivery_id)  # asyncpg's UUID is a uuid.UUID: used as it comes
+    if len(inserted) == len(rows):  # every event was written (the ids are all distinct)
+        return [tuple(ids) for ids in found]
     written = set(inserted)
-    return [
-        tuple(by_event.get(row.event_id, ())) if row.event_id in written else None for row in rows
-    ]
+    pairs = zip(rows, found, strict=True)
+    return [tuple(ids) if row.event_id in written else None for row, ids in pairs]
+
+
+def _or_none(column: list[Any]) -> list[Any]:
+    """``column``, or no array at all when every value is NULL: ``unnest`` pads a shorter
+    array with NULLs, and the driver checks every element it encodes (a batch's integration,
+    key and trace columns are often all NULL)."""
+    for value in column:
+        if value is not None:
+            return column
+    return []

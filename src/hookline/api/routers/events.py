@@ -267,13 +267,15 @@ async def _accept_batch(request: Request, account_id: uuid.UUID, runtime: Runtim
             error_code="ERROR_INVALID_BODY",
         )
     results = await ingest_batch(runtime.db.event_sink(), ready) if ready else []
+    # orjson writes a uuid.UUID as its canonical string itself (no str() per item); a
+    # replayed event's id may be the driver's UUID subclass, which ``default`` writes.
     content = {
         "items": [
-            {"eventid": str(r.id), "deliveries": r.deliveries, "replayed": r.replayed}
-            for r in results
+            {"eventid": r.id, "deliveries": r.deliveries, "replayed": r.replayed} for r in results
         ]
     }
-    return Response(orjson.dumps(content), status_code=202, media_type="application/json")
+    body = orjson.dumps(content, default=str)
+    return Response(body, status_code=202, media_type="application/json")
 
 
 async def _integration_problems(runtime: Runtime, items: list[BatchItem]) -> list[str]:
