@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from hookline.api.app import create_app
 from hookline.clock import FrozenClock
-from hookline.delivery.worker import FUTILE_CLAIM_SPACING, claim_pause
+from hookline.delivery.worker import FUTILE_CLAIM_SPACING, ROOM_LINGER, claim_pause
 from hookline.store.tables import delivery_queue, webhooks
 from tests.delivery import factories as f
 from tests.delivery.conftest import running_worker
@@ -356,6 +356,7 @@ def test_a_woken_claimer_waits_only_after_two_futile_claims() -> None:
     assert claim_pause(2, 0.001) == FUTILE_CLAIM_SPACING - 0.001
     assert claim_pause(5, 0.0) == FUTILE_CLAIM_SPACING
     assert claim_pause(5, FUTILE_CLAIM_SPACING * 2) == 0.0  # spaced enough already
+    assert claim_pause(0, 0.0, limited=True) == ROOM_LINGER  # a drain gathers room first
 
 
 async def test_requests_to_one_host_never_exceed_the_per_host_limit(make_runtime) -> None:

@@ -70,6 +70,9 @@ HELD_BATCHES = 4
 # ordered stream's head in flight) are spaced this far apart, so a stream of commits cannot
 # turn into a stream of futile claims; any other wake-up claims at once.
 FUTILE_CLAIM_SPACING = 0.005  # seconds
+# A claim cut short by a destination's share is woken again when room frees up: waiting
+# this long first gathers more room, so a drain claims in big batches, not in slivers.
+ROOM_LINGER = 0.005  # seconds
 LOOK_AHEAD_SPACING = 0.1  # seconds between two reads of the next due time
 TEND_SECONDS = 1.0  # the tender's period
 FORGET_IDLE_SECONDS = 300.0  # an idle destination's state is dropped after this long
@@ -278,7 +281,7 @@ class DeliveryWorker:
                 async with asyncio.timeout(poll):
                     await self._wake.wait()
             self.idle.clear()
-            pause = claim_pause(futile, loop.time() - claimed_at)
+            pause = claim_pause(futile, loop.time() - claimed_at, limited=self._limited)
             if pause > 0 and not stop.is_set():
                 await asyncio.sleep(pause)
 
@@ -828,11 +831,14 @@ def _host_key(url: str | None) -> str:
     return host_key(url) if url else ""
 
 
-def claim_pause(futile: int, since_last_claim: float) -> float:
+def claim_pause(futile: int, since_last_claim: float, *, limited: bool = False) -> float:
     """How long a woken claimer waits before claiming: nothing, unless the last two claims
-    found nothing (then claims are spaced ``FUTILE_CLAIM_SPACING`` apart). One empty claim
-    is normal (a commit seen by the claim before it was woken for it); two in a row mean
-    wake-ups for work that cannot be claimed yet."""
+    found nothing (then claims are spaced ``FUTILE_CLAIM_SPACING`` apart) or the last claim
+    was cut by a destination's share (``ROOM_LINGER``: more room gathers meanwhile). One
+    empty claim is normal (a commit seen by the claim before it was woken for it); two in a
+    row mean wake-ups for work that cannot be claimed yet."""
+    if limited:
+        return ROOM_LINGER
     if futile < 2:
         return 0.0
     return max(0.0, FUTILE_CLAIM_SPACING - since_last_claim)
