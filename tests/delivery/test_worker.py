@@ -15,7 +15,8 @@ from sqlalchemy import update
 
 from hookline.api.app import create_app
 from hookline.clock import FrozenClock
-from hookline.store.tables import webhooks
+from hookline.delivery.worker import FUTILE_CLAIM_SPACING, ROOM_LINGER, claim_pause
+from hookline.store.tables import delivery_queue, webhooks
 from tests.delivery import factories as f
 from tests.delivery.conftest import running_worker
 from tests.receiver import Reply
@@ -328,6 +329,34 @@ async def test_in_process_wake_after_commit_beats_the_poll(make_runtime, receive
         (got,) = await receiver.wait_for(1, timeout=10)
         await worker.wait_recorded(1)
     assert got.headers["webhook-id"] == str(emitted.delivery_ids[0])
+
+
+async def test_a_delivery_due_later_is_claimed_when_due_not_at_the_poll(
+    make_runtime, receiver
+) -> None:
+    """Nothing wakes the worker for a row that becomes due later (a retry left by another
+    worker, say): the timer armed from the next due time does, well before the poll."""
+    rt = await make_runtime(delivery_poll_seconds=120)
+    account = await f.make_account(rt)
+    await f.make_webhook(rt, account, receiver.url + "/later")
+    emitted = await f.emit_event(rt, account)
+    async with rt.db.transaction() as conn:
+        await conn.execute(
+            update(delivery_queue).values(available_at=rt.clock.now() + timedelta(seconds=1))
+        )
+    async with running_worker(rt) as worker:
+        (got,) = await receiver.wait_for(1, timeout=15)
+        await worker.wait_recorded(1)
+    assert got.headers["webhook-id"] == str(emitted.delivery_ids[0])
+
+
+def test_a_woken_claimer_waits_only_after_two_futile_claims() -> None:
+    assert claim_pause(0, 0.0) == 0.0  # the last claim found work: claim at once
+    assert claim_pause(1, 0.0) == 0.0  # one empty claim (its work claimed just before)
+    assert claim_pause(2, 0.001) == FUTILE_CLAIM_SPACING - 0.001
+    assert claim_pause(5, 0.0) == FUTILE_CLAIM_SPACING
+    assert claim_pause(5, FUTILE_CLAIM_SPACING * 2) == 0.0  # spaced enough already
+    assert claim_pause(0, 0.0, limited=True) == ROOM_LINGER  # a drain gathers room first
 
 
 async def test_requests_to_one_host_never_exceed_the_per_host_limit(make_runtime) -> None:

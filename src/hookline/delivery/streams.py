@@ -177,7 +177,13 @@ class StreamHub:
             from hookline.store.listen import listen
 
             self._listener = asyncio.create_task(
-                listen(db.url, db.notify_channel, self.wake, self._listen_stop),
+                listen(
+                    db.url,
+                    db.notify_channel,
+                    self.wake,
+                    self._listen_stop,
+                    ignore=db.wakeups.sent_here,  # heard in-process already
+                ),
                 name="hookline:stream-listen",
             )
 

@@ -5,7 +5,9 @@ Loops sharing one process:
 - the **claimer** leases batches of due deliveries whenever there is free capacity, so the
   next batch is already claimed while the previous one is still being sent; when the queue is
   empty it sleeps until a wake-up (LISTEN/NOTIFY, or the in-process signal after an emitting
-  commit), the next known due time, or the slow poll;
+  commit), the next known due time, or the slow poll. A wake-up claims at once: commits that
+  come while a claim is in flight are gathered by the next claim, which follows straight
+  away (under load the claims batch themselves; an idle worker adds no wait);
 - **lanes**, per destination (:mod:`hookline.delivery.destinations`), each sending one
   delivery after another;
 - the **recorder** writes whatever results have accumulated in one transaction, so a busy
@@ -64,7 +66,14 @@ RECORD_LINGER = 0.01  # seconds
 # concurrency: enough that the senders never wait for a claim or a recording.
 CLAIM_BATCHES = 2
 HELD_BATCHES = 4
-CLAIM_LINGER = 0.005  # seconds
+# Claims that find nothing twice running (what is due is held back: a full destination, an
+# ordered stream's head in flight) are spaced this far apart, so a stream of commits cannot
+# turn into a stream of futile claims; any other wake-up claims at once.
+FUTILE_CLAIM_SPACING = 0.005  # seconds
+# A claim cut short by a destination's share is woken again when room frees up: waiting
+# this long first gathers more room, so a drain claims in big batches, not in slivers.
+ROOM_LINGER = 0.005  # seconds
+LOOK_AHEAD_SPACING = 0.1  # seconds between two reads of the next due time
 TEND_SECONDS = 1.0  # the tender's period
 FORGET_IDLE_SECONDS = 300.0  # an idle destination's state is dropped after this long
 
@@ -81,6 +90,9 @@ class DeliveryWorker:
         # work waiting for a lane and finished results waiting for (or in) their recording.
         self._capacity_limit = self.concurrency + HELD_BATCHES * self.batch_size
         self._wake = asyncio.Event()
+        self._looking: asyncio.Task[None] | None = None  # the next due time being read
+        self._due_timer: asyncio.TimerHandle | None = None  # wakes the claimer then
+        self._looked_at = -LOOK_AHEAD_SPACING  # loop time of the last read
         self._capacity = asyncio.Event()
         self._results_ready = asyncio.Event()
         #: Set while the claim loop waits with nothing to do (tests await it, never sleep).
@@ -157,6 +169,12 @@ class DeliveryWorker:
                     await self._drain(recorder)
         finally:
             self._active = False
+            if self._due_timer is not None:
+                self._due_timer.cancel()
+            if self._looking is not None:
+                self._looking.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._looking
             with contextlib.suppress(Exception):
                 await self._queue.stop(self.owner)
             listen_stop.set()
@@ -181,14 +199,30 @@ class DeliveryWorker:
             await asyncio.wait_for(recorder, timeout=10)
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
+        # Stopping wakes the claimer like any wake-up, so its waits need no task of their own.
+        def stopped(_: object) -> None:
+            self._wake.set()
+            self._capacity.set()
+
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(stopped)
+        try:
+            await self._claim_until(stop)
+        finally:
+            stopping.cancel()
+
+    async def _claim_until(self, stop: asyncio.Event) -> None:
         clock = self.runtime.clock
         lease = timedelta(seconds=self.settings.delivery_lease_seconds)
         poll = max(0.01, self.settings.delivery_poll_seconds)
+        loop = asyncio.get_running_loop()
+        futile = 0  # claims in a row that found nothing
+        claimed_at = 0.0  # loop time the last claim ended
         while not stop.is_set():
             want = min(CLAIM_BATCHES * self.batch_size, self._capacity_limit - self._inflight)
             if want < self._min_claim:
                 self._capacity.clear()
-                await _first(stop.wait(), self._capacity.wait())
+                await self._capacity.wait()
                 continue
             self._wake.clear()
             now = clock.now()
@@ -209,10 +243,12 @@ class DeliveryWorker:
                 await _first(stop.wait(), timeout=1.0)
                 continue
             rate_held = rated is not None and self._rates.settle(rated)
+            claimed_at = loop.time()
+            futile = 0 if items else futile + 1
             if self._tracing is not None and items:
                 await self._load_traceparents(items)
             self._inflight += len(items)
-            leased_at = asyncio.get_running_loop().time()
+            leased_at = loop.time()
             held = self._held
             refused: list[ClaimedDelivery] = []
             taken: collections.Counter[uuid.UUID] = collections.Counter()
@@ -231,27 +267,54 @@ class DeliveryWorker:
                     await self._give_back_rows(self._release(refused))
             if len(items) >= want:
                 continue  # probably more due: claim again while these are being sent
-            timeout = poll
-            if not items:  # idle: sleep until the next due time (a retry or a lease expiry)
-                with contextlib.suppress(Exception):
-                    due = await self._queue.next_due()
-                    if due is not None:
-                        timeout = min(poll, max(0.01, (due - clock.now()).total_seconds()))
-                if 0 in shares.values() or rate_held:
-                    # What is due may be held back (a full destination, an open circuit, a
-                    # rate limit): room freeing up, a probe, the tender or the rate limit's
-                    # timer wakes the claimer instead.
-                    timeout = max(timeout, TEND_SECONDS / 4)
+            if not items:  # idle: a timer wakes at the next due time (a retry, a lease expiry)
+                # What is due may be held back (a full destination, an open circuit, a rate
+                # limit): room freeing up, a probe, the tender or the rate limit's timer wakes
+                # the claimer instead.
+                self._look_ahead(poll, 0 in shares.values() or rate_held)
             elif self._wake.is_set():
                 continue  # woken while claiming: there is new work already
             if not items:
                 self.idle.set()
-            await _first(stop.wait(), self._wake.wait(), timeout=timeout)
+            # Woken straight from the wake-up's callback: no task, no linger before the claim.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll):
+                    await self._wake.wait()
             self.idle.clear()
-            if self._wake.is_set() and not stop.is_set():
-                # Events arrive in bursts of commits: gathering a few milliseconds' worth makes
-                # one claim transaction out of many at a small cost in latency.
-                await asyncio.sleep(CLAIM_LINGER)
+            pause = claim_pause(futile, loop.time() - claimed_at, limited=self._limited)
+            if pause > 0 and not stop.is_set():
+                await asyncio.sleep(pause)
+
+    def _look_ahead(self, poll: float, held_back: bool) -> None:
+        """Read the next due time beside the claimer, not in its way (one read at a time):
+        the read goes through the shared pool, where under a burst of emitting transactions
+        it may wait its turn for long, and wake-ups must be claimed meanwhile. At most one
+        read per ``LOOK_AHEAD_SPACING``: an empty claim after a busy one is common under load
+        (its work was claimed before its wake-up came), and what becomes due later without a
+        wake-up (a retry, a lease expiry) is rare and not that urgent."""
+        now = self._loop_time()
+        if now - self._looked_at < LOOK_AHEAD_SPACING:
+            return
+        if self._looking is None or self._looking.done():
+            self._looked_at = now
+            self._looking = asyncio.create_task(self._arm_due_timer(poll, held_back))
+
+    async def _arm_due_timer(self, poll: float, held_back: bool) -> None:
+        try:
+            due = await self._queue.next_due()
+        except Exception:  # the poll wakes the claimer anyway
+            log.debug("reading the next due delivery failed", exc_info=True)
+            return
+        if due is None:
+            return
+        delay = max(0.01, (due - self.runtime.clock.now()).total_seconds())
+        if held_back:
+            delay = max(delay, TEND_SECONDS / 4)
+        if delay >= poll or not self._active:
+            return
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+        self._due_timer = asyncio.get_running_loop().call_later(delay, self.wake)
 
     async def _renew_loop(self, stop: asyncio.Event) -> None:
         """Every third of the lease, extend the leases held for that long or longer."""
@@ -783,6 +846,19 @@ def _log_ids(item: ClaimedDelivery) -> dict[str, str]:
 
 def _host_key(url: str | None) -> str:
     return host_key(url) if url else ""
+
+
+def claim_pause(futile: int, since_last_claim: float, *, limited: bool = False) -> float:
+    """How long a woken claimer waits before claiming: nothing, unless the last two claims
+    found nothing (then claims are spaced ``FUTILE_CLAIM_SPACING`` apart) or the last claim
+    was cut by a destination's share (``ROOM_LINGER``: more room gathers meanwhile). One
+    empty claim is normal (a commit seen by the claim before it was woken for it); two in a
+    row mean wake-ups for work that cannot be claimed yet."""
+    if limited:
+        return ROOM_LINGER
+    if futile < 2:
+        return 0.0
+    return max(0.0, FUTILE_CLAIM_SPACING - since_last_claim)
 
 
 async def _first(*waits: Awaitable[object], timeout: float | None = None) -> None:

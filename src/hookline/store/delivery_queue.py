@@ -128,7 +128,8 @@ class PostgresDeliveryQueue(_SharedQueue):
     async def follow(self, wake: Callable[[str], None], stop: asyncio.Event) -> None:
         from hookline.store.listen import listen
 
-        await listen(self._db.url, self._db.notify_channel, wake, stop)
+        db = self._db  # this process's own commits woke the worker in-process already
+        await listen(db.url, db.notify_channel, wake, stop, ignore=db.wakeups.sent_here)
 
     async def stop(self, owner: str) -> None:
         try:

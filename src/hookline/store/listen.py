@@ -3,6 +3,8 @@
 NOTIFY is sent after the emitting transaction commits (:mod:`hookline.store.wakeups`), so a
 wake-up never arrives before the rows are visible. Notifications sent
 while the listener was disconnected are lost, so every (re)connect also counts as a wake-up.
+``ignore`` drops the notifications of chosen senders (by server pid): this process's own,
+whose commits woke its listeners in-process already.
 """
 
 from __future__ import annotations
@@ -31,16 +33,23 @@ async def listen(
     *,
     health_interval: float = 30.0,
     retry_delay: float = 1.0,
+    ignore: Callable[[int], bool] | None = None,
 ) -> None:
-    """Call ``on_notify(payload)`` for each notification on ``channel`` until ``stop`` is set."""
+    """Call ``on_notify(payload)`` for each notification on ``channel`` until ``stop`` is set,
+    except those whose sending server process ``ignore(pid)`` is true for."""
     dsn = plain_postgres_url(url)
+
+    def heard(_conn: object, pid: int, _channel: str, payload: object) -> None:
+        if ignore is None or not ignore(pid):
+            on_notify(str(payload))
+
     while not stop.is_set():
         conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(dsn, timeout=10)
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-            await conn.add_listener(channel, lambda *args: on_notify(str(args[3])))
+            await conn.add_listener(channel, heard)
             on_notify("reconnected")  # anything sent while we were away is not replayed
             while not stop.is_set() and not lost.is_set():
                 waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]

@@ -13,7 +13,10 @@ next poll (``HOOKLINE_DELIVERY_POLL_SECONDS``), which they do anyway after a los
 
 One ``NOTIFY`` is in flight at a time, on one connection of its own; topics asked for
 meanwhile go in the next one, so a burst of commits costs a few notifications, not one
-each.
+each. This process's own ``LISTEN`` connections hear those notifications too, after its
+listeners were already woken in-process: they recognise them by the sending backend's pid
+(:meth:`Wakeups.sent_here`) and drop them, so a commit wakes a worker once, not twice (the
+echo cost a futile claim per commit).
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ class PostgresNotifier:
     def __init__(self, dsn: str, channel: str, server_settings: dict[str, str]) -> None:
         self._dsn = dsn
         self._channel = channel
-        self._settings = server_settings
+        # pg_notify() gives its transaction an id, so each NOTIFY's commit would wait for a
+        # WAL flush: nothing here needs that (a notification lost in a crash is made up for
+        # by the listeners' poll), and the flush would delay the next NOTIFY.
+        self._settings = {**server_settings, "synchronous_commit": "off"}
         self._pending: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,6 +72,11 @@ class PostgresNotifier:
         self._pending |= topics
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name="hookline:notify")
+
+    def sent_by(self, pid: int) -> bool:
+        """Whether ``pid`` is the server process of this notifier's live connection."""
+        conn = self._conn
+        return conn is not None and not conn.is_closed() and conn.get_server_pid() == pid
 
     async def _run(self) -> None:
         while self._pending:
@@ -108,6 +119,11 @@ class Wakeups:
     def on_wake(self, listener: WakeListener) -> None:
         """Run ``listener(topics)`` in-process after each such commit."""
         self._listeners.append(listener)
+
+    def sent_here(self, pid: int) -> bool:
+        """Whether a notification from server process ``pid`` is one this process sent
+        (its listeners heard that commit in-process already)."""
+        return self._notifier is not None and self._notifier.sent_by(pid)
 
     def committed(self, topics: set[str]) -> None:
         """A transaction that asked to wake ``topics`` committed: tell everyone."""
