@@ -26,6 +26,7 @@ from hookline.catalog import get_event_type, validate_body
 from hookline.catalog.schemas import field_names
 from hookline.ids import new_id
 from hookline.store.event_sink import EventRow, sink_of
+from hookline.store.statuses import WebhookStatus
 from hookline.store.tables import accounts, webhooks
 from hookline.store.wakeups import DELIVERIES
 from hookline.tracing import write_traceparent
@@ -200,7 +201,7 @@ async def rehearse_emit(conn: AsyncConnection) -> None:
             account_id=account_id,
             event=REHEARSED_EVENT,
             url="http://warm-up.invalid/",
-            status="active",
+            status=WebhookStatus.ACTIVE,
             created_at=now,
             updated_at=now,
         )

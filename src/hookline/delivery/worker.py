@@ -52,6 +52,7 @@ from hookline.runtime import Runtime
 from hookline.store import destinations as shared
 from hookline.store.delivery_queue import DeliveryQueue, open_delivery_queue
 from hookline.store.queue import AttemptRecord, ClaimedDelivery
+from hookline.store.statuses import Outcome, WebhookStatus
 from hookline.store.traces import event_traceparents
 from hookline.tracing import TRACEPARENT, end_attempt, traceparent_of
 
@@ -309,7 +310,7 @@ class DeliveryWorker:
         return shares, min(want, self._fresh_cap)
 
     def _destination(self, item: ClaimedDelivery) -> Destination:
-        url = item.url if item.webhook_status == "active" else None
+        url = item.url if item.webhook_status == WebhookStatus.ACTIVE else None
         key = _host_key(url)
         dest = self._dests.get(key)
         if dest is None:
@@ -552,8 +553,8 @@ class DeliveryWorker:
 
     async def _attempt(self, dest: Destination, item: ClaimedDelivery) -> AttemptRecord:
         try:
-            if item.webhook_status != "active" or not item.url:
-                return AttemptRecord(item, policy.DROPPED)
+            if item.webhook_status != WebhookStatus.ACTIVE or not item.url:
+                return AttemptRecord(item, Outcome.DROPPED)
             key = self._signing_key(item)
             headers = delivery_headers(
                 message_id=str(item.delivery_id),
@@ -576,7 +577,7 @@ class DeliveryWorker:
                     self._after_attempt(dest, result)
                 record = AttemptRecord(
                     item,
-                    policy.DELIVERED,
+                    Outcome.DELIVERED,
                     http_status=status,
                     duration_ms=result.duration_ms,
                     response_excerpt=result.excerpt,
@@ -622,7 +623,7 @@ class DeliveryWorker:
 
     def _finish(self, record: AttemptRecord) -> None:
         self._outcomes[record.outcome] += 1
-        if record.outcome != policy.DROPPED:
+        if record.outcome != Outcome.DROPPED:
             metrics.ATTEMPT_SECONDS.observe(record.duration_ms / 1000.0)
         self._results.append(record)
         if not self._results_ready.is_set():
@@ -717,12 +718,12 @@ class DeliveryWorker:
         # Successes of healthy webhooks take the one-round-trip path; a success that ends a
         # webhook's failing streak, and every other outcome, take the general one.
         delivered = [
-            r for r in batch if r.outcome == policy.DELIVERED and r.delivery.failing_since is None
+            r for r in batch if r.outcome == Outcome.DELIVERED and r.delivery.failing_since is None
         ]
         others = [
             r
             for r in batch
-            if r.outcome != policy.DELIVERED or r.delivery.failing_since is not None
+            if r.outcome != Outcome.DELIVERED or r.delivery.failing_since is not None
         ]
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             now = self.runtime.clock.now()

@@ -25,13 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hookline.ids import new_id_text, uuid_from_hex
 from hookline.store.db import sqlite_call
 from hookline.store.ordering import claimable
+from hookline.store.statuses import DeliveryStatus, Outcome, WebhookStatus
 from hookline.store.tables import deliveries, delivery_queue, webhook_logs, webhooks
-
-DELIVERED = "delivered"
-RETRY = "retry"
-FAILED = "failed"
-DISABLED = "disabled"
-DROPPED = "dropped"
 
 dq = delivery_queue
 
@@ -62,7 +57,7 @@ class AttemptRecord:
     """One attempt's result (or a drop, for a delivery whose webhook is no longer active)."""
 
     delivery: ClaimedDelivery
-    outcome: str  # delivered | retry | failed | disabled | dropped
+    outcome: Outcome
     http_status: int | None = None
     duration_ms: float = 0.0
     error_class: str | None = None
@@ -101,8 +96,8 @@ async def record(
         return set()
     if conn.dialect.name == "postgresql":
         await _relaxed_commit(conn)
-    finished = [item.delivery.delivery_id for item in records if item.outcome != RETRY]
-    retries = [item for item in records if item.outcome == RETRY]
+    finished = [item.delivery.delivery_id for item in records if item.outcome != Outcome.RETRY]
+    retries = [item for item in records if item.outcome == Outcome.RETRY]
     owned: set[uuid.UUID] = set()
     native = _Native(conn)
     if finished:  # the common case costs one statement: delete what we still lease
@@ -130,8 +125,8 @@ async def record(
             [{"b_id": item.delivery.delivery_id, "b_at": item.next_attempt_at} for item in retries],
         )
     mine = [item for item in records if item.delivery.delivery_id in owned]
-    attempted = [item for item in mine if item.outcome != DROPPED]
-    dropped = [item.delivery.delivery_id for item in mine if item.outcome == DROPPED]
+    attempted = [item for item in mine if item.outcome != Outcome.DROPPED]
+    dropped = [item.delivery.delivery_id for item in mine if item.outcome == Outcome.DROPPED]
 
     if attempted:
         stamp = native.time(now)
@@ -153,9 +148,9 @@ async def record(
         await conn.execute(
             update(deliveries)
             .where(deliveries.c.id.in_(dropped))
-            .values(status="failed", updated_at=now)
+            .values(status=DeliveryStatus.FAILED, updated_at=now)
         )
-    logged = [item for item in records if item.outcome != DROPPED]
+    logged = [item for item in records if item.outcome != Outcome.DROPPED]
     if logged:
         stamp = native.time(now)
         await native.executemany(
@@ -165,10 +160,10 @@ async def record(
     return owned
 
 
-def _delivery_status(outcome: str) -> str:
-    if outcome == DELIVERED:
-        return "delivered"
-    return "pending" if outcome == RETRY else "failed"
+def _delivery_status(outcome: Outcome) -> DeliveryStatus:
+    if outcome == Outcome.DELIVERED:
+        return DeliveryStatus.DELIVERED
+    return DeliveryStatus.PENDING if outcome == Outcome.RETRY else DeliveryStatus.FAILED
 
 
 def counted_attempts(attempt: str) -> str:
@@ -331,19 +326,19 @@ async def _update_webhooks(
     disables: dict[uuid.UUID, str] = {}
     for item in logged:
         latest[item.delivery.webhook_id] = item
-        if item.outcome == DISABLED:
+        if item.outcome == Outcome.DISABLED:
             disables[item.delivery.webhook_id] = item.disable_reason or "disabled"
     # Skip statements that would change nothing, judged by the state seen at claim time (a
     # stale view heals itself: the next claim of that webhook sees the current value).
     healthy = sorted(
         hook
         for hook, item in latest.items()
-        if item.outcome == DELIVERED and item.delivery.failing_since is not None
+        if item.outcome == Outcome.DELIVERED and item.delivery.failing_since is not None
     )
     failing = sorted(
         hook
         for hook, item in latest.items()
-        if item.outcome != DELIVERED and item.delivery.failing_since is None
+        if item.outcome != Outcome.DELIVERED and item.delivery.failing_since is None
     )
     if healthy:
         await conn.execute(
@@ -367,14 +362,14 @@ async def disable_webhook(
     """Set a webhook inactive and drop its pending deliveries from the queue (marked failed)."""
     await conn.execute(
         update(webhooks)
-        .where(webhooks.c.id == webhook_id, webhooks.c.status == "active")
-        .values(status="inactive", disabled_reason=reason, updated_at=now)
+        .where(webhooks.c.id == webhook_id, webhooks.c.status == WebhookStatus.ACTIVE)
+        .values(status=WebhookStatus.INACTIVE, disabled_reason=reason, updated_at=now)
     )
     await conn.execute(delete(dq).where(dq.c.webhook_id == webhook_id))
     await conn.execute(
         update(deliveries)
-        .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == "pending")
-        .values(status="failed", updated_at=now)
+        .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.FAILED, updated_at=now)
     )
 
 

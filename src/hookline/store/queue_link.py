@@ -12,7 +12,7 @@ Its sessions do not wait for the WAL flush (``synchronous_commit = off``; SQLite
 delivery is sent again, which at-least-once delivery allows. Events themselves are always
 committed durably, by ``emit`` on the shared pool.
 
-Only the common result, "delivered", goes through a link; retries, failures and drops take
+Only the common result, ``Outcome.DELIVERED``, goes through a link; retries, failures and drops take
 the general path (:func:`hookline.store.queue.record`) in an ordinary transaction.
 """
 
@@ -34,7 +34,6 @@ from hookline.store.db import Database
 from hookline.store.listen import plain_postgres_url
 from hookline.store.ordering import head_only
 from hookline.store.queue import (
-    DELIVERED,
     LOG_COLUMNS,
     UPDATE_DELIVERIES_SQLITE,
     AttemptRecord,
@@ -45,6 +44,7 @@ from hookline.store.queue import (
 )
 from hookline.store.rate_windows import RatedClaim
 from hookline.store.sqlite_inline import InlineSQLite
+from hookline.store.statuses import DeliveryStatus, Outcome
 
 T = TypeVar("T")
 
@@ -125,7 +125,7 @@ _CLAIMED_SQLITE = (
 # lease).
 def _set_delivered(attempt: str, status: str, now: str) -> str:
     return (
-        f"status = 'delivered', {counted_attempts(attempt)}, "
+        f"status = '{DeliveryStatus.DELIVERED}', {counted_attempts(attempt)}, "
         f"last_http_status = {status}, updated_at = {now}"
     )
 
@@ -139,7 +139,8 @@ _DELIVERED_POSTGRESQL = (
     "WHERE d.id = v.id AND v.id IN (SELECT delivery_id FROM done)) "
     f"INSERT INTO webhook_logs ({', '.join(LOG_COLUMNS)}) "
     "SELECT l.id, l.webhook_id, l.delivery_id, l.event_id, l.account_id, l.event, l.url, "
-    "l.integration_id, l.http_status, l.attempt, l.duration_ms, 'delivered', NULL, l.excerpt, "
+    f"l.integration_id, l.http_status, l.attempt, l.duration_ms, '{Outcome.DELIVERED}', NULL, "
+    "l.excerpt, "
     "NULL, $5, l.request_headers, l.response_headers FROM unnest($6::uuid[], $7::uuid[], "
     "$2::uuid[], $8::uuid[], $9::uuid[], $10::varchar[], $11::varchar[], $12::int[], "
     "$4::int[], $3::int[], $13::float8[], $14::text[], $15::text[], $16::text[]) "
@@ -161,8 +162,13 @@ _DELETE_LEASED_SQLITE = "DELETE FROM delivery_queue WHERE delivery_id = ?5 AND l
 _LOG_SQLITE = (
     f"INSERT INTO webhook_logs ({', '.join(LOG_COLUMNS)}) VALUES ("
     + ", ".join("?" * 11)
-    + ", 'delivered', NULL, ?, NULL, ?, ?, ?)"
+    + f", '{Outcome.DELIVERED}', NULL, ?, NULL, ?, ?, ?)"
 )
+
+
+# Bound once per row: the member's value, an exact ``str``, which sqlite3 binds without looking
+# for an adapter as it does for a ``str`` subclass.
+_DELIVERED = DeliveryStatus.DELIVERED.value
 
 
 class QueueLink(Protocol):
@@ -203,7 +209,7 @@ def open_queue_link(db: Database) -> QueueLink:
 
 
 def _check_delivered(records: Sequence[AttemptRecord]) -> None:
-    if any(item.outcome != DELIVERED for item in records):
+    if any(item.outcome != Outcome.DELIVERED for item in records):
         raise ValueError("record_delivered() takes successful attempts only")
 
 
@@ -393,7 +399,7 @@ class SQLiteQueueLink:
         for item in records:
             d = item.delivery
             delivery_id = d.delivery_id.hex
-            marks.append((DELIVERED, d.attempt, item.http_status, stamp, delivery_id, owner))
+            marks.append((_DELIVERED, d.attempt, item.http_status, stamp, delivery_id, owner))
             logs.append(
                 (
                     new_id_text(),
