@@ -48,15 +48,34 @@ from hookline.store.statuses import DeliveryStatus, Outcome
 
 T = TypeVar("T")
 
-# The attempt number is counted at claim time, so an attempt lost with a crashed worker still
-# counts: a delivery that kills workers cannot be retried forever.
-_DETAILS = (
-    "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
-    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since, "
-    "w.rate_limit_per_second, w.ordering "
+# What a claim reads for each delivery, by the name of its ClaimedDelivery field: both
+# backends select these columns in this order, and the rows are read back by these names.
+# (c: the claimed queue row, e: its event, w: its webhook, absent when it vanished.)
+_CLAIMED_COLUMNS = {
+    "delivery_id": "c.delivery_id",
+    "webhook_id": "c.webhook_id",
+    "event_id": "c.event_id",
+    "attempt": "c.attempt",
+    "account_id": "e.account_id",
+    "event_type": "e.event_type",
+    "payload": "e.payload",
+    "url": "w.url",
+    "secret_encrypted": "w.secret_encrypted",
+    "webhook_status": "w.status",
+    "integration_id": "w.integration_id",
+    "failing_since": "w.failing_since",
+    "rate_limit": "w.rate_limit_per_second",
+    "ordering": "w.ordering",
+}
+assert tuple(_CLAIMED_COLUMNS) == ClaimedDelivery._fields
+_SELECT_CLAIMED = (
+    f"SELECT {', '.join(_CLAIMED_COLUMNS.values())} "
     "FROM {claimed} c JOIN events e ON e.id = c.event_id "
     "LEFT JOIN webhooks w ON w.id = c.webhook_id"
 )
+# The attempt number is counted at claim time, so an attempt lost with a crashed worker still
+# counts: a delivery that kills workers cannot be retried forever.
+_DETAILS = _SELECT_CLAIMED.replace("{claimed}", "claimed")
 # The fair claim: a loose index scan walks the distinct webhooks that have queued rows (one
 # probe of ix_delivery_queue_webhook_id_available_at each, however many rows they have), takes
 # each one's oldest due rows, at most its share ($6/$7: webhook -> rows it may still take;
@@ -80,11 +99,10 @@ _CLAIM_POSTGRESQL = (
     "SELECT l.k FROM unnest($6::uuid[], $7::int[]) AS l(id, k) WHERE l.id = h.webhook_id), $5) "
     "FOR UPDATE SKIP LOCKED) s) p "
     "WHERE h.webhook_id IS NOT NULL ORDER BY p.turn, p.available_at LIMIT $2)) "
-    "RETURNING q.delivery_id, q.webhook_id, q.event_id, q.attempt) "
-    + _DETAILS.format(claimed="claimed")
+    "RETURNING q.delivery_id, q.webhook_id, q.event_id, q.attempt) " + _DETAILS
 )
 # Rate-limited webhooks are claimed by their own statement (store/rate_windows.py).
-_CLAIM_RATED_POSTGRESQL = rate_windows.claim_statement(_DETAILS.format(claimed="claimed"))
+_CLAIM_RATED_POSTGRESQL = rate_windows.claim_statement(_DETAILS)
 # SQLite runs the same walk as separate statements inside one ``BEGIN IMMEDIATE`` on the
 # event loop's thread (one process, so nothing to skip): the distinct webhooks, how many due
 # rows each has (up to its share), the turns dealt in Python, then one lease update per
@@ -111,12 +129,8 @@ _LEASE_SQLITE = (
 )
 # Rows just claimed carry this worker's name and this claim's exact lease time.
 _CLAIMED_SQLITE = (
-    "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
-    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since, "
-    "w.rate_limit_per_second, w.ordering "
-    "FROM delivery_queue c JOIN events e ON e.id = c.event_id "
-    "LEFT JOIN webhooks w ON w.id = c.webhook_id "
-    "WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
+    _SELECT_CLAIMED.replace("{claimed}", "delivery_queue")
+    + " WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
 )
 
 
@@ -268,7 +282,7 @@ class PostgresQueueLink:
                 _CLAIM_POSTGRESQL, now, limit, lease_until, owner, default, ids, ks
             )
         )
-        return first + [ClaimedDelivery(*row) for row in rows]
+        return first + _claimed_postgresql(rows)
 
     async def _claim_rated(
         self, rated: RatedClaim, owner: str, now: datetime, lease_until: datetime, limit: int
@@ -284,7 +298,7 @@ class PostgresQueueLink:
                 limit=limit,
             )
         )
-        return [ClaimedDelivery(*row) for row in rows]
+        return _claimed_postgresql(rows)
 
     async def record_delivered(
         self, *, owner: str, now: datetime, records: Sequence[AttemptRecord]
@@ -367,24 +381,40 @@ class SQLiteQueueLink:
                 parsed = shared[value] = uid(value)
             return parsed
 
+        # Rows are unpacked by name (the columns of _CLAIMED_COLUMNS), as fast as by index.
         return [
             ClaimedDelivery(
-                uid(r[0]),
-                same(r[1]),
-                uid(r[2]),
-                r[3],
-                same(r[4]),
-                r[5],
-                bytes(r[6]),
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-                None if r[11] is None else sqlite_datetime(r[11]),
-                r[12],
-                r[13],
+                uid(delivery_id),
+                same(webhook_id),
+                uid(event_id),
+                attempt,
+                same(account_id),
+                event_type,
+                bytes(payload),
+                url,
+                secret_encrypted,
+                webhook_status,
+                integration_id,
+                None if failing_since is None else sqlite_datetime(failing_since),
+                rate_limit,
+                ordering,
             )
-            for r in rows
+            for (
+                delivery_id,
+                webhook_id,
+                event_id,
+                attempt,
+                account_id,
+                event_type,
+                payload,
+                url,
+                secret_encrypted,
+                webhook_status,
+                integration_id,
+                failing_since,
+                rate_limit,
+                ordering,
+            ) in rows
         ]
 
     async def record_delivered(
@@ -423,6 +453,44 @@ class SQLiteQueueLink:
 
     async def close(self) -> None:
         self._sqlite.close()
+
+
+def _claimed_postgresql(rows: Sequence[Sequence[Any]]) -> list[ClaimedDelivery]:
+    """Claimed rows as asyncpg returns them (its types are already ours), read by name."""
+    return [
+        ClaimedDelivery(
+            delivery_id,
+            webhook_id,
+            event_id,
+            attempt,
+            account_id,
+            event_type,
+            payload,
+            url,
+            secret_encrypted,
+            webhook_status,
+            integration_id,
+            failing_since,
+            rate_limit,
+            ordering,
+        )
+        for (
+            delivery_id,
+            webhook_id,
+            event_id,
+            attempt,
+            account_id,
+            event_type,
+            payload,
+            url,
+            secret_encrypted,
+            webhook_status,
+            integration_id,
+            failing_since,
+            rate_limit,
+            ordering,
+        ) in rows
+    ]
 
 
 class _Claim(NamedTuple):
