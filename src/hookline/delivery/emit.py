@@ -1,7 +1,7 @@
 """The one way an event enters hookline: a draft, validated against the catalog, handed to
 the database's event sink (:mod:`hookline.store.event_sink`).
 
-``emit`` writes inside the caller's transaction (transactional outbox): the event row, one
+:func:`emit_draft` writes inside the caller's transaction (transactional outbox): the event row, one
 delivery per matching active webhook and their queue rows are written in the same
 transaction as the state change that caused them, so an event exists if and only if that
 change was committed. Workers are woken only after the commit. Standalone events (the
@@ -158,36 +158,6 @@ async def emit_draft(conn: AsyncConnection, draft: EventDraft) -> EmittedEvent:
     return EmittedEvent(row.event_id, prepared.body, row.payload, written.delivery_ids)
 
 
-async def emit(
-    conn: AsyncConnection,
-    *,
-    account_id: uuid.UUID,
-    event: str,
-    consumer_id: uuid.UUID | None,
-    fields: Mapping[str, Any],
-    now: datetime,
-    integration_id: int | None = None,
-    idempotency_key: str | None = None,
-) -> EmittedEvent:
-    """:func:`emit_draft` with the draft's fields as keywords (the platform's call sites).
-
-    Raises :class:`hookline.catalog.InvalidEventBody` on a body that does not match the
-    catalog, before anything is written.
-    """
-    return await emit_draft(
-        conn,
-        EventDraft(
-            account_id=account_id,
-            event=event,
-            consumer_id=consumer_id,
-            fields=fields,
-            now=now,
-            integration_id=integration_id,
-            idempotency_key=idempotency_key,
-        ),
-    )
-
-
 async def rehearse_emit(conn: AsyncConnection) -> None:
     """Emit one event to one webhook of a throwaway account, for the caller to roll back:
     the rehearsal :meth:`hookline.store.db.Database.connect_ahead` runs on each pooled
@@ -206,11 +176,13 @@ async def rehearse_emit(conn: AsyncConnection) -> None:
             updated_at=now,
         )
     )
-    await emit(
+    await emit_draft(
         conn,
-        account_id=account_id,
-        event=REHEARSED_EVENT,
-        consumer_id=new_id(),
-        fields={"connectionid": str(new_id())},
-        now=now,
+        EventDraft(
+            account_id=account_id,
+            event=REHEARSED_EVENT,
+            consumer_id=new_id(),
+            fields={"connectionid": str(new_id())},
+            now=now,
+        ),
     )

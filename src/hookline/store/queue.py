@@ -71,7 +71,7 @@ class AttemptRecord:
 async def _relaxed_commit(conn: AsyncConnection) -> None:
     """Worker bookkeeping need not wait for the WAL flush: if the server crashes and loses it,
     the delivery is simply sent again, which at-least-once delivery allows. (Events themselves
-    are committed durably by ``emit``.)"""
+    are committed durably by ``emit_draft``.)"""
     await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
 

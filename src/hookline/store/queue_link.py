@@ -10,7 +10,7 @@ the event loop's thread (SQLite, ``BEGIN IMMEDIATE`` to ``COMMIT`` with no hand-
 Its sessions do not wait for the WAL flush (``synchronous_commit = off``; SQLite runs with
 ``synchronous = NORMAL`` anyway): a lease or a result lost in a server crash only means the
 delivery is sent again, which at-least-once delivery allows. Events themselves are always
-committed durably, by ``emit`` on the shared pool.
+committed durably, by ``emit_draft`` on the shared pool.
 
 Only the common result, ``Outcome.DELIVERED``, goes through a link; retries, failures and drops take
 the general path (:func:`hookline.store.queue.record`) in an ordinary transaction.
