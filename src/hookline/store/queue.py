@@ -7,7 +7,9 @@ lease expired (and whose row another worker took) cannot overwrite the newer cla
 
 Claims and successes go through the worker's own connection (:mod:`hookline.store.queue_link`);
 everything else a worker records (retries, failures, drops, disables) is written here, in an
-ordinary transaction.
+ordinary transaction. The few statements whose SQL or values differ by backend sit behind
+:class:`NativeWrites`, one implementation per backend, which each backend's delivery queue
+(:mod:`hookline.store.delivery_queue`) passes in: nothing here asks which database it is.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -85,23 +87,28 @@ def sqlite_datetime(value: str | None) -> datetime | None:
 
 
 async def record(
-    conn: AsyncConnection, *, owner: str, now: datetime, records: Sequence[AttemptRecord]
+    conn: AsyncConnection,
+    native: NativeWrites,
+    *,
+    owner: str,
+    now: datetime,
+    records: Sequence[AttemptRecord],
 ) -> set[uuid.UUID]:
     """Write a batch of results in a handful of statements; returns the ids still owned.
+    ``native`` is the backend's way with the per-attempt statements (:data:`POSTGRES_WRITES`
+    or :data:`SQLITE_WRITES`, chosen by the backend's delivery queue).
 
     Log rows are written for every real attempt (the request was sent, whatever happened to
     the lease); queue and delivery rows change only where this worker still holds the lease.
     """
     if not records:
         return set()
-    if conn.dialect.name == "postgresql":
-        await _relaxed_commit(conn)
+    await native.begin(conn)
     finished = [item.delivery.delivery_id for item in records if item.outcome != Outcome.RETRY]
     retries = [item for item in records if item.outcome == Outcome.RETRY]
     owned: set[uuid.UUID] = set()
-    native = _Native(conn)
     if finished:  # the common case costs one statement: delete what we still lease
-        owned.update(await native.delete_leased(owner, finished))
+        owned.update(await native.delete_leased(conn, owner, finished))
     if retries:
         mine_retrying = set(
             (
@@ -130,9 +137,8 @@ async def record(
 
     if attempted:
         stamp = native.time(now)
-        await native.executemany(
-            UPDATE_DELIVERIES_SQLITE,
-            _UPDATE_DELIVERIES_PG,
+        await native.update_deliveries(
+            conn,
             [
                 (
                     _delivery_status(item.outcome),
@@ -153,9 +159,7 @@ async def record(
     logged = [item for item in records if item.outcome != Outcome.DROPPED]
     if logged:
         stamp = native.time(now)
-        await native.executemany(
-            _INSERT_LOGS, _INSERT_LOGS_PG, [_log_row(native, item, stamp) for item in logged]
-        )
+        await native.insert_logs(conn, [_log_row(native, item, stamp) for item in logged])
     await _update_webhooks(conn, now, logged)
     return owned
 
@@ -242,47 +246,98 @@ _INSERT_LOGS_PG = (
 )
 
 
-class _Native:
-    """Driver-level executemany with values in the driver's own types."""
+class NativeWrites(Protocol):
+    """One backend's per-attempt statements of :func:`record`, with values converted to its
+    driver's own types (as the column types would convert them)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
-        self.sqlite = conn.dialect.name == "sqlite"
+    async def begin(self, conn: AsyncConnection) -> None: ...
+
+    def uid(self, value: uuid.UUID) -> Any: ...
+
+    def time(self, value: datetime) -> Any: ...
+
+    async def delete_leased(
+        self, conn: AsyncConnection, owner: str, ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        """Delete the queue rows of ``ids`` still leased by ``owner``; return their ids."""
+        ...
+
+    async def update_deliveries(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        """Rows of (status, attempt, http status, updated at, delivery id)."""
+        ...
+
+    async def insert_logs(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        """Rows of :data:`LOG_COLUMNS`."""
+        ...
+
+
+class _PostgresWrites:
+    """Each statement once over column arrays (``unnest``), in a relaxed commit."""
+
+    async def begin(self, conn: AsyncConnection) -> None:
+        await _relaxed_commit(conn)
 
     def uid(self, value: uuid.UUID) -> Any:
-        return value.hex if self.sqlite else value
+        return value
 
-    def time(self, value: datetime | None) -> Any:
-        if value is None or not self.sqlite:
-            return value
-        return sqlite_time(value)
+    def time(self, value: datetime) -> Any:
+        return value
 
-    async def delete_leased(self, owner: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
-        """Delete the queue rows of ``ids`` still leased by ``owner``; return their ids."""
-        if self.sqlite:
-            marks = ", ".join("?" for _ in ids)
-            sql = (
-                f"DELETE FROM delivery_queue WHERE lease_owner = ? AND delivery_id IN ({marks}) "
-                "RETURNING delivery_id"
-            )
-            rows = await sqlite_call(
-                self.conn, sql, _fetchall, sql, (owner, *(value.hex for value in ids))
-            )
-            return [uuid_from_hex(row[0]) for row in rows]
-        result = await self.conn.exec_driver_sql(
+    async def delete_leased(
+        self, conn: AsyncConnection, owner: str, ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        result = await conn.exec_driver_sql(
             "DELETE FROM delivery_queue WHERE lease_owner = $1 AND delivery_id = ANY($2::uuid[]) "
             "RETURNING delivery_id",
             (owner, ids),
         )
-        return [row[0] for row in result.all()]
+        return [delivery_id for (delivery_id,) in result.all()]
 
-    async def executemany(self, sql: str, sql_arrays: str, rows: list[tuple[Any, ...]]) -> None:
-        """Run ``sql`` for each row (SQLite) or ``sql_arrays`` once over the columns."""
-        if self.sqlite:  # one hand-off to aiosqlite's thread instead of three
-            await sqlite_call(self.conn, sql, _executemany, sql, rows)
-            return
+    async def update_deliveries(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        await self._arrays(conn, _UPDATE_DELIVERIES_PG, rows)
+
+    async def insert_logs(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        await self._arrays(conn, _INSERT_LOGS_PG, rows)
+
+    @staticmethod
+    async def _arrays(conn: AsyncConnection, sql: str, rows: list[tuple[Any, ...]]) -> None:
         columns = tuple(list(column) for column in zip(*rows, strict=True))
-        await self.conn.exec_driver_sql(sql_arrays, columns)
+        await conn.exec_driver_sql(sql, columns)
+
+
+class _SQLiteWrites:
+    """Each statement run per row in one hand-off to aiosqlite's thread (instead of three)."""
+
+    async def begin(self, conn: AsyncConnection) -> None:
+        return None  # SQLite runs with synchronous = NORMAL anyway
+
+    def uid(self, value: uuid.UUID) -> Any:
+        return value.hex
+
+    def time(self, value: datetime) -> Any:
+        return sqlite_time(value)
+
+    async def delete_leased(
+        self, conn: AsyncConnection, owner: str, ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        marks = ", ".join("?" for _ in ids)
+        sql = (
+            f"DELETE FROM delivery_queue WHERE lease_owner = ? AND delivery_id IN ({marks}) "
+            "RETURNING delivery_id"
+        )
+        rows = await sqlite_call(conn, sql, _fetchall, sql, (owner, *(value.hex for value in ids)))
+        return [uuid_from_hex(delivery_id) for (delivery_id,) in rows]
+
+    async def update_deliveries(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        sql = UPDATE_DELIVERIES_SQLITE
+        await sqlite_call(conn, sql, _executemany, sql, rows)
+
+    async def insert_logs(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        await sqlite_call(conn, _INSERT_LOGS, _executemany, _INSERT_LOGS, rows)
+
+
+POSTGRES_WRITES: NativeWrites = _PostgresWrites()
+SQLITE_WRITES: NativeWrites = _SQLiteWrites()
 
 
 def _fetchall(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -293,7 +348,7 @@ def _executemany(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) 
     db.executemany(sql, rows).close()
 
 
-def _log_row(native: _Native, item: AttemptRecord, stamp: Any) -> tuple[Any, ...]:
+def _log_row(native: NativeWrites, item: AttemptRecord, stamp: Any) -> tuple[Any, ...]:
     delivery = item.delivery
     u = native.uid
     return (
