@@ -223,7 +223,8 @@ def open_queue_link(db: Database) -> QueueLink:
 
 
 def _check_delivered(records: Sequence[AttemptRecord]) -> None:
-    if any(item.outcome != Outcome.DELIVERED for item in records):
+    delivered = Outcome.DELIVERED
+    if any(item.outcome != delivered for item in records):
         raise ValueError("record_delivered() takes successful attempts only")
 
 
