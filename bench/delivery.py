@@ -504,7 +504,7 @@ async def latency_inprocess(
     backend: str, receiver: ReceiverProcess, rate: float, seconds: float
 ) -> dict[str, Any]:
     """The engine alone: ``emit()`` in a transaction + the worker, both in this process."""
-    from hookline.delivery.emit import emit
+    from hookline.delivery.emit import EventDraft, emit_draft
 
     async with target(backend) as tgt, aiohttp.ClientSession() as http:
         rt = Runtime.create(tgt.settings())
@@ -527,13 +527,15 @@ async def latency_inprocess(
             connection = str(uuid.uuid4())
             sent[connection] = time.time()
             async with rt.db.transaction() as conn:
-                await emit(
+                await emit_draft(
                     conn,
-                    account_id=account,
-                    event=EVENT,
-                    consumer_id=new_id(),
-                    fields={"connectionid": connection},
-                    now=rt.clock.now(),
+                    EventDraft(
+                        account_id=account,
+                        event=EVENT,
+                        consumer_id=new_id(),
+                        fields={"connectionid": connection},
+                        now=rt.clock.now(),
+                    ),
                 )
             committed.append((time.time() - sent[connection]) * 1000)
 

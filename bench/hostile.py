@@ -53,7 +53,7 @@ from bench.delivery import (
     target,
 )
 from hookline.bootstrap import prepare_database
-from hookline.delivery.emit import emit, rehearse_emit
+from hookline.delivery.emit import EventDraft, emit_draft, rehearse_emit
 from hookline.delivery.worker import DeliveryWorker
 from hookline.ids import new_id
 from hookline.runtime import Runtime, freeze_startup_objects
@@ -206,13 +206,15 @@ async def run_case(
                 if record:
                     sent[connection] = time.time()
                 async with rt.db.transaction() as conn:
-                    await emit(
+                    await emit_draft(
                         conn,
-                        account_id=account,
-                        event=EVENT,
-                        consumer_id=new_id(),
-                        fields={"connectionid": connection},
-                        now=rt.clock.now(),
+                        EventDraft(
+                            account_id=account,
+                            event=EVENT,
+                            consumer_id=new_id(),
+                            fields={"connectionid": connection},
+                            now=rt.clock.now(),
+                        ),
                     )
 
             loads = [paced(args.rate, args.seconds, lambda i: emit_to(healthy, True))]

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from hookline.delivery.emit import EmittedEvent, emit
+from hookline.delivery.emit import EmittedEvent, EventDraft, emit_draft
 from hookline.ids import new_id
 from hookline.runtime import Runtime
 from hookline.store.tables import accounts, deliveries, delivery_queue, webhook_logs, webhooks
@@ -59,13 +59,15 @@ async def emit_event(
     connectionid: str | None = None,
 ) -> EmittedEvent:
     async with rt.db.transaction() as conn:
-        return await emit(
+        return await emit_draft(
             conn,
-            account_id=account_id,
-            event=EVENT,
-            consumer_id=new_id(),
-            fields={"connectionid": connectionid or str(new_id())},
-            now=rt.clock.now(),
+            EventDraft(
+                account_id=account_id,
+                event=EVENT,
+                consumer_id=new_id(),
+                fields={"connectionid": connectionid or str(new_id())},
+                now=rt.clock.now(),
+            ),
         )
 
 
@@ -73,13 +75,15 @@ async def emit_many(rt: Runtime, account_id: uuid.UUID, n: int) -> None:
     """``n`` events of one account in one transaction (each with its own consumer)."""
     async with rt.db.transaction() as conn:
         for _ in range(n):
-            await emit(
+            await emit_draft(
                 conn,
-                account_id=account_id,
-                event=EVENT,
-                consumer_id=new_id(),
-                fields={"connectionid": str(new_id())},
-                now=rt.clock.now(),
+                EventDraft(
+                    account_id=account_id,
+                    event=EVENT,
+                    consumer_id=new_id(),
+                    fields={"connectionid": str(new_id())},
+                    now=rt.clock.now(),
+                ),
             )
 
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.store.tables import deliveries
 from tests.delivery_api.control_helpers import frozen_stack, worker_of
 from tests.delivery_api.helpers import CONSUMER, assert_error, connection_event, create_webhook
@@ -101,13 +101,15 @@ async def test_integer_and_null_values_match_in_sql(database) -> None:
                 k: v for k, v in issue_event(**extra).items() if k not in {"event", "consumerid"}
             }
             async with stack.runtime.db.transaction() as conn:
-                emitted = await emit(
+                emitted = await emit_draft(
                     conn,
-                    account_id=account,
-                    event=ISSUE,
-                    consumer_id=uuid.UUID(CONSUMER),
-                    fields=fields,
-                    now=stack.clock.now(),
+                    EventDraft(
+                        account_id=account,
+                        event=ISSUE,
+                        consumer_id=uuid.UUID(CONSUMER),
+                        fields=fields,
+                        now=stack.clock.now(),
+                    ),
                 )
             assert (emitted.delivery_ids != ()) is delivered, extra
             got = await _receivers(stack.runtime, str(emitted.id))
@@ -174,14 +176,16 @@ async def test_pos_events_match_both_the_integration_and_the_filter(database) ->
         ]
         for integration, extra, delivered in cases:
             async with stack.runtime.db.transaction() as conn:
-                emitted = await emit(
+                emitted = await emit_draft(
                     conn,
-                    account_id=account,
-                    event="pos.order.updated",
-                    consumer_id=uuid.UUID(CONSUMER),
-                    fields={**order, **extra},
-                    now=stack.clock.now(),
-                    integration_id=integration,
+                    EventDraft(
+                        account_id=account,
+                        event="pos.order.updated",
+                        consumer_id=uuid.UUID(CONSUMER),
+                        fields={**order, **extra},
+                        now=stack.clock.now(),
+                        integration_id=integration,
+                    ),
                 )
             got = await _receivers(stack.runtime, str(emitted.id))
             assert got == ({uuid.UUID(hook["webhookid"])} if delivered else set()), extra

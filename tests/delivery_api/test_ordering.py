@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.ids import new_id
 from hookline.store.event_sink import EventRow, sink_of
 from tests.delivery import factories as f
@@ -236,13 +236,15 @@ async def test_two_postgres_worker_processes_keep_each_consumers_order(
                 for consumer in streams:  # interleaved, as events of many consumers arrive
                     connection = str(new_id())
                     order_of[connection], stream_of[connection] = n, consumer
-                    await emit(
+                    await emit_draft(
                         conn,
-                        account_id=account,
-                        event=f.EVENT,
-                        consumer_id=consumer,
-                        fields={"connectionid": connection},
-                        now=rt.clock.now(),
+                        EventDraft(
+                            account_id=account,
+                            event=f.EVENT,
+                            consumer_id=consumer,
+                            fields={"connectionid": connection},
+                            now=rt.clock.now(),
+                        ),
                     )
         receiver.responder = respond
         total = consumers * per_consumer

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.ids import new_id
 from hookline.platform.accounts import create_account
 from hookline.store.event_feed import PAGE, FeedCursor, read_new_events
@@ -22,13 +22,15 @@ async def test_reader_pages_catches_late_commits_and_never_repeats(runtime: Any)
         async with runtime.db.transaction() as conn:
             return [
                 (
-                    await emit(
+                    await emit_draft(
                         conn,
-                        account_id=account,
-                        event="account.connection.up",
-                        consumer_id=new_id(),
-                        fields={"connectionid": str(new_id())},
-                        now=at,
+                        EventDraft(
+                            account_id=account,
+                            event="account.connection.up",
+                            consumer_id=new_id(),
+                            fields={"connectionid": str(new_id())},
+                            now=at,
+                        ),
                     )
                 ).id
                 for _ in range(count)

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.runtime import Runtime
 from hookline.store.tables import deliveries, delivery_queue, webhooks
 from hookline.ui.session import COOKIE_NAME, Session, encode_session
@@ -270,13 +270,15 @@ async def test_recover_requeues_the_failed_deliveries_since_the_given_time(
     now = runtime.clock.now()
     async with runtime.db.transaction() as conn:
         emitted = [
-            await emit(
+            await emit_draft(
                 conn,
-                account_id=board.key.account_id,
-                event="account.connection.up",
-                consumer_id=uuid.uuid4(),
-                fields={"connectionid": uuid.uuid4()},
-                now=now,
+                EventDraft(
+                    account_id=board.key.account_id,
+                    event="account.connection.up",
+                    consumer_id=uuid.uuid4(),
+                    fields={"connectionid": uuid.uuid4()},
+                    now=now,
+                ),
             )
             for _ in range(2)
         ]

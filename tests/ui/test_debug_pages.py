@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, insert, select, update
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.delivery.health import HealthState, webhooks_health
 from hookline.ids import new_id
 from hookline.platform.issues import close_issues
@@ -22,13 +22,15 @@ CONSUMER = uuid.UUID("0192f3c4-5b6a-7c8d-9e0f-1a2b3c4d5e70")
 
 async def emit_event(runtime, account_id, *, consumer=CONSUMER, event="account.connection.up"):
     async with runtime.db.transaction() as conn:
-        return await emit(
+        return await emit_draft(
             conn,
-            account_id=account_id,
-            event=event,
-            consumer_id=consumer,
-            fields={"connectionid": uuid.uuid4()},
-            now=runtime.clock.now(),
+            EventDraft(
+                account_id=account_id,
+                event=event,
+                consumer_id=consumer,
+                fields={"connectionid": uuid.uuid4()},
+                now=runtime.clock.now(),
+            ),
         )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.logs import WebhookLog, get_log, header_pairs
+from hookline.store.statuses import DeliveryStatus, Outcome
 from hookline.store.tables import deliveries, delivery_queue, events
 
 
@@ -113,7 +114,11 @@ async def get_attempt(
             sending=row.lease_owner is not None,
         )
     ahead: list[PlannedAttempt] = []
-    if log.outcome == "retry" and state is not None and state.status == "pending":
+    if (
+        log.outcome == Outcome.RETRY
+        and state is not None
+        and state.status == DeliveryStatus.PENDING
+    ):
         ahead = schedule_ahead(log.attempt, log.next_attempt_at, schedule)
     return AttemptDetail(
         log=log, request_body=None if body is None else bytes(body), delivery=state, ahead=ahead

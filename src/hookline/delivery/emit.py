@@ -1,7 +1,7 @@
 """The one way an event enters hookline: a draft, validated against the catalog, handed to
 the database's event sink (:mod:`hookline.store.event_sink`).
 
-``emit`` writes inside the caller's transaction (transactional outbox): the event row, one
+:func:`emit_draft` writes inside the caller's transaction (transactional outbox): the event row, one
 delivery per matching active webhook and their queue rows are written in the same
 transaction as the state change that caused them, so an event exists if and only if that
 change was committed. Workers are woken only after the commit. Standalone events (the
@@ -26,6 +26,7 @@ from hookline.catalog import get_event_type, validate_body
 from hookline.catalog.schemas import field_names
 from hookline.ids import new_id
 from hookline.store.event_sink import EventRow, sink_of
+from hookline.store.statuses import WebhookStatus
 from hookline.store.tables import accounts, webhooks
 from hookline.store.wakeups import DELIVERIES
 from hookline.tracing import write_traceparent
@@ -157,36 +158,6 @@ async def emit_draft(conn: AsyncConnection, draft: EventDraft) -> EmittedEvent:
     return EmittedEvent(row.event_id, prepared.body, row.payload, written.delivery_ids)
 
 
-async def emit(
-    conn: AsyncConnection,
-    *,
-    account_id: uuid.UUID,
-    event: str,
-    consumer_id: uuid.UUID | None,
-    fields: Mapping[str, Any],
-    now: datetime,
-    integration_id: int | None = None,
-    idempotency_key: str | None = None,
-) -> EmittedEvent:
-    """:func:`emit_draft` with the draft's fields as keywords (the platform's call sites).
-
-    Raises :class:`hookline.catalog.InvalidEventBody` on a body that does not match the
-    catalog, before anything is written.
-    """
-    return await emit_draft(
-        conn,
-        EventDraft(
-            account_id=account_id,
-            event=event,
-            consumer_id=consumer_id,
-            fields=fields,
-            now=now,
-            integration_id=integration_id,
-            idempotency_key=idempotency_key,
-        ),
-    )
-
-
 async def rehearse_emit(conn: AsyncConnection) -> None:
     """Emit one event to one webhook of a throwaway account, for the caller to roll back:
     the rehearsal :meth:`hookline.store.db.Database.connect_ahead` runs on each pooled
@@ -200,16 +171,18 @@ async def rehearse_emit(conn: AsyncConnection) -> None:
             account_id=account_id,
             event=REHEARSED_EVENT,
             url="http://warm-up.invalid/",
-            status="active",
+            status=WebhookStatus.ACTIVE,
             created_at=now,
             updated_at=now,
         )
     )
-    await emit(
+    await emit_draft(
         conn,
-        account_id=account_id,
-        event=REHEARSED_EVENT,
-        consumer_id=new_id(),
-        fields={"connectionid": str(new_id())},
-        now=now,
+        EventDraft(
+            account_id=account_id,
+            event=REHEARSED_EVENT,
+            consumer_id=new_id(),
+            fields={"connectionid": str(new_id())},
+            now=now,
+        ),
     )

@@ -18,6 +18,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.delivery.webhooks import Webhook, list_webhooks
+from hookline.store.statuses import DeliveryStatus, Outcome, WebhookStatus
 from hookline.store.tables import deliveries, webhook_logs, webhooks
 
 WINDOW = timedelta(hours=24)
@@ -52,7 +53,7 @@ class WebhookHealth:
 
 
 def health_state(webhook: Webhook, attempts: int, delivered: int) -> HealthState:
-    if webhook.status != "active":
+    if webhook.status != WebhookStatus.ACTIVE:
         return HealthState.DISABLED if webhook.disabled_reason else HealthState.INACTIVE
     if webhook.failing_since is not None:
         return HealthState.FAILING
@@ -88,7 +89,7 @@ async def _health(
     for row in await conn.execute(counts_statement(ids, now)):
         pair = counts[row.webhook_id]
         pair[0] += int(row.n)
-        if row.outcome == "delivered":
+        if row.outcome == Outcome.DELIVERED:
             pair[1] += int(row.n)
     successes = {row.id: row.last for row in await conn.execute(last_success_statement(ids))}
     return [
@@ -121,7 +122,10 @@ def last_success_statement(ids: list[uuid.UUID]) -> Select[Any]:
     """Per webhook, when its latest delivered delivery was delivered (one index step each)."""
     last = (
         select(func.max(deliveries.c.updated_at))
-        .where(deliveries.c.webhook_id == webhooks.c.id, deliveries.c.status == "delivered")
+        .where(
+            deliveries.c.webhook_id == webhooks.c.id,
+            deliveries.c.status == DeliveryStatus.DELIVERED,
+        )
         .scalar_subquery()
     )
     return select(webhooks.c.id, last.label("last")).where(webhooks.c.id.in_(ids))

@@ -18,11 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hookline.delivery.webhooks import get_webhook
 from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest, NotFound
+from hookline.store.statuses import Outcome
 from hookline.store.tables import webhook_logs
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-OUTCOMES = ("delivered", "retry", "failed", "disabled")
+OUTCOMES = frozenset(Outcome) - {Outcome.DROPPED}  # a drop is never logged
 _STATUS_CLASS = re.compile(r"^([1-5])xx$")
 _STATUS_CODE = re.compile(r"^\d{1,3}$")
 

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_late
 from hookline.runtime import Runtime
 from hookline.store.destinations import open_count
 from hookline.store.queue import queue_stats
+from hookline.store.statuses import Outcome
 
 ATTEMPTS = Counter(
     "hookline_delivery_attempts",
@@ -51,7 +52,7 @@ RETENTION_LAST_PASS = Gauge(
 
 for _table in ("events", "deliveries", "attempts"):
     RETENTION_PURGED.labels(table=_table)
-for _outcome in ("delivered", "retry", "failed", "disabled", "dropped"):
+for _outcome in Outcome:
     ATTEMPTS.labels(outcome=_outcome)
 
 

@@ -16,11 +16,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-DELIVERED = "delivered"
-RETRY = "retry"
-FAILED = "failed"
-DISABLED = "disabled"  # a failed attempt that also disabled its webhook
-DROPPED = "dropped"  # never attempted: its webhook is inactive (no log row)
+from hookline.store.statuses import Outcome
 
 
 class Verdict(StrEnum):
@@ -32,7 +28,7 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: str  # delivered | retry | failed | disabled
+    outcome: Outcome  # delivered | retry | failed | disabled
     next_attempt_at: datetime | None = None
     disable_reason: str | None = None
 
@@ -107,21 +103,21 @@ def decide(
 ) -> Decision:
     """The full decision for one attempt: outcome, next time, and whether to disable."""
     if verdict is Verdict.DELIVERED:
-        return Decision(DELIVERED)
+        return Decision(Outcome.DELIVERED)
     if verdict is Verdict.GONE:
-        return Decision(DISABLED, disable_reason="endpoint answered 410 Gone")
+        return Decision(Outcome.DISABLED, disable_reason="endpoint answered 410 Gone")
     if should_disable(failing_since, now, disable_after_seconds):
         return Decision(
-            DISABLED,
+            Outcome.DISABLED,
             disable_reason=f"failing since {failing_since:%Y-%m-%d %H:%M:%S} UTC "
             f"(more than {disable_after_seconds:g} s)",
         )
     if verdict is Verdict.FAIL:
-        return Decision(FAILED)
+        return Decision(Outcome.FAILED)
     delay = retry_delay(schedule, attempt, jitter=jitter, rng=rng)
     if delay is None:
-        return Decision(FAILED)
+        return Decision(Outcome.FAILED)
     hinted = parse_retry_after(retry_after, now)
     if hinted is not None:
         delay = min(hinted, retry_after_max)
-    return Decision(RETRY, next_attempt_at=now + timedelta(seconds=delay))
+    return Decision(Outcome.RETRY, next_attempt_at=now + timedelta(seconds=delay))

@@ -24,6 +24,7 @@ from hookline.error_codes import ErrorCode
 from hookline.errors import MissingReference, NotFound
 from hookline.ids import new_id
 from hookline.runtime import Runtime
+from hookline.store.statuses import Outcome
 from hookline.store.tables import webhook_logs, webhooks
 
 TEST_HEADER = "x-hookline-test"
@@ -91,7 +92,7 @@ async def send_test_event(
         event=row.event,
         http_status=result.status,
         duration_ms=result.duration_ms,
-        outcome="delivered" if ok else "failed",
+        outcome=Outcome.DELIVERED if ok else Outcome.FAILED,
         error_class=error_class,
         response_excerpt=result.excerpt,
     )

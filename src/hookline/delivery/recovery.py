@@ -21,6 +21,7 @@ from hookline.delivery.webhooks import get_webhook
 from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest
 from hookline.store.db import request_wake
+from hookline.store.statuses import DeliveryStatus, WebhookStatus
 from hookline.store.tables import deliveries, delivery_queue
 
 _CHUNK = 500
@@ -38,7 +39,7 @@ def _retrying(webhook_id: uuid.UUID, account_id: uuid.UUID) -> list[ColumnElemen
     return [
         deliveries.c.webhook_id == webhook_id,
         deliveries.c.account_id == account_id,
-        deliveries.c.status == "pending",
+        deliveries.c.status == DeliveryStatus.PENDING,
         deliveries.c.attempts > 0,
     ]
 
@@ -54,7 +55,7 @@ async def recovery_preview(
             select(func.count()).where(
                 deliveries.c.webhook_id == webhook_id,
                 deliveries.c.account_id == account_id,
-                deliveries.c.status == "failed",
+                deliveries.c.status == DeliveryStatus.FAILED,
                 deliveries.c.updated_at >= since,
             )
         )
@@ -81,7 +82,7 @@ async def send_retrying_now(
     """Make every retrying delivery of the webhook due now; returns how many. One a worker
     is sending right now (leased) is left to it."""
     webhook = await get_webhook(conn, account_id=account_id, webhook_id=webhook_id)
-    if webhook.status != "active":
+    if webhook.status != WebhookStatus.ACTIVE:
         raise InvalidRequest(
             f"Webhook {webhook.id} is inactive: activate it before sending its deliveries",
             error_code=ErrorCode.WEBHOOK_INACTIVE,

@@ -20,13 +20,14 @@ from hookline.delivery.webhooks import Webhook, get_webhook
 from hookline.errors import ConstraintViolation, InvalidRequest
 from hookline.store.db import request_wake
 from hookline.store.ordering import queued_key
+from hookline.store.statuses import DeliveryStatus, WebhookStatus
 from hookline.store.tables import deliveries, delivery_queue
 
 _CHUNK = 500
 
 
 def _require_active(webhook: Webhook) -> None:
-    if webhook.status != "active":
+    if webhook.status != WebhookStatus.ACTIVE:
         raise InvalidRequest(
             f"Webhook {webhook.id} is inactive: activate it (PATCH status=active) before "
             "redelivering",
@@ -51,7 +52,7 @@ async def redeliver_log(
     result = await conn.execute(
         update(deliveries)
         .where(deliveries.c.id == log.delivery_id, deliveries.c.webhook_id == webhook_id)
-        .values(status="pending", updated_at=now)
+        .values(status=DeliveryStatus.PENDING, updated_at=now)
     )
     if result.rowcount == 0:
         raise InvalidRequest(
@@ -87,7 +88,7 @@ async def recover_failed(
                 .where(
                     deliveries.c.webhook_id == webhook_id,
                     deliveries.c.account_id == account_id,
-                    deliveries.c.status == "failed",
+                    deliveries.c.status == DeliveryStatus.FAILED,
                     deliveries.c.updated_at >= since,
                 )
                 .order_by(deliveries.c.id)
@@ -102,8 +103,8 @@ async def recover_failed(
         rows = (
             await conn.execute(
                 update(deliveries)
-                .where(deliveries.c.id.in_(chunk), deliveries.c.status == "failed")
-                .values(status="pending", updated_at=now)
+                .where(deliveries.c.id.in_(chunk), deliveries.c.status == DeliveryStatus.FAILED)
+                .values(status=DeliveryStatus.PENDING, updated_at=now)
                 .returning(deliveries.c.id, deliveries.c.event_id)
             )
         ).all()

@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookline.store.statuses import Outcome
 from hookline.store.tables import webhook_logs
 
-OUTCOMES = ("delivered", "retry", "failed")
+OUTCOMES = (Outcome.DELIVERED, Outcome.RETRY, Outcome.FAILED)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ async def attempts_over_time(
         query = query.where(webhook_logs.c.webhook_id == webhook_id)
     counts: list[dict[str, int]] = [dict.fromkeys(OUTCOMES, 0) for _ in range(buckets)]
     for row in await conn.execute(query):
-        outcome = row.outcome if row.outcome in ("delivered", "retry") else "failed"
+        outcome = row.outcome
+        if outcome not in (Outcome.DELIVERED, Outcome.RETRY):
+            outcome = Outcome.FAILED  # a disabling attempt failed too
         counts[int(row.bucket)][outcome] += int(row.n)
     return [Bucket(start + index * width, **values) for index, values in enumerate(counts)]

@@ -45,12 +45,13 @@ from hookline.periodic import Ticked, every
 from hookline.runtime import Runtime
 from hookline.security import SecretBox
 from hookline.store.ordering import PER_CONSUMER, rekey
+from hookline.store.statuses import WebhookStatus
 from hookline.store.tables import webhooks
 
 MAX_EVENT = 80
 MAX_URL = 500
 MAX_SECRET = 100
-STATUSES = ("active", "inactive")
+STATUSES = frozenset(WebhookStatus)
 POS_API = "POS"  # the catalog's name for the Point of Sale unified API
 DEFAULT_OVERLAP_SECONDS = 86_400
 MAX_OVERLAP_SECONDS = 30 * 86_400
@@ -360,7 +361,7 @@ async def create_webhook(
         "rate_limit_per_second": rate_limit,
         "ordering": stored_ordering,
         "integration_id": integration_id,
-        "status": "active",
+        "status": WebhookStatus.ACTIVE,
         "created_by": created_by,
         "created_at": now,
         "updated_at": now,
@@ -426,7 +427,7 @@ async def update_webhook(
         if status not in STATUSES:
             raise InvalidRequest(f"Unknown status {status!r}; expected active or inactive")
         values["status"] = status
-        if status == "active":
+        if status == WebhookStatus.ACTIVE:
             values.update(disabled_reason=None, failing_since=None)
     if url is not None:
         url = validate_url(url)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.error_codes import ErrorCode
 from hookline.errors import Unauthorized
 from hookline.periodic import Ticked, every
@@ -79,14 +79,16 @@ async def agent_heartbeat(conn: AsyncConnection, token: str, *, now: datetime) -
             .values(agent_status=AgentStatus.UP, agent_last_seen=now, updated_at=now)
         )
         if came_up.rowcount == 1:
-            await emit(
+            await emit_draft(
                 conn,
-                account_id=row.account_id,
-                event="account.connection.up",
-                consumer_id=row.consumer_id,
-                fields={"connectionid": row.id},
-                now=now,
-                integration_id=row.integration_id,
+                EventDraft(
+                    account_id=row.account_id,
+                    event="account.connection.up",
+                    consumer_id=row.consumer_id,
+                    fields={"connectionid": row.id},
+                    now=now,
+                    integration_id=row.integration_id,
+                ),
             )
             await issues.agent_status_changed(
                 conn,
@@ -133,14 +135,16 @@ async def mark_down_stale_agents(
     )
     downs = [AgentDown(row.id, row.consumer_id, row.account_id, row.integration_id) for row in rows]
     for down in downs:
-        await emit(
+        await emit_draft(
             conn,
-            account_id=down.account_id,
-            event="account.connection.down",
-            consumer_id=down.consumer_id,
-            fields={"connectionid": down.connection_id},
-            now=now,
-            integration_id=down.integration_id,
+            EventDraft(
+                account_id=down.account_id,
+                event="account.connection.down",
+                consumer_id=down.consumer_id,
+                fields={"connectionid": down.connection_id},
+                now=now,
+                integration_id=down.integration_id,
+            ),
         )
         await issues.agent_status_changed(
             conn,

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.error_codes import ErrorCode
 from hookline.errors import HooklineError, InvalidRequest, NotFound
 from hookline.ids import new_id
@@ -298,14 +298,16 @@ async def _ensure_no_other_active(
 async def _emit(
     conn: AsyncConnection, connection: Connection, event: str, now: datetime, **fields: Any
 ) -> None:
-    await emit(
+    await emit_draft(
         conn,
-        account_id=connection.account_id,
-        event=event,
-        consumer_id=connection.consumer_id,
-        fields={"connectionid": connection.id, **fields},
-        now=now,
-        integration_id=connection.integration_id,
+        EventDraft(
+            account_id=connection.account_id,
+            event=event,
+            consumer_id=connection.consumer_id,
+            fields={"connectionid": connection.id, **fields},
+            now=now,
+            integration_id=connection.integration_id,
+        ),
     )
 
 

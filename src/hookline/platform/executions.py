@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.error_codes import ErrorCode
 from hookline.errors import Conflict, InvalidRequest, NotFound
 from hookline.ids import new_id
@@ -279,19 +279,21 @@ async def finish_execution(
     )
     if ended.rowcount != 1:
         return None
-    await emit(
+    await emit_draft(
         conn,
-        account_id=row.account_id,
-        event="account.flow.executed",
-        consumer_id=row.consumer_id,
-        now=now,
-        fields={
-            "flowid": row.flow_id,
-            "syncid": row.sync_id,
-            "status": status,
-            "executionid": row.id,
-            "parentexecutionid": row.parent_id,
-        },
+        EventDraft(
+            account_id=row.account_id,
+            event="account.flow.executed",
+            consumer_id=row.consumer_id,
+            now=now,
+            fields={
+                "flowid": row.flow_id,
+                "syncid": row.sync_id,
+                "status": status,
+                "executionid": row.id,
+                "parentexecutionid": row.parent_id,
+            },
+        ),
     )
     await issues.execution_finished(
         conn,

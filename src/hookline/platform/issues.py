@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
@@ -203,22 +203,26 @@ async def raise_issue(
         "context": issue.context,
     }
     if created:
-        await emit(
+        await emit_draft(
             conn,
-            account_id=account_id,
-            event="account.issue.created",
-            consumer_id=consumer_id,
-            fields=fields,
-            now=now,
+            EventDraft(
+                account_id=account_id,
+                event="account.issue.created",
+                consumer_id=consumer_id,
+                fields=fields,
+                now=now,
+            ),
         )
     else:
-        await emit(
+        await emit_draft(
             conn,
-            account_id=account_id,
-            event="account.issue.updated",
-            consumer_id=consumer_id,
-            fields={**fields, "occurrences": issue.occurrences},
-            now=now,
+            EventDraft(
+                account_id=account_id,
+                event="account.issue.updated",
+                consumer_id=consumer_id,
+                fields={**fields, "occurrences": issue.occurrences},
+                now=now,
+            ),
         )
     return RaisedIssue(issue, created)
 
@@ -264,19 +268,21 @@ async def _close(conn: AsyncConnection, row: Any, now: datetime) -> Issue:
     )
     issue = await _load(conn, row.id)
     if result.rowcount:
-        await emit(
+        await emit_draft(
             conn,
-            account_id=row.account_id,
-            event="account.issue.closed",
-            consumer_id=row.consumer_id,
-            now=now,
-            fields={
-                "issue_id": row.id,
-                "connectionid": row.connection_id,
-                "syncid": row.sync_id,
-                "error_code": row.error_code,
-                "issue_status": AUTO_CLOSED,
-            },
+            EventDraft(
+                account_id=row.account_id,
+                event="account.issue.closed",
+                consumer_id=row.consumer_id,
+                now=now,
+                fields={
+                    "issue_id": row.id,
+                    "connectionid": row.connection_id,
+                    "syncid": row.sync_id,
+                    "error_code": row.error_code,
+                    "issue_status": AUTO_CLOSED,
+                },
+            ),
         )
     return issue
 

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
@@ -298,20 +298,22 @@ async def _emit(
     at: datetime,
 ) -> None:
     """``at`` is the moment the event is about (the closing time for ``completed``)."""
-    await emit(
+    await emit_draft(
         conn,
-        account_id=connection.account_id,
-        event=event,
-        consumer_id=connection.consumer_id,
-        now=now,
-        integration_id=connection.integration_id,
-        fields={
-            "order_id": data["id"],
-            "device_id": data.get("device_id"),
-            "customer_id": data.get("customer_id"),
-            "location_id": data["location_id"],
-            "updated_at": iso(at),
-        },
+        EventDraft(
+            account_id=connection.account_id,
+            event=event,
+            consumer_id=connection.consumer_id,
+            now=now,
+            integration_id=connection.integration_id,
+            fields={
+                "order_id": data["id"],
+                "device_id": data.get("device_id"),
+                "customer_id": data.get("customer_id"),
+                "location_id": data["location_id"],
+                "updated_at": iso(at),
+            },
+        ),
     )
 
 

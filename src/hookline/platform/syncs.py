@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import String, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookline.delivery.emit import emit
+from hookline.delivery.emit import EventDraft, emit_draft
 from hookline.error_codes import ErrorCode
 from hookline.errors import InvalidRequest, NotFound
 from hookline.ids import new_id
@@ -387,13 +387,15 @@ async def delete_flow(
         .all()
     )
     for consumer_id in enabled:
-        await emit(
+        await emit_draft(
             conn,
-            account_id=account_id,
-            event="account.flow.disabled",
-            consumer_id=consumer_id,
-            fields={"flowid": flow_id, "syncid": sync_id},
-            now=now,
+            EventDraft(
+                account_id=account_id,
+                event="account.flow.disabled",
+                consumer_id=consumer_id,
+                fields={"flowid": flow_id, "syncid": sync_id},
+                now=now,
+            ),
         )
     await conn.execute(delete(flows).where(flows.c.id == flow_id))
     for consumer_id in enabled:
@@ -602,13 +604,15 @@ async def enable_flow(
     await _schedule_consumer(conn, flow, config, now)
     if not was_enabled:
         await _set_status(conn, sync_id, consumer_id)
-        await emit(
+        await emit_draft(
             conn,
-            account_id=account_id,
-            event="account.flow.enabled",
-            consumer_id=consumer_id,
-            fields={"flowid": flow_id, "syncid": sync_id},
-            now=now,
+            EventDraft(
+                account_id=account_id,
+                event="account.flow.enabled",
+                consumer_id=consumer_id,
+                fields={"flowid": flow_id, "syncid": sync_id},
+                now=now,
+            ),
         )
     return ConsumerFlow(flow=flow, enabled=True, config=config, enabled_at=enabled_at)
 
@@ -655,13 +659,15 @@ async def consumer_removed(
         )
     ).all()
     for row in enabled:
-        await emit(
+        await emit_draft(
             conn,
-            account_id=account_id,
-            event="account.flow.disabled",
-            consumer_id=consumer_id,
-            fields={"flowid": row.flow_id, "syncid": row.sync_id},
-            now=now,
+            EventDraft(
+                account_id=account_id,
+                event="account.flow.disabled",
+                consumer_id=consumer_id,
+                fields={"flowid": row.flow_id, "syncid": row.sync_id},
+                now=now,
+            ),
         )
 
 
@@ -691,13 +697,15 @@ async def disable_flow(
     if result.rowcount != 1:
         return False
     await _set_status(conn, sync_id, consumer_id)
-    await emit(
+    await emit_draft(
         conn,
-        account_id=account_id,
-        event="account.flow.disabled",
-        consumer_id=consumer_id,
-        fields={"flowid": flow_id, "syncid": sync_id},
-        now=now,
+        EventDraft(
+            account_id=account_id,
+            event="account.flow.disabled",
+            consumer_id=consumer_id,
+            fields={"flowid": flow_id, "syncid": sync_id},
+            now=now,
+        ),
     )
     return True
 

@@ -8,13 +8,15 @@ asks which database it runs on. How each backend reaches the database, and why:
   :mod:`~hookline.store.queue_link` link, one asyncpg connection running one statement in
   autocommit: one round trip each, no pool checkout, no ORM compilation. Everything rarer
   (other outcomes, lease renewal, give-backs, the heartbeat) takes an ordinary transaction on
-  the shared SQLAlchemy pool, where the statements are built once and cached. Workers in
+  the shared SQLAlchemy pool, where the statements are built once and cached; other outcomes
+  write their per-attempt rows over column arrays (``queue.POSTGRES_WRITES``). Workers in
   other processes are found by their heartbeat rows and woken by ``LISTEN``/``NOTIFY``.
 - **SQLite**: the hot units run on the event loop's own thread inside ``BEGIN IMMEDIATE``
   (:mod:`~hookline.store.sqlite_inline`), after taking the in-process writer turn: no thread
   hand-off while the file's one writer lock is held. The rest goes through the pool like on
-  PostgreSQL. One process owns the file, so at start every lease found is stale and is
-  released at once, and wake-ups never cross a process.
+  PostgreSQL, other outcomes' rows as one ``executemany`` each (``queue.SQLITE_WRITES``).
+  One process owns the file, so at start every lease found is stale and is released at once,
+  and wake-ups never cross a process.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ import contextlib
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from hookline.store import destinations as schedule
 from hookline.store import queue
 from hookline.store.db import Database
-from hookline.store.queue import AttemptRecord
+from hookline.store.queue import POSTGRES_WRITES, SQLITE_WRITES, AttemptRecord, NativeWrites
 from hookline.store.queue_link import QueueLink, open_queue_link
 
 #: Database files whose leases a worker of this process already released at start (SQLite).
@@ -77,7 +79,10 @@ class DeliveryQueue(QueueLink, Protocol):
 
 class _SharedQueue:
     """What both backends do the same way: the rarer units on the shared pool, and two links
-    for the hot ones (so a claim never waits behind a recording in flight)."""
+    for the hot ones (so a claim never waits behind a recording in flight). Each backend
+    brings its own per-attempt statements (``_writes``)."""
+
+    _writes: ClassVar[NativeWrites]
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -89,7 +94,7 @@ class _SharedQueue:
 
     async def record(self, *, owner: str, now: datetime, records: Sequence[AttemptRecord]) -> None:
         async with self._db.transaction(priority=True) as conn:
-            await queue.record(conn, owner=owner, now=now, records=records)
+            await queue.record(conn, self._writes, owner=owner, now=now, records=records)
 
     async def renew(self, *, owner: str, delivery_ids: Sequence[uuid.UUID], until: datetime) -> int:
         async with self._db.transaction(priority=True) as conn:
@@ -117,6 +122,8 @@ class _SharedQueue:
 class PostgresDeliveryQueue(_SharedQueue):
     """Several worker processes: heartbeats, takeover of dead workers' claims, NOTIFY."""
 
+    _writes = POSTGRES_WRITES
+
     async def start(self, owner: str, now: datetime, dead_before: datetime) -> int:
         return await self.beat(owner, now, dead_before)
 
@@ -141,6 +148,8 @@ class PostgresDeliveryQueue(_SharedQueue):
 
 class SQLiteDeliveryQueue(_SharedQueue):
     """One process owns the file: every lease found by its first worker is stale."""
+
+    _writes = SQLITE_WRITES
 
     _joined = False
 

@@ -7,7 +7,9 @@ lease expired (and whose row another worker took) cannot overwrite the newer cla
 
 Claims and successes go through the worker's own connection (:mod:`hookline.store.queue_link`);
 everything else a worker records (retries, failures, drops, disables) is written here, in an
-ordinary transaction.
+ordinary transaction. The few statements whose SQL or values differ by backend sit behind
+:class:`NativeWrites`, one implementation per backend, which each backend's delivery queue
+(:mod:`hookline.store.delivery_queue`) passes in: nothing here asks which database it is.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,13 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hookline.ids import new_id_text, uuid_from_hex
 from hookline.store.db import sqlite_call
 from hookline.store.ordering import claimable
+from hookline.store.statuses import DeliveryStatus, Outcome, WebhookStatus
 from hookline.store.tables import deliveries, delivery_queue, webhook_logs, webhooks
-
-DELIVERED = "delivered"
-RETRY = "retry"
-FAILED = "failed"
-DISABLED = "disabled"
-DROPPED = "dropped"
 
 dq = delivery_queue
 
@@ -62,7 +59,7 @@ class AttemptRecord:
     """One attempt's result (or a drop, for a delivery whose webhook is no longer active)."""
 
     delivery: ClaimedDelivery
-    outcome: str  # delivered | retry | failed | disabled | dropped
+    outcome: Outcome
     http_status: int | None = None
     duration_ms: float = 0.0
     error_class: str | None = None
@@ -76,7 +73,7 @@ class AttemptRecord:
 async def _relaxed_commit(conn: AsyncConnection) -> None:
     """Worker bookkeeping need not wait for the WAL flush: if the server crashes and loses it,
     the delivery is simply sent again, which at-least-once delivery allows. (Events themselves
-    are committed durably by ``emit``.)"""
+    are committed durably by ``emit_draft``.)"""
     await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
 
@@ -90,23 +87,28 @@ def sqlite_datetime(value: str | None) -> datetime | None:
 
 
 async def record(
-    conn: AsyncConnection, *, owner: str, now: datetime, records: Sequence[AttemptRecord]
+    conn: AsyncConnection,
+    native: NativeWrites,
+    *,
+    owner: str,
+    now: datetime,
+    records: Sequence[AttemptRecord],
 ) -> set[uuid.UUID]:
     """Write a batch of results in a handful of statements; returns the ids still owned.
+    ``native`` is the backend's way with the per-attempt statements (:data:`POSTGRES_WRITES`
+    or :data:`SQLITE_WRITES`, chosen by the backend's delivery queue).
 
     Log rows are written for every real attempt (the request was sent, whatever happened to
     the lease); queue and delivery rows change only where this worker still holds the lease.
     """
     if not records:
         return set()
-    if conn.dialect.name == "postgresql":
-        await _relaxed_commit(conn)
-    finished = [item.delivery.delivery_id for item in records if item.outcome != RETRY]
-    retries = [item for item in records if item.outcome == RETRY]
+    await native.begin(conn)
+    finished = [item.delivery.delivery_id for item in records if item.outcome != Outcome.RETRY]
+    retries = [item for item in records if item.outcome == Outcome.RETRY]
     owned: set[uuid.UUID] = set()
-    native = _Native(conn)
     if finished:  # the common case costs one statement: delete what we still lease
-        owned.update(await native.delete_leased(owner, finished))
+        owned.update(await native.delete_leased(conn, owner, finished))
     if retries:
         mine_retrying = set(
             (
@@ -130,14 +132,13 @@ async def record(
             [{"b_id": item.delivery.delivery_id, "b_at": item.next_attempt_at} for item in retries],
         )
     mine = [item for item in records if item.delivery.delivery_id in owned]
-    attempted = [item for item in mine if item.outcome != DROPPED]
-    dropped = [item.delivery.delivery_id for item in mine if item.outcome == DROPPED]
+    attempted = [item for item in mine if item.outcome != Outcome.DROPPED]
+    dropped = [item.delivery.delivery_id for item in mine if item.outcome == Outcome.DROPPED]
 
     if attempted:
         stamp = native.time(now)
-        await native.executemany(
-            UPDATE_DELIVERIES_SQLITE,
-            _UPDATE_DELIVERIES_PG,
+        await native.update_deliveries(
+            conn,
             [
                 (
                     _delivery_status(item.outcome),
@@ -153,22 +154,20 @@ async def record(
         await conn.execute(
             update(deliveries)
             .where(deliveries.c.id.in_(dropped))
-            .values(status="failed", updated_at=now)
+            .values(status=DeliveryStatus.FAILED, updated_at=now)
         )
-    logged = [item for item in records if item.outcome != DROPPED]
+    logged = [item for item in records if item.outcome != Outcome.DROPPED]
     if logged:
         stamp = native.time(now)
-        await native.executemany(
-            _INSERT_LOGS, _INSERT_LOGS_PG, [_log_row(native, item, stamp) for item in logged]
-        )
+        await native.insert_logs(conn, [_log_row(native, item, stamp) for item in logged])
     await _update_webhooks(conn, now, logged)
     return owned
 
 
-def _delivery_status(outcome: str) -> str:
-    if outcome == DELIVERED:
-        return "delivered"
-    return "pending" if outcome == RETRY else "failed"
+def _delivery_status(outcome: Outcome) -> DeliveryStatus:
+    if outcome == Outcome.DELIVERED:
+        return DeliveryStatus.DELIVERED
+    return DeliveryStatus.PENDING if outcome == Outcome.RETRY else DeliveryStatus.FAILED
 
 
 def counted_attempts(attempt: str) -> str:
@@ -247,47 +246,98 @@ _INSERT_LOGS_PG = (
 )
 
 
-class _Native:
-    """Driver-level executemany with values in the driver's own types."""
+class NativeWrites(Protocol):
+    """One backend's per-attempt statements of :func:`record`, with values converted to its
+    driver's own types (as the column types would convert them)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
-        self.sqlite = conn.dialect.name == "sqlite"
+    async def begin(self, conn: AsyncConnection) -> None: ...
+
+    def uid(self, value: uuid.UUID) -> Any: ...
+
+    def time(self, value: datetime) -> Any: ...
+
+    async def delete_leased(
+        self, conn: AsyncConnection, owner: str, ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        """Delete the queue rows of ``ids`` still leased by ``owner``; return their ids."""
+        ...
+
+    async def update_deliveries(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        """Rows of (status, attempt, http status, updated at, delivery id)."""
+        ...
+
+    async def insert_logs(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        """Rows of :data:`LOG_COLUMNS`."""
+        ...
+
+
+class _PostgresWrites:
+    """Each statement once over column arrays (``unnest``), in a relaxed commit."""
+
+    async def begin(self, conn: AsyncConnection) -> None:
+        await _relaxed_commit(conn)
 
     def uid(self, value: uuid.UUID) -> Any:
-        return value.hex if self.sqlite else value
+        return value
 
-    def time(self, value: datetime | None) -> Any:
-        if value is None or not self.sqlite:
-            return value
-        return sqlite_time(value)
+    def time(self, value: datetime) -> Any:
+        return value
 
-    async def delete_leased(self, owner: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
-        """Delete the queue rows of ``ids`` still leased by ``owner``; return their ids."""
-        if self.sqlite:
-            marks = ", ".join("?" for _ in ids)
-            sql = (
-                f"DELETE FROM delivery_queue WHERE lease_owner = ? AND delivery_id IN ({marks}) "
-                "RETURNING delivery_id"
-            )
-            rows = await sqlite_call(
-                self.conn, sql, _fetchall, sql, (owner, *(value.hex for value in ids))
-            )
-            return [uuid_from_hex(row[0]) for row in rows]
-        result = await self.conn.exec_driver_sql(
+    async def delete_leased(
+        self, conn: AsyncConnection, owner: str, ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        result = await conn.exec_driver_sql(
             "DELETE FROM delivery_queue WHERE lease_owner = $1 AND delivery_id = ANY($2::uuid[]) "
             "RETURNING delivery_id",
             (owner, ids),
         )
-        return [row[0] for row in result.all()]
+        return [delivery_id for (delivery_id,) in result.all()]
 
-    async def executemany(self, sql: str, sql_arrays: str, rows: list[tuple[Any, ...]]) -> None:
-        """Run ``sql`` for each row (SQLite) or ``sql_arrays`` once over the columns."""
-        if self.sqlite:  # one hand-off to aiosqlite's thread instead of three
-            await sqlite_call(self.conn, sql, _executemany, sql, rows)
-            return
+    async def update_deliveries(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        await self._arrays(conn, _UPDATE_DELIVERIES_PG, rows)
+
+    async def insert_logs(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        await self._arrays(conn, _INSERT_LOGS_PG, rows)
+
+    @staticmethod
+    async def _arrays(conn: AsyncConnection, sql: str, rows: list[tuple[Any, ...]]) -> None:
         columns = tuple(list(column) for column in zip(*rows, strict=True))
-        await self.conn.exec_driver_sql(sql_arrays, columns)
+        await conn.exec_driver_sql(sql, columns)
+
+
+class _SQLiteWrites:
+    """Each statement run per row in one hand-off to aiosqlite's thread (instead of three)."""
+
+    async def begin(self, conn: AsyncConnection) -> None:
+        return None  # SQLite runs with synchronous = NORMAL anyway
+
+    def uid(self, value: uuid.UUID) -> Any:
+        return value.hex
+
+    def time(self, value: datetime) -> Any:
+        return sqlite_time(value)
+
+    async def delete_leased(
+        self, conn: AsyncConnection, owner: str, ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        marks = ", ".join("?" for _ in ids)
+        sql = (
+            f"DELETE FROM delivery_queue WHERE lease_owner = ? AND delivery_id IN ({marks}) "
+            "RETURNING delivery_id"
+        )
+        rows = await sqlite_call(conn, sql, _fetchall, sql, (owner, *(value.hex for value in ids)))
+        return [uuid_from_hex(delivery_id) for (delivery_id,) in rows]
+
+    async def update_deliveries(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        sql = UPDATE_DELIVERIES_SQLITE
+        await sqlite_call(conn, sql, _executemany, sql, rows)
+
+    async def insert_logs(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        await sqlite_call(conn, _INSERT_LOGS, _executemany, _INSERT_LOGS, rows)
+
+
+POSTGRES_WRITES: NativeWrites = _PostgresWrites()
+SQLITE_WRITES: NativeWrites = _SQLiteWrites()
 
 
 def _fetchall(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -298,7 +348,7 @@ def _executemany(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) 
     db.executemany(sql, rows).close()
 
 
-def _log_row(native: _Native, item: AttemptRecord, stamp: Any) -> tuple[Any, ...]:
+def _log_row(native: NativeWrites, item: AttemptRecord, stamp: Any) -> tuple[Any, ...]:
     delivery = item.delivery
     u = native.uid
     return (
@@ -331,19 +381,19 @@ async def _update_webhooks(
     disables: dict[uuid.UUID, str] = {}
     for item in logged:
         latest[item.delivery.webhook_id] = item
-        if item.outcome == DISABLED:
+        if item.outcome == Outcome.DISABLED:
             disables[item.delivery.webhook_id] = item.disable_reason or "disabled"
     # Skip statements that would change nothing, judged by the state seen at claim time (a
     # stale view heals itself: the next claim of that webhook sees the current value).
     healthy = sorted(
         hook
         for hook, item in latest.items()
-        if item.outcome == DELIVERED and item.delivery.failing_since is not None
+        if item.outcome == Outcome.DELIVERED and item.delivery.failing_since is not None
     )
     failing = sorted(
         hook
         for hook, item in latest.items()
-        if item.outcome != DELIVERED and item.delivery.failing_since is None
+        if item.outcome != Outcome.DELIVERED and item.delivery.failing_since is None
     )
     if healthy:
         await conn.execute(
@@ -367,14 +417,14 @@ async def disable_webhook(
     """Set a webhook inactive and drop its pending deliveries from the queue (marked failed)."""
     await conn.execute(
         update(webhooks)
-        .where(webhooks.c.id == webhook_id, webhooks.c.status == "active")
-        .values(status="inactive", disabled_reason=reason, updated_at=now)
+        .where(webhooks.c.id == webhook_id, webhooks.c.status == WebhookStatus.ACTIVE)
+        .values(status=WebhookStatus.INACTIVE, disabled_reason=reason, updated_at=now)
     )
     await conn.execute(delete(dq).where(dq.c.webhook_id == webhook_id))
     await conn.execute(
         update(deliveries)
-        .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == "pending")
-        .values(status="failed", updated_at=now)
+        .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.FAILED, updated_at=now)
     )
 
 

@@ -10,9 +10,9 @@ the event loop's thread (SQLite, ``BEGIN IMMEDIATE`` to ``COMMIT`` with no hand-
 Its sessions do not wait for the WAL flush (``synchronous_commit = off``; SQLite runs with
 ``synchronous = NORMAL`` anyway): a lease or a result lost in a server crash only means the
 delivery is sent again, which at-least-once delivery allows. Events themselves are always
-committed durably, by ``emit`` on the shared pool.
+committed durably, by ``emit_draft`` on the shared pool.
 
-Only the common result, "delivered", goes through a link; retries, failures and drops take
+Only the common result, ``Outcome.DELIVERED``, goes through a link; retries, failures and drops take
 the general path (:func:`hookline.store.queue.record`) in an ordinary transaction.
 """
 
@@ -34,7 +34,6 @@ from hookline.store.db import Database
 from hookline.store.listen import plain_postgres_url
 from hookline.store.ordering import head_only
 from hookline.store.queue import (
-    DELIVERED,
     LOG_COLUMNS,
     UPDATE_DELIVERIES_SQLITE,
     AttemptRecord,
@@ -45,18 +44,38 @@ from hookline.store.queue import (
 )
 from hookline.store.rate_windows import RatedClaim
 from hookline.store.sqlite_inline import InlineSQLite
+from hookline.store.statuses import DeliveryStatus, Outcome
 
 T = TypeVar("T")
 
-# The attempt number is counted at claim time, so an attempt lost with a crashed worker still
-# counts: a delivery that kills workers cannot be retried forever.
-_DETAILS = (
-    "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
-    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since, "
-    "w.rate_limit_per_second, w.ordering "
+# What a claim reads for each delivery, by the name of its ClaimedDelivery field: both
+# backends select these columns in this order, and the rows are read back by these names.
+# (c: the claimed queue row, e: its event, w: its webhook, absent when it vanished.)
+_CLAIMED_COLUMNS = {
+    "delivery_id": "c.delivery_id",
+    "webhook_id": "c.webhook_id",
+    "event_id": "c.event_id",
+    "attempt": "c.attempt",
+    "account_id": "e.account_id",
+    "event_type": "e.event_type",
+    "payload": "e.payload",
+    "url": "w.url",
+    "secret_encrypted": "w.secret_encrypted",
+    "webhook_status": "w.status",
+    "integration_id": "w.integration_id",
+    "failing_since": "w.failing_since",
+    "rate_limit": "w.rate_limit_per_second",
+    "ordering": "w.ordering",
+}
+assert tuple(_CLAIMED_COLUMNS) == ClaimedDelivery._fields
+_SELECT_CLAIMED = (
+    f"SELECT {', '.join(_CLAIMED_COLUMNS.values())} "
     "FROM {claimed} c JOIN events e ON e.id = c.event_id "
     "LEFT JOIN webhooks w ON w.id = c.webhook_id"
 )
+# The attempt number is counted at claim time, so an attempt lost with a crashed worker still
+# counts: a delivery that kills workers cannot be retried forever.
+_DETAILS = _SELECT_CLAIMED.replace("{claimed}", "claimed")
 # The fair claim: a loose index scan walks the distinct webhooks that have queued rows (one
 # probe of ix_delivery_queue_webhook_id_available_at each, however many rows they have), takes
 # each one's oldest due rows, at most its share ($6/$7: webhook -> rows it may still take;
@@ -80,11 +99,10 @@ _CLAIM_POSTGRESQL = (
     "SELECT l.k FROM unnest($6::uuid[], $7::int[]) AS l(id, k) WHERE l.id = h.webhook_id), $5) "
     "FOR UPDATE SKIP LOCKED) s) p "
     "WHERE h.webhook_id IS NOT NULL ORDER BY p.turn, p.available_at LIMIT $2)) "
-    "RETURNING q.delivery_id, q.webhook_id, q.event_id, q.attempt) "
-    + _DETAILS.format(claimed="claimed")
+    "RETURNING q.delivery_id, q.webhook_id, q.event_id, q.attempt) " + _DETAILS
 )
 # Rate-limited webhooks are claimed by their own statement (store/rate_windows.py).
-_CLAIM_RATED_POSTGRESQL = rate_windows.claim_statement(_DETAILS.format(claimed="claimed"))
+_CLAIM_RATED_POSTGRESQL = rate_windows.claim_statement(_DETAILS)
 # SQLite runs the same walk as separate statements inside one ``BEGIN IMMEDIATE`` on the
 # event loop's thread (one process, so nothing to skip): the distinct webhooks, how many due
 # rows each has (up to its share), the turns dealt in Python, then one lease update per
@@ -111,12 +129,8 @@ _LEASE_SQLITE = (
 )
 # Rows just claimed carry this worker's name and this claim's exact lease time.
 _CLAIMED_SQLITE = (
-    "SELECT c.delivery_id, c.webhook_id, c.event_id, c.attempt, e.account_id, e.event_type, "
-    "e.payload, w.url, w.secret_encrypted, w.status, w.integration_id, w.failing_since, "
-    "w.rate_limit_per_second, w.ordering "
-    "FROM delivery_queue c JOIN events e ON e.id = c.event_id "
-    "LEFT JOIN webhooks w ON w.id = c.webhook_id "
-    "WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
+    _SELECT_CLAIMED.replace("{claimed}", "delivery_queue")
+    + " WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
 )
 
 
@@ -125,7 +139,7 @@ _CLAIMED_SQLITE = (
 # lease).
 def _set_delivered(attempt: str, status: str, now: str) -> str:
     return (
-        f"status = 'delivered', {counted_attempts(attempt)}, "
+        f"status = '{DeliveryStatus.DELIVERED}', {counted_attempts(attempt)}, "
         f"last_http_status = {status}, updated_at = {now}"
     )
 
@@ -139,7 +153,8 @@ _DELIVERED_POSTGRESQL = (
     "WHERE d.id = v.id AND v.id IN (SELECT delivery_id FROM done)) "
     f"INSERT INTO webhook_logs ({', '.join(LOG_COLUMNS)}) "
     "SELECT l.id, l.webhook_id, l.delivery_id, l.event_id, l.account_id, l.event, l.url, "
-    "l.integration_id, l.http_status, l.attempt, l.duration_ms, 'delivered', NULL, l.excerpt, "
+    f"l.integration_id, l.http_status, l.attempt, l.duration_ms, '{Outcome.DELIVERED}', NULL, "
+    "l.excerpt, "
     "NULL, $5, l.request_headers, l.response_headers FROM unnest($6::uuid[], $7::uuid[], "
     "$2::uuid[], $8::uuid[], $9::uuid[], $10::varchar[], $11::varchar[], $12::int[], "
     "$4::int[], $3::int[], $13::float8[], $14::text[], $15::text[], $16::text[]) "
@@ -161,8 +176,13 @@ _DELETE_LEASED_SQLITE = "DELETE FROM delivery_queue WHERE delivery_id = ?5 AND l
 _LOG_SQLITE = (
     f"INSERT INTO webhook_logs ({', '.join(LOG_COLUMNS)}) VALUES ("
     + ", ".join("?" * 11)
-    + ", 'delivered', NULL, ?, NULL, ?, ?, ?)"
+    + f", '{Outcome.DELIVERED}', NULL, ?, NULL, ?, ?, ?)"
 )
+
+
+# Bound once per row: the member's value, an exact ``str``, which sqlite3 binds without looking
+# for an adapter as it does for a ``str`` subclass.
+_DELIVERED = DeliveryStatus.DELIVERED.value
 
 
 class QueueLink(Protocol):
@@ -203,7 +223,8 @@ def open_queue_link(db: Database) -> QueueLink:
 
 
 def _check_delivered(records: Sequence[AttemptRecord]) -> None:
-    if any(item.outcome != DELIVERED for item in records):
+    delivered = Outcome.DELIVERED
+    if any(item.outcome != delivered for item in records):
         raise ValueError("record_delivered() takes successful attempts only")
 
 
@@ -262,7 +283,7 @@ class PostgresQueueLink:
                 _CLAIM_POSTGRESQL, now, limit, lease_until, owner, default, ids, ks
             )
         )
-        return first + [ClaimedDelivery(*row) for row in rows]
+        return first + _claimed_postgresql(rows)
 
     async def _claim_rated(
         self, rated: RatedClaim, owner: str, now: datetime, lease_until: datetime, limit: int
@@ -278,7 +299,7 @@ class PostgresQueueLink:
                 limit=limit,
             )
         )
-        return [ClaimedDelivery(*row) for row in rows]
+        return _claimed_postgresql(rows)
 
     async def record_delivered(
         self, *, owner: str, now: datetime, records: Sequence[AttemptRecord]
@@ -361,24 +382,40 @@ class SQLiteQueueLink:
                 parsed = shared[value] = uid(value)
             return parsed
 
+        # Rows are unpacked by name (the columns of _CLAIMED_COLUMNS), as fast as by index.
         return [
             ClaimedDelivery(
-                uid(r[0]),
-                same(r[1]),
-                uid(r[2]),
-                r[3],
-                same(r[4]),
-                r[5],
-                bytes(r[6]),
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-                None if r[11] is None else sqlite_datetime(r[11]),
-                r[12],
-                r[13],
+                uid(delivery_id),
+                same(webhook_id),
+                uid(event_id),
+                attempt,
+                same(account_id),
+                event_type,
+                bytes(payload),
+                url,
+                secret_encrypted,
+                webhook_status,
+                integration_id,
+                None if failing_since is None else sqlite_datetime(failing_since),
+                rate_limit,
+                ordering,
             )
-            for r in rows
+            for (
+                delivery_id,
+                webhook_id,
+                event_id,
+                attempt,
+                account_id,
+                event_type,
+                payload,
+                url,
+                secret_encrypted,
+                webhook_status,
+                integration_id,
+                failing_since,
+                rate_limit,
+                ordering,
+            ) in rows
         ]
 
     async def record_delivered(
@@ -393,7 +430,7 @@ class SQLiteQueueLink:
         for item in records:
             d = item.delivery
             delivery_id = d.delivery_id.hex
-            marks.append((DELIVERED, d.attempt, item.http_status, stamp, delivery_id, owner))
+            marks.append((_DELIVERED, d.attempt, item.http_status, stamp, delivery_id, owner))
             logs.append(
                 (
                     new_id_text(),
@@ -417,6 +454,44 @@ class SQLiteQueueLink:
 
     async def close(self) -> None:
         self._sqlite.close()
+
+
+def _claimed_postgresql(rows: Sequence[Sequence[Any]]) -> list[ClaimedDelivery]:
+    """Claimed rows as asyncpg returns them (its types are already ours), read by name."""
+    return [
+        ClaimedDelivery(
+            delivery_id,
+            webhook_id,
+            event_id,
+            attempt,
+            account_id,
+            event_type,
+            payload,
+            url,
+            secret_encrypted,
+            webhook_status,
+            integration_id,
+            failing_since,
+            rate_limit,
+            ordering,
+        )
+        for (
+            delivery_id,
+            webhook_id,
+            event_id,
+            attempt,
+            account_id,
+            event_type,
+            payload,
+            url,
+            secret_encrypted,
+            webhook_status,
+            integration_id,
+            failing_since,
+            rate_limit,
+            ordering,
+        ) in rows
+    ]
 
 
 class _Claim(NamedTuple):

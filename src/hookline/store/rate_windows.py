@@ -152,13 +152,12 @@ async def claim_postgresql(
     )
     seen: set[uuid.UUID] = set()
     claimed: list[Sequence[Any]] = []
-    for row in rows:
-        hook = row[0]
+    for hook, rate, granted, taken, next_free_at, *details in rows:
         if hook not in seen:
             seen.add(hook)
-            rated.windows.append(Window(_uuid(hook), row[1], row[2], row[3], row[4]))
-        if row[5] is not None:
-            claimed.append(row[5:])
+            rated.windows.append(Window(_uuid(hook), rate, granted, taken, next_free_at))
+        if details[0] is not None:  # the delivery's id: the window's webhook had one due
+            claimed.append(details)
     return claimed
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, not_, o
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.store.db import sqlite_call
+from hookline.store.statuses import DeliveryStatus
 from hookline.store.tables import deliveries, delivery_queue, events, webhook_logs
 
 # pg_try_advisory_lock(key, hashtext(schema)): one purge at a time per hookline schema.
@@ -62,7 +63,7 @@ def _queued(delivery_id: ColumnElement[uuid.UUID]) -> ColumnElement[bool]:
 
 def _finished(table: Table = deliveries) -> ColumnElement[bool]:
     """A delivery nobody will send again: not pending, no queue row."""
-    return and_(table.c.status != "pending", not_(_queued(table.c.id)))
+    return and_(table.c.status != DeliveryStatus.PENDING, not_(_queued(table.c.id)))
 
 
 def _event_kept(bound: uuid.UUID) -> ColumnElement[bool]:
@@ -70,7 +71,7 @@ def _event_kept(bound: uuid.UUID) -> ColumnElement[bool]:
     d = deliveries
     return exists().where(
         d.c.event_id == events.c.id,
-        or_(d.c.id >= bound, d.c.status == "pending", _queued(d.c.id)),
+        or_(d.c.id >= bound, d.c.status == DeliveryStatus.PENDING, _queued(d.c.id)),
     )
 
 
@@ -142,7 +143,7 @@ async def purge_step(
     if kind is Kind.DELIVERIES:
         # A queued delivery is pending (a redelivery sets the status first, under the row
         # lock taken here): the status is the filter, the queue a second check.
-        keep_if = deliveries.c.status != "pending"
+        keep_if = deliveries.c.status != DeliveryStatus.PENDING
     else:
         keep_if = not_(_event_kept(bound))
     locked = (

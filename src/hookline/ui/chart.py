@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from markupsafe import Markup, escape
 
 from hookline.delivery.stats import Bucket
+from hookline.store.statuses import Outcome
 
-COLORS = {"delivered": "#2f9e44", "retry": "#f08c00", "failed": "#e03131"}
+COLORS = {Outcome.DELIVERED: "#2f9e44", Outcome.RETRY: "#f08c00", Outcome.FAILED: "#e03131"}
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 180, 36, 22, 8
 
 
@@ -30,7 +31,7 @@ def attempts_chart(buckets: Sequence[Bucket], *, title: str = "Delivery attempts
     for index, bucket in enumerate(buckets):
         x = PAD_LEFT + index * slot + (slot - bar_w) / 2
         y = PAD_TOP + plot_h
-        for outcome in ("delivered", "retry", "failed"):
+        for outcome in COLORS:
             count = getattr(bucket, outcome)
             if not count:
                 continue

@@ -42,6 +42,7 @@ from hookline.platform.issues import (
     list_issues,
 )
 from hookline.runtime import Runtime
+from hookline.store.statuses import Outcome, WebhookStatus
 from hookline.ui import revocations
 from hookline.ui.chart import attempts_chart
 from hookline.ui.session import (
@@ -304,9 +305,9 @@ async def overview(request: Request) -> Response:
         open_issues = await count_open_issues(conn, session.account_id)
     hooks = [item.webhook for item in health]
     totals = {
-        "delivered": sum(b.delivered for b in buckets),
-        "retry": sum(b.retry for b in buckets),
-        "failed": sum(b.failed for b in buckets),
+        Outcome.DELIVERED: sum(b.delivered for b in buckets),
+        Outcome.RETRY: sum(b.retry for b in buckets),
+        Outcome.FAILED: sum(b.failed for b in buckets),
     }
     return render(
         request,
@@ -315,7 +316,7 @@ async def overview(request: Request) -> Response:
         chart=attempts_chart(buckets),
         totals=totals,
         webhook_count=len(hooks),
-        inactive_count=sum(1 for hook in hooks if hook.status != "active"),
+        inactive_count=sum(1 for hook in hooks if hook.status != WebhookStatus.ACTIVE),
         failing_count=sum(1 for item in health if item.state == "failing"),
         health=health[:OVERVIEW_HEALTH_ROWS],
         open_issues=open_issues,
