@@ -457,41 +457,10 @@ class SQLiteQueueLink:
 
 
 def _claimed_postgresql(rows: Sequence[Sequence[Any]]) -> list[ClaimedDelivery]:
-    """Claimed rows as asyncpg returns them (its types are already ours), read by name."""
-    return [
-        ClaimedDelivery(
-            delivery_id,
-            webhook_id,
-            event_id,
-            attempt,
-            account_id,
-            event_type,
-            payload,
-            url,
-            secret_encrypted,
-            webhook_status,
-            integration_id,
-            failing_since,
-            rate_limit,
-            ordering,
-        )
-        for (
-            delivery_id,
-            webhook_id,
-            event_id,
-            attempt,
-            account_id,
-            event_type,
-            payload,
-            url,
-            secret_encrypted,
-            webhook_status,
-            integration_id,
-            failing_since,
-            rate_limit,
-            ordering,
-        ) in rows
-    ]
+    """Claimed rows as asyncpg returns them (its types are already ours). The statement
+    selects ``_CLAIMED_COLUMNS``, whose names are ``ClaimedDelivery``'s fields in order
+    (checked at import), so a row is the value field by field."""
+    return [ClaimedDelivery(*row) for row in rows]
 
 
 class _Claim(NamedTuple):

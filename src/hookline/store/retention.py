@@ -42,6 +42,13 @@ class Kind(StrEnum):
     EVENTS = "events"
 
 
+_TABLES: dict[Kind, Table] = {
+    Kind.ATTEMPTS: webhook_logs,
+    Kind.DELIVERIES: deliveries,
+    Kind.EVENTS: events,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One batch: rows removed, and the last id looked at (None: nothing left below the
@@ -126,7 +133,7 @@ async def purge_step(
         return Step(removed, None if last is None else uuid.UUID(hex=last))
     if conn.dialect.name == "postgresql":
         await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")  # redone if lost
-    table = {Kind.ATTEMPTS: webhook_logs, Kind.DELIVERIES: deliveries, Kind.EVENTS: events}[kind]
+    table = _TABLES[kind]
     end = await _window_end(conn, table, after, bound, limit)
     if end is None:
         return Step(0, None)
@@ -178,23 +185,18 @@ _SQLITE_PURGE = {
     Kind.ATTEMPTS: "DELETE FROM webhook_logs WHERE id <= ?2 AND id > ?1 AND "
     + _SQLITE_NOT_QUEUED.format(id="webhook_logs.delivery_id"),
     Kind.DELIVERIES: "DELETE FROM deliveries WHERE id <= ?2 AND id > ?1 AND "
-    "status != 'pending' AND " + _SQLITE_NOT_QUEUED.format(id="deliveries.id"),
+    f"status != '{DeliveryStatus.PENDING}' AND " + _SQLITE_NOT_QUEUED.format(id="deliveries.id"),
     Kind.EVENTS: "DELETE FROM events WHERE id <= ?2 AND id > ?1 AND NOT EXISTS "
     "(SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND (d.id >= ?3 OR "
-    "d.status = 'pending' OR EXISTS (SELECT 1 FROM delivery_queue q "
+    f"d.status = '{DeliveryStatus.PENDING}' OR EXISTS (SELECT 1 FROM delivery_queue q "
     "WHERE q.delivery_id = d.id)))",
-}
-_SQLITE_TABLES = {
-    Kind.ATTEMPTS: "webhook_logs",
-    Kind.DELIVERIES: "deliveries",
-    Kind.EVENTS: "events",
 }
 
 
 def _purge_step_sqlite(
     db: sqlite3.Connection, kind: Kind, after: str, bound: str, limit: int
 ) -> tuple[int, str | None]:
-    window = _SQLITE_WINDOW_END.format(table=_SQLITE_TABLES[kind])
+    window = _SQLITE_WINDOW_END.format(table=_TABLES[kind].name)
     end = db.execute(window, (after, bound, limit)).fetchone()[0]
     if end is None:
         return 0, None
