@@ -55,6 +55,8 @@ OTHER_VARIABLES = frozenset(
         "REQUIRE_POSTGRES",
         "BENCH_POSTGRES_URL",
         "BROWSER_BACKENDS",
+        "SCREENSHOTS",
+        "BENCH_ROUTES",
     }
 )
 
