@@ -22,7 +22,7 @@ from tests.conftest import Backend
 
 
 async def test_migrations_reach_head_and_match_the_tables(runtime: Runtime) -> None:
-    assert await current(runtime.db) == "0010"
+    assert await current(runtime.db) == "0011"
 
     def diff(sync_conn):
         return compare_metadata(MigrationContext.configure(sync_conn), metadata)
@@ -34,7 +34,7 @@ async def test_migrations_reach_head_and_match_the_tables(runtime: Runtime) -> N
 
 async def test_migrating_twice_is_a_no_op(runtime: Runtime) -> None:
     await upgrade(runtime.db)
-    assert await current(runtime.db) == "0010"
+    assert await current(runtime.db) == "0011"
 
 
 async def test_datetimes_round_trip_as_aware_utc(runtime: Runtime) -> None:

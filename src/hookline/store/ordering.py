@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, case, exists, select, update
+from sqlalchemy import ColumnElement, case, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.store.tables import delivery_queue, events, webhooks
@@ -36,16 +36,6 @@ def head_only(row: str) -> str:
         f"({row}.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM delivery_queue o "
         f"WHERE o.webhook_id = {row}.webhook_id AND o.ordering_key = {row}.ordering_key "
         f"AND o.event_id < {row}.event_id))"
-    )
-
-
-def claimable() -> ColumnElement[bool]:
-    """The same condition for SQLAlchemy statements on ``delivery_queue``."""
-    earlier = dq.alias("o")
-    return dq.c.ordering_key.is_(None) | ~exists().where(
-        earlier.c.webhook_id == dq.c.webhook_id,
-        earlier.c.ordering_key == dq.c.ordering_key,
-        earlier.c.event_id < dq.c.event_id,
     )
 
 

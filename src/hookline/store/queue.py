@@ -21,14 +21,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.ids import new_id_text, uuid_from_hex
 from hookline.store.db import sqlite_call
-from hookline.store.ordering import claimable
+from hookline.store.ordering import head_only
 from hookline.store.statuses import DeliveryStatus, Outcome, WebhookStatus
 from hookline.store.tables import deliveries, delivery_queue, webhook_logs, webhooks
+from hookline.store.types import UTCDateTime
 
 dq = delivery_queue
 
@@ -448,14 +449,24 @@ async def renew_leases(
     return renewed
 
 
+# One probe per webhook with queued rows, down ``(webhook_id, available_at)``: the claim's
+# own walk (store/queue_link.py), so its cost is the claim's, whatever the backlog. The same
+# SQL on both backends (a scalar subquery where PostgreSQL alone would take a LATERAL).
+_NEXT_DUE = text(
+    "WITH RECURSIVE hooks(id) AS (SELECT (SELECT webhook_id FROM delivery_queue "
+    "ORDER BY webhook_id LIMIT 1) UNION ALL SELECT (SELECT webhook_id FROM delivery_queue "
+    "WHERE webhook_id > hooks.id ORDER BY webhook_id LIMIT 1) FROM hooks "
+    "WHERE hooks.id IS NOT NULL) "
+    "SELECT min((SELECT d.available_at FROM delivery_queue d WHERE d.webhook_id = hooks.id "
+    f"AND {head_only('d')} ORDER BY d.webhook_id, d.available_at LIMIT 1)) AS earliest "
+    "FROM hooks WHERE hooks.id IS NOT NULL"
+).columns(earliest=UTCDateTime())
+
+
 async def next_due(conn: AsyncConnection) -> datetime | None:
     """The earliest ``available_at`` in the queue (a due time or a lease expiry), among the
     rows a claim could take then (a row held behind its ordered stream's head waits for it)."""
-    earliest: datetime | None = (
-        await conn.execute(
-            select(dq.c.available_at).where(claimable()).order_by(dq.c.available_at).limit(1)
-        )
-    ).scalar()
+    earliest: datetime | None = (await conn.execute(_NEXT_DUE)).scalar()
     return earliest
 
 

@@ -160,9 +160,10 @@ delivery_queue = Table(
     # The event's consumer when the webhook orders per consumer, else NULL: a row is claimed
     # only when no earlier event of the same (webhook, key) is still queued (store/ordering.py).
     Column("ordering_key", Uuid, nullable=True),
-    Index("ix_delivery_queue_available_at", "available_at"),
     # The fair claim walks the distinct webhooks with queued rows and takes each one's oldest
-    # due rows (store/queue_link.py).
+    # due rows (store/queue_link.py); the earliest due time is read the same way. There is no
+    # index on ``available_at`` alone: given one, PostgreSQL's planner walked a backlogged
+    # account's rows in time order to find another webhook's (migration 0011).
     Index("ix_delivery_queue_webhook_id_available_at", "webhook_id", "available_at"),
     # The head of each ordered stream; unordered rows (NULL key) are not in it.
     Index(
