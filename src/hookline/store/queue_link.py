@@ -127,10 +127,13 @@ _LEASE_SQLITE = (
     "UPDATE delivery_queue SET available_at = ?4, lease_owner = ?5, attempt = attempt + 1 "
     f"WHERE delivery_id IN ({_DUE_SQLITE})"
 )
-# Rows just claimed carry this worker's name and this claim's exact lease time.
+# Rows just claimed carry this worker's name and this claim's exact lease time; they are
+# found from ``(webhook_id, available_at)`` through the webhooks the claim leased from (a JSON
+# array), the queue's only index on the time (migration 0011).
 _CLAIMED_SQLITE = (
     _SELECT_CLAIMED.replace("{claimed}", "delivery_queue")
-    + " WHERE c.lease_owner = ? AND c.available_at = ? ORDER BY c.delivery_id"
+    + " WHERE c.webhook_id IN (SELECT value FROM json_each(?1)) AND c.available_at = ?2"
+    " AND c.lease_owner = ?3 ORDER BY c.delivery_id"
 )
 
 
@@ -509,7 +512,11 @@ def _claim_sqlite_rows(db: sqlite3.Connection, claim: _Claim) -> list[Any]:
             ).rowcount
     if not leased:
         return []
-    return db.execute(_CLAIMED_SQLITE, (claim.owner, claim.lease)).fetchall()
+    hooks = [hook for hook, take in wanted.items() if take > 0]
+    if rated and claim.rated is not None:
+        hooks += [hook.hex for hook in claim.rated.shares]
+    listed = '["' + '","'.join(hooks) + '"]'  # 32-hex ids: nothing to escape
+    return db.execute(_CLAIMED_SQLITE, (listed, claim.lease, claim.owner)).fetchall()
 
 
 def deal_turns(due: Mapping[str, int], limit: int) -> dict[str, int]:
