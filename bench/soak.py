@@ -6,9 +6,11 @@
 A real ``hookline serve`` subprocess gets ``POST /events`` at ``--rate`` for ``--minutes``;
 every event goes to two webhooks, each on its own loopback receiver (its own process, so
 its own destination): ``/steady`` always answers 200, ``/flaky`` answers 500 to every tenth
-request (retried 5 s later, as the default schedule says). ``--same-destination`` puts both
-on one receiver: every 500 then takes the shared destination back to its slow lanes (4, one
-more per success), which caps the rate the steady webhook can be sent at. Retention is
+request (retried 5 s later, as the default schedule says; ``--retry-schedule`` sets another,
+and the ``retrying`` column counts the deliveries waiting for a retry: each keeps its rows,
+so storage levels off only once the schedule's longest wait is full). ``--same-destination``
+puts both on one receiver: every 500 then takes the shared destination back to its slow
+lanes (4, one more per success), which caps the rate the steady webhook can be sent at. Retention is
 ``--retention-seconds`` (default 180, through the user-facing ``HOOKLINE_RETENTION_SECONDS``),
 so purging runs during the soak. Every
 ``--report-seconds`` (default 60) one row: database size (SQLite: file + WAL; PostgreSQL: the
@@ -182,6 +184,8 @@ async def soak(
             "HOOKLINE_RETENTION_SECONDS": str(args.retention_seconds),
             "HOOKLINE_RETENTION_INTERVAL_SECONDS": str(args.purge_seconds),
         }
+        if args.retry_schedule:
+            env["HOOKLINE_RETRY_SCHEDULE"] = args.retry_schedule
         server = subprocess.Popen(
             [sys.executable, "-m", "hookline.cli.main", "serve", "--port", str(port)],
             env=env,
@@ -237,6 +241,14 @@ async def soak(
                     depth = (
                         await conn.execute(select(func.count()).select_from(delivery_queue))
                     ).scalar_one()
+                    retrying = (
+                        await conn.execute(
+                            select(func.count()).where(
+                                delivery_queue.c.attempt > 0,
+                                delivery_queue.c.lease_owner.is_(None),
+                            )
+                        )
+                    ).scalar_one()
                 p50, p99 = percentiles(latencies)[:2] if len(latencies) > 1 else (0.0, 0.0)
                 at, cpu = time.monotonic(), cpu_seconds(server.pid)
                 cpu_share, last_at, last_cpu = (cpu - last_cpu) / (at - last_at), at, cpu
@@ -245,6 +257,7 @@ async def soak(
                     "db_mb": await database_bytes(tgt, rt) / 1e6,
                     "rss_mb": rss_bytes(server.pid) / 1e6,
                     "queue": depth,
+                    "retrying": retrying,
                     "p50": p50,
                     "p99": p99,
                     "received": len(latencies),
@@ -267,6 +280,7 @@ async def soak(
 def _format_row(row: dict[str, Any]) -> str:
     return (
         f"| {row['minute']:.1f} | {row['db_mb']:.1f} | {row['rss_mb']:.0f} | {row['queue']} | "
+        f"{row['retrying']} | "
         f"{row['p50']:.1f} | {row['p99']:.1f} | {row['received']} | {row['flaky_ok']} | "
         f"{row['purged']} | {row['errors']} | {row['cpu']:.0f} | {row['load']:.1f} |"
     )
@@ -281,12 +295,14 @@ def _header(args: argparse.Namespace) -> list[str]:
         f"{args.purge_seconds:g} s. Command: `.venv/bin/python -m bench.soak --backend "
         f"{args.backend} --minutes {args.minutes:g} --rate {args.rate:g} --retention-seconds "
         f"{args.retention_seconds:g} --purge-seconds {args.purge_seconds:g}"
-        f"{' --same-destination' if args.same_destination else ''}`; load average at the "
+        f"{' --same-destination' if args.same_destination else ''}"
+        f"{f' --retry-schedule {args.retry_schedule}' if args.retry_schedule else ''}`; load "
+        "average at the "
         f"start {os.getloadavg()[0]:.1f}.",
         "",
-        "| minute | DB MB | RSS MB | queue | p50 ms | p99 ms | received | flaky ok | "
+        "| minute | DB MB | RSS MB | queue | retrying | p50 ms | p99 ms | received | flaky ok | "
         "purged rows | errors | server CPU % | load avg |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
 
@@ -357,6 +373,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--retention-seconds", type=float, default=180.0)
     parser.add_argument("--purge-seconds", type=float, default=15.0, help="purge interval")
     parser.add_argument("--report-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--retry-schedule",
+        default="",
+        help="the server's HOOKLINE_RETRY_SCHEDULE (default: the product's, up to 24 h)",
+    )
     parser.add_argument(
         "--same-destination",
         action="store_true",
