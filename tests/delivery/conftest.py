@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,3 +48,16 @@ async def make_runtime(database: Backend) -> AsyncIterator[Any]:
     yield make
     for rt in made:
         await rt.db.dispose()
+
+
+@pytest.fixture
+async def pg_runtime(postgres_backend: str, tmp_path: Path) -> AsyncIterator[Runtime]:
+    """A migrated runtime on a schema of its own in PostgreSQL, whatever the test's backend."""
+    backend = Backend(tmp_path, "postgresql")
+    rt = Runtime.create(backend.settings())
+    await prepare_database(rt)
+    try:
+        yield rt
+    finally:
+        await rt.db.dispose()
+        await backend.drop()

@@ -16,7 +16,7 @@ import json
 import re
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,18 +38,6 @@ from tests.delivery.factories import EVENT, make_account, make_webhook
 
 _WEBHOOK_TIME_INDEX = "ix_delivery_queue_webhook_id_available_at"
 BACKLOG = 8000  # enough for the old plan to be chosen (3000 was not)
-
-
-@pytest.fixture
-async def pg_runtime(postgres_backend: str, tmp_path: Path) -> AsyncIterator[Runtime]:
-    backend = Backend(tmp_path, "postgresql")
-    rt = Runtime.create(backend.settings())
-    await prepare_database(rt)
-    try:
-        yield rt
-    finally:
-        await rt.db.dispose()
-        await backend.drop()
 
 
 async def _queue(rt: Runtime, account: uuid.UUID, n: int) -> None:

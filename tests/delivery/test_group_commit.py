@@ -5,36 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from hookline.api.app import create_app
-from hookline.bootstrap import prepare_database
 from hookline.ids import new_id
 from hookline.platform.accounts import create_account
 from hookline.runtime import Runtime
 from hookline.store.event_sink import EventRow
 from hookline.store.tables import deliveries, delivery_queue, events
-from tests.conftest import Backend
 from tests.delivery.factories import EVENT, make_account, make_webhook, queued
 from tests.delivery_api.helpers import assert_error, connection_event
 from tests.support import ApiClient
-
-
-@pytest.fixture
-async def pg_runtime(postgres_backend: str, tmp_path: Path) -> AsyncIterator[Runtime]:
-    backend = Backend(tmp_path, "postgresql")
-    rt = Runtime.create(backend.settings())
-    await prepare_database(rt)
-    try:
-        yield rt
-    finally:
-        await rt.db.dispose()
-        await backend.drop()
 
 
 def _row(rt: Runtime, account: uuid.UUID, key: str | None = None) -> EventRow:
