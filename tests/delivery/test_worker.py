@@ -417,10 +417,12 @@ async def test_a_live_worker_keeps_its_lease_while_a_request_outlasts_it(
 ) -> None:
     """The request takes 2.5 leases: the sending worker renews its lease meanwhile, so a second
     worker polling all along never takes the delivery over and sends it again."""
+    # A 2 s lease (renewed every 0.67 s): with 1 s, a loaded machine sometimes delayed a
+    # renewal past the lease's end, and the second worker rightly took the delivery over.
     rt = await make_runtime(
-        delivery_lease_seconds=1.0, delivery_poll_seconds=0.1, delivery_timeout=10.0
+        delivery_lease_seconds=2.0, delivery_poll_seconds=0.1, delivery_timeout=10.0
     )
-    receiver.default = Reply(200, delay=2.5)
+    receiver.default = Reply(200, delay=5.0)
     account = await f.make_account(rt)
     hook = await f.make_webhook(rt, account, receiver.url + "/long")
     emitted = await f.emit_event(rt, account)
