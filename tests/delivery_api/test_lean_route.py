@@ -47,16 +47,16 @@ async def documented(api: ApiClient) -> AsyncIterator[ApiClient]:
 async def test_the_lean_route_serves_post_events_and_only_that(
     api: ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lean route looks ``current_account`` up at call time, the FastAPI route bound
-    it when it was declared: a recording stand-in tells which one served."""
+    """The lean route checks the bearer with ``bearer_account``, the FastAPI route with its
+    ``current_account`` dependency: a recording stand-in tells which one served."""
     calls: list[str] = []
-    real = deps.current_account
+    real = deps.bearer_account
 
-    async def recording(runtime: Runtime, credentials: object) -> object:
+    def recording(runtime: Runtime, authorization: str | None) -> object:
         calls.append("lean")
-        return await real(runtime, credentials)  # type: ignore[arg-type]
+        return real(runtime, authorization)
 
-    monkeypatch.setattr(deps, "current_account", recording)
+    monkeypatch.setattr(deps, "bearer_account", recording)
     assert (await api.post("/events", json=connection_event())).status_code == 202
     assert calls == ["lean"]
     batch = await api.post("/events/batch", json={"events": [connection_event()]})
