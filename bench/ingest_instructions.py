@@ -1,6 +1,6 @@
 """Instructions per ``POST /events`` request under callgrind, beside a do-nothing route.
 
-    .venv/bin/python -m bench.ingest_instructions [--n 2000] [--concurrency 4]
+    .venv/bin/python -m bench.ingest_instructions [--n 2000] [--concurrency 1]
         [--backend sqlite|postgresql|both] [--keep DIR]
 
 The server is ``hookline serve --no-worker`` (the same command, uvicorn settings and app as
@@ -8,7 +8,9 @@ the delivery benchmark's latency run, with ``HOOKLINE_BENCH_ROUTES=1`` for
 ``POST /_bench/noop``), run under ``valgrind --tool=callgrind --instr-atstart=no``. The
 database is prepared first (an account, one active webhook for the event sent, so every
 request also queues one delivery). The client (aiohttp, ``--concurrency`` requests in
-flight, one body per request as the latency run sends it) runs outside valgrind. For each
+flight, one body per request as the latency run sends it) runs outside valgrind. One in
+flight by default: each request is then its own group commit, as at low rates; with more,
+how many requests share a commit depends on timing, and so do the counts (a few percent). For each
 route, after a warm-up, counting is switched on (``callgrind_control -z``, ``-i on``) only
 around the N requests, then off and dumped (``-d``): start-up, migrations and warm-up are
 not counted; the idle event loop between switching on and the first request costs next to
@@ -141,7 +143,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, default=2000, help="requests counted per route")
-    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    parser.add_argument("--concurrency", type=int, default=1, help="requests in flight")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--keep", type=Path, help="keep callgrind's dumps in this directory")
     args = parser.parse_args()
