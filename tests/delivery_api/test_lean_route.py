@@ -12,6 +12,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from hookline.api import deps
 from hookline.api.errors import install_error_handlers
@@ -47,16 +48,16 @@ async def documented(api: ApiClient) -> AsyncIterator[ApiClient]:
 async def test_the_lean_route_serves_post_events_and_only_that(
     api: ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lean route looks ``current_account`` up at call time, the FastAPI route bound
-    it when it was declared: a recording stand-in tells which one served."""
+    """The lean route checks the bearer with ``bearer_account``, the FastAPI route with its
+    ``current_account`` dependency: a recording stand-in tells which one served."""
     calls: list[str] = []
-    real = deps.current_account
+    real = deps.bearer_account
 
-    async def recording(runtime: Runtime, credentials: object) -> object:
+    def recording(runtime: Runtime, authorization: str | None) -> object:
         calls.append("lean")
-        return await real(runtime, credentials)  # type: ignore[arg-type]
+        return real(runtime, authorization)
 
-    monkeypatch.setattr(deps, "current_account", recording)
+    monkeypatch.setattr(deps, "bearer_account", recording)
     assert (await api.post("/events", json=connection_event())).status_code == 202
     assert calls == ["lean"]
     batch = await api.post("/events/batch", json={"events": [connection_event()]})
@@ -123,3 +124,23 @@ async def test_every_answer_is_the_documented_routes(api: ApiClient, documented:
     assert _answer(await api.post("/events", **conflict)) == _answer(
         await documented.post("/events", **conflict)
     )
+
+
+async def test_the_app_takes_post_events_around_its_middleware_not_its_router(
+    api: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HooklineApp sends POST /events to ``serve_post_event`` inside FastAPI's middleware
+    stack (the request guard still answers first), and every other request to the router."""
+    served: list[str] = []
+    real = events_router.serve_post_event
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        served.append(scope["method"])
+        await real(scope, receive, send)
+
+    monkeypatch.setattr(events_router, "serve_post_event", recording)
+    assert (await api.post("/events", json=connection_event())).status_code == 202
+    refused = await api.post("/events", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert refused.status_code == 415 and refused.json()["error_code"]
+    assert (await api.get("/events")).status_code == 200
+    assert served == ["POST"]

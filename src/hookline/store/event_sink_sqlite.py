@@ -157,7 +157,10 @@ def _write_batch(db: sqlite3.Connection, rows: Sequence[EventRow], check: Check)
 
 def _write_group(db: sqlite3.Connection, rows: list[EventRow]) -> list[Written | BaseException]:
     """A group of standalone events: all at once, or (when that fails) each on its own, so
-    one bad event fails alone."""
+    one bad event fails alone. A group of one needs no savepoint: its failure is the
+    transaction's, rolled back whole."""
+    if len(rows) == 1:
+        return list(write_events(db, rows))
     db.execute("SAVEPOINT events")
     try:
         written: list[Written | BaseException] = list(write_events(db, rows))

@@ -18,7 +18,9 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from hookline.api import deps
 from hookline.api.deps import AccountId, RuntimeDep
@@ -117,7 +119,7 @@ async def read_limited_body(request: Request, limit: int, what: str = "event") -
         413: {"description": "Body larger than max_event_bytes"},
     },
 )
-async def post_event(request: Request, account_id: AccountId, runtime: RuntimeDep) -> JSONResponse:
+async def post_event(request: Request, account_id: AccountId, runtime: RuntimeDep) -> Response:
     """Emit one event to the account's matching active webhooks.
 
     Send ``x-chift-client-requestid`` to make retries safe: a repeat answers the first
@@ -131,8 +133,14 @@ async def post_event(request: Request, account_id: AccountId, runtime: RuntimeDe
         return await _accept_event(request, account_id, runtime)
 
 
-async def _accept_event(request: Request, account_id: uuid.UUID, runtime: Runtime) -> JSONResponse:
+async def _accept_event(request: Request, account_id: uuid.UUID, runtime: Runtime) -> Response:
     raw = await read_limited_body(request, runtime.settings.max_event_bytes)
+    return await _accept_body(raw, request.headers.get(IDEMPOTENCY_HEADER), account_id, runtime)
+
+
+async def _accept_body(
+    raw: bytes, idempotency_key: str | None, account_id: uuid.UUID, runtime: Runtime
+) -> Response:
     try:
         data = json.loads(raw)
     except ValueError as error:
@@ -159,18 +167,40 @@ async def _accept_event(request: Request, account_id: uuid.UUID, runtime: Runtim
         fields=fields,
         now=runtime.clock.now(),
         integration_id=integration_id,
-        idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        idempotency_key=idempotency_key,
     )
     result = await ingest_event(runtime.db.event_sink(), draft)
-    # Built directly (the same JSON as EventAccepted.model_dump(mode="json")): the body holds
-    # only JSON values already, and this runs for every event.
+    headers = _REPLAYED if result.replayed else None
+    # The same JSON as EventAccepted.model_dump(mode="json"), as JSONResponse writes it
+    # (json.dumps, compact, not ASCII-escaped): built directly, since the body holds only JSON
+    # values already and this runs for every event. orjson writes the very same bytes when
+    # the body is flat scalars and the result is ASCII without DEL (see encode_body); any
+    # other body goes through JSONResponse.
     content = {"eventid": str(result.id), "body": result.body, "deliveries": result.deliveries}
-    headers = {REPLAY_HEADER: "true"} if result.replayed else None
+    fast = _fast_json(result.body, content)
+    if fast is not None:
+        return Response(fast, status_code=202, headers=headers, media_type="application/json")
     try:
         return JSONResponse(content, status_code=202, headers=headers)
     except ValueError:  # NaN or Infinity in the body: pydantic writes them as null
         body = EventAccepted(eventid=result.id, body=result.body, deliveries=result.deliveries)
         return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers)
+
+
+_REPLAYED = {REPLAY_HEADER: "true"}
+_SCALARS = frozenset((str, int, bool, type(None)))
+
+
+def _fast_json(body: dict[str, Any], content: dict[str, Any]) -> bytes | None:
+    """``content`` as JSONResponse would write it, by orjson; None when that is not sure."""
+    for value in body.values():
+        if type(value) not in _SCALARS:
+            return None
+    try:
+        fast = orjson.dumps(content)
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate
+        return None
+    return fast if fast.isascii() and fast.find(b"\x7f") < 0 else None  # (see encode_body)
 
 
 async def _check_integration(conn: Any, event: str, integration_id: int | None) -> None:
@@ -312,13 +342,72 @@ def _integration_problem(
 async def lean_post_event(request: Request) -> Response:
     """``POST /events`` without FastAPI's per-request machinery (dependency solving, its
     request wrapper), mounted ahead of the documented route above, which stays in the
-    OpenAPI description. The bearer check is the same code as the route's dependencies
-    (:data:`hookline.api.deps._bearer`, :func:`hookline.api.deps.current_account`), and
-    errors go through the same application handlers, so answers are byte for byte those of
-    the documented route."""
+    OpenAPI description. The bearer check is that of the route's dependencies
+    (:func:`hookline.api.deps.bearer_account`), and errors go through the same application
+    handlers, so answers are byte for byte those of the documented route.
+
+    The app (:class:`hookline.api.app.HooklineApp`) normally serves ``POST /events`` with
+    :func:`serve_post_event`, the same steps without a Request, around its middleware."""
     runtime = request.app.state.runtime
-    account_id = await deps.current_account(runtime, await deps._bearer(request))
+    account_id = deps.bearer_account(runtime, request.headers.get("authorization"))
     return await post_event(request, account_id, runtime)
+
+
+async def serve_post_event(scope: Scope, receive: Receive, send: Send) -> None:
+    """:func:`lean_post_event` as a plain ASGI app: the headers it needs in one pass over
+    the request's, the body straight from ``receive``. With tracing on, the Request way."""
+    runtime: Runtime = scope["app"].state.runtime
+    if runtime.tracing is not None:
+        response = await lean_post_event(Request(scope, receive))
+        await response(scope, receive, send)
+        return
+    authorization = declared = idempotency_key = None
+    for name, value in scope["headers"]:
+        # The first of each, as Starlette's Headers.get answers.
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"content-length":
+            if declared is None:
+                declared = value.decode("latin-1")
+        elif name == _IDEMPOTENCY_NAME and idempotency_key is None:
+            idempotency_key = value.decode("latin-1")
+    account_id = deps.bearer_account(runtime, authorization)
+    raw = await _receive_limited(receive, declared, runtime.settings.max_event_bytes)
+    response = await _accept_body(raw, idempotency_key, account_id, runtime)
+    await response(scope, receive, send)
+
+
+_IDEMPOTENCY_NAME = IDEMPOTENCY_HEADER.encode()
+
+
+async def _receive_limited(
+    receive: Receive, declared: str | None, limit: int, what: str = "event"
+) -> bytes:
+    """:func:`read_limited_body` from ``receive`` (as Starlette's ``Request.stream``)."""
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            raise InvalidRequest("Invalid Content-Length header") from None
+        if too_big:
+            raise PayloadTooLarge(f"The {what} is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"The {what} is larger than {limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 # First in the router: a request for POST /events matches this route before the documented one.
