@@ -166,9 +166,6 @@ def _write_group(db: sqlite3.Connection, rows: list[EventRow]) -> list[Written |
         written: list[Written | BaseException] = list(write_events(db, rows))
     except sqlite3.Error:
         db.execute("ROLLBACK TO events")
-        if len(rows) == 1:
-            db.execute("RELEASE events")
-            raise
         written = []
         for row in rows:
             db.execute("SAVEPOINT event")
