@@ -31,7 +31,7 @@ import asyncpg
 import uvloop
 from sqlalchemy import insert
 
-import hookline.delivery.worker as worker_module
+import hookline.store.delivery_queue as queue_module
 from bench.delivery import (
     POSTGRES_URL,
     ROOT,
@@ -45,6 +45,9 @@ from hookline.bootstrap import prepare_database
 from hookline.delivery.worker import DeliveryWorker
 from hookline.ids import new_id
 from hookline.runtime import Runtime, freeze_startup_objects
+from hookline.store import queue_link
+from hookline.store.db import Database
+from hookline.store.queue_link import QueueLink
 from hookline.store.tables import accounts
 
 Timings = dict[str, list[tuple[float, int]]]  # call -> (seconds, rows) per call
@@ -79,12 +82,19 @@ class TimedLink:
 
 @contextlib.contextmanager
 def timed_links(timings: Timings) -> Iterator[None]:
-    original = worker_module.open_queue_link
-    worker_module.open_queue_link = lambda db: TimedLink(original(db), timings)  # type: ignore[assignment]
+    """Time the worker's claims and recordings: the delivery queue opens its links through
+    ``open_queue_link`` in its own module."""
+    original = queue_link.open_queue_link
+
+    def timed(db: Database) -> QueueLink:
+        return TimedLink(original(db), timings)
+
+    namespace = vars(queue_module)
+    namespace["open_queue_link"] = timed
     try:
         yield
     finally:
-        worker_module.open_queue_link = original
+        namespace["open_queue_link"] = original
 
 
 def summary(calls: list[tuple[float, int]]) -> dict[str, float]:
@@ -214,7 +224,8 @@ async def statement_stats(reset: bool) -> dict[str, dict[str, float]] | None:
                 pattern,
             )
             stats[name] = {
-                key: float(row[key] or 0) for key in ("calls", "mean", "max", "rows", "blocks")
+                key: float((row[key] if row is not None else 0) or 0)
+                for key in ("calls", "mean", "max", "rows", "blocks")
             }
         return stats
     finally:
@@ -287,7 +298,7 @@ async def backlog_drain(
         await rt.db.dispose()
     if plans:
         (ROOT / "bench" / "results" / f"backlog-explain-{n}.txt").write_text("".join(plans))
-    result = {
+    result: dict[str, Any] = {
         "n": n,
         "rate": n / elapsed,
         "tenths": phase_rates(samples, n),

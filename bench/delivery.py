@@ -62,7 +62,8 @@ def free_port() -> int:
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 async def wait_http(url: str, timeout: float = 30.0) -> None:
@@ -102,7 +103,8 @@ class ReceiverProcess:
 
     async def dump(self, http: aiohttp.ClientSession) -> list[list[Any]]:
         async with http.get(self.url + "/_dump") as response:
-            return await response.json()
+            rows: list[list[Any]] = await response.json()
+            return rows
 
     async def wait_count(self, http: aiohttp.ClientSession, n: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

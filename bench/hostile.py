@@ -208,7 +208,9 @@ async def run_case(
                         insert(accounts).values(id=account, name="bench", created_at=rt.clock.now())
                     )
             await make_webhook(rt, healthy, receiver.url + "/healthy")
-            hooks = {kind: await make_webhook(rt, other, hostile.url(kind)) for kind in kinds}
+            hooks = {}
+            if hostile is not None:
+                hooks = {kind: await make_webhook(rt, other, hostile.url(kind)) for kind in kinds}
             if case == "backlog":
                 await queue_backlog(rt, other, hooks["slow"], args.backlog)
                 await settle(rt)

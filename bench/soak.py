@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,7 @@ async def used_bytes(tgt: Target, rt: Runtime) -> dict[str, int]:
     them)."""
     if tgt.backend == "sqlite":
         async with rt.db.read() as conn:
-            rows = await conn.exec_driver_sql(
+            rows: Any = await conn.exec_driver_sql(
                 "SELECT coalesce(m.tbl_name, s.name), sum(s.pgsize) FROM dbstat s "
                 "LEFT JOIN sqlite_master m ON m.name = s.name GROUP BY 1"
             )
@@ -144,10 +144,13 @@ async def purged_rows(http: aiohttp.ClientSession, base: str) -> int:
 
 async def take(http: aiohttp.ClientSession, receiver: ReceiverProcess) -> list[list[Any]]:
     async with http.post(receiver.url + "/_take") as response:
-        return await response.json()
+        rows: list[list[Any]] = await response.json()
+        return rows
 
 
-async def steady(rate: float, seconds: float, send: Callable[[], Awaitable[None]]) -> None:
+async def steady(
+    rate: float, seconds: float, send: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     """Start ``send()`` ``rate`` times a second for ``seconds``, on schedule (not waiting for
     the previous one), keeping only the requests in flight."""
     loop = asyncio.get_running_loop()

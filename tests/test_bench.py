@@ -4,9 +4,15 @@ every queued delivery reaches the receiver and is counted, on both backends."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from bench.backlog import TimedLink, timed_links
 from bench.delivery import ReceiverProcess, drain, latency_inprocess
+
+from hookline.runtime import Runtime
+from hookline.store.delivery_queue import open_delivery_queue
+from tests.conftest import Backend
 
 
 @pytest.fixture
@@ -54,3 +60,15 @@ async def test_the_ingest_benchmark_accepts_and_delivers_everything(
     assert min(rates["noop"], rates["single"], rates["batch100"], rates["batch1000"]) > 0
     e2e = await end_to_end("sqlite", bench_receiver, 1, 2000)
     assert (e2e["n"], e2e["received"], e2e["errors"]) == (2000, 2000, 0)
+
+
+def test_the_backlog_benchmark_times_the_links_the_worker_claims_through(tmp_path: Path) -> None:
+    """bench.backlog's claim and record timings come from wrapping the queue's links: the
+    wrapper must sit where the delivery queue opens them (it once patched a name the worker
+    no longer used, and timed nothing)."""
+    rt = Runtime.create(Backend(tmp_path, "sqlite").settings())
+    with timed_links({"claim": [], "record": []}):
+        queue = open_delivery_queue(rt.db)
+    assert isinstance(queue.claim.__self__, TimedLink)  # type: ignore[attr-defined]
+    after = open_delivery_queue(rt.db)  # the original is back once the block ends
+    assert not isinstance(after.claim.__self__, TimedLink)  # type: ignore[attr-defined]
