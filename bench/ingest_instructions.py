@@ -31,7 +31,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -41,6 +40,7 @@ import uvloop
 
 from bench.delivery import EVENT, ROOT, free_port, make_webhook, target, wait_http
 from bench.ingest import bearer
+from bench.instructions import callgrind
 from hookline.bootstrap import prepare_database
 from hookline.platform.accounts import create_account
 from hookline.runtime import Runtime
@@ -101,11 +101,7 @@ async def measure(backend: str, n: int, concurrency: int, out: Path) -> dict[str
         base = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
             [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}",
-                sys.executable,
+                *callgrind(out),
                 "-m",
                 "hookline.cli.main",
                 "serve",

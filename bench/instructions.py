@@ -87,17 +87,25 @@ async def child(mode: str, backend: str, n: int) -> None:
         receiver.stop()
 
 
+def callgrind(out: Path) -> list[str]:
+    """The command prefix that runs a Python process under callgrind with counting off until
+    ``callgrind_control -i on`` (start-up is never counted), writing to ``out``."""
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+    ]
+
+
 def measure(mode: str, backend: str, n: int) -> int:
     """Run the child under callgrind; instructions counted per delivery (or request)."""
     with tempfile.TemporaryDirectory(prefix="hookline-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         subprocess.run(
             [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}",
-                sys.executable,
+                *callgrind(out),
                 "-m",
                 "bench.instructions",
                 "--child",

@@ -83,9 +83,8 @@ class BatchAccepted(BaseModel):
     items: list[BatchItemAccepted]
 
 
-async def read_limited_body(request: Request, limit: int, what: str = "event") -> bytes:
-    """The raw body, or 413 as soon as the declared or actual size passes ``limit``."""
-    declared = request.headers.get("content-length")
+def _check_declared(declared: str | None, limit: int, what: str) -> None:
+    """400 for a ``Content-Length`` that is no number, 413 for one beyond ``limit``."""
     if declared is not None:
         try:
             too_big = int(declared) > limit
@@ -93,6 +92,11 @@ async def read_limited_body(request: Request, limit: int, what: str = "event") -
             raise InvalidRequest("Invalid Content-Length header") from None
         if too_big:
             raise PayloadTooLarge(f"The {what} is larger than {limit} bytes")
+
+
+async def read_limited_body(request: Request, limit: int, what: str = "event") -> bytes:
+    """The raw body, or 413 as soon as the declared or actual size passes ``limit``."""
+    _check_declared(request.headers.get("content-length"), limit, what)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -385,13 +389,7 @@ async def _receive_limited(
     receive: Receive, declared: str | None, limit: int, what: str = "event"
 ) -> bytes:
     """:func:`read_limited_body` from ``receive`` (as Starlette's ``Request.stream``)."""
-    if declared is not None:
-        try:
-            too_big = int(declared) > limit
-        except ValueError:
-            raise InvalidRequest("Invalid Content-Length header") from None
-        if too_big:
-            raise PayloadTooLarge(f"The {what} is larger than {limit} bytes")
+    _check_declared(declared, limit, what)
     chunks: list[bytes] = []
     size = 0
     while True:
