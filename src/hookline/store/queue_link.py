@@ -36,6 +36,7 @@ from hookline.store.ordering import head_only
 from hookline.store.queue import (
     LOG_COLUMNS,
     UPDATE_DELIVERIES_SQLITE,
+    WEBHOOK_WALK,
     AttemptRecord,
     ClaimedDelivery,
     counted_attempts,
@@ -107,12 +108,7 @@ _CLAIM_RATED_POSTGRESQL = rate_windows.claim_statement(_DETAILS)
 # event loop's thread (one process, so nothing to skip): the distinct webhooks, how many due
 # rows each has (up to its share), the turns dealt in Python, then one lease update per
 # webhook (a per-row update cost more than the whole walk).
-_HOOKS_SQLITE = (
-    "WITH RECURSIVE hooks(id) AS (SELECT (SELECT webhook_id FROM delivery_queue "
-    "ORDER BY webhook_id LIMIT 1) UNION ALL SELECT (SELECT webhook_id FROM delivery_queue "
-    "WHERE webhook_id > hooks.id ORDER BY webhook_id LIMIT 1) FROM hooks "
-    "WHERE hooks.id IS NOT NULL) SELECT id FROM hooks WHERE id IS NOT NULL"
-)
+_HOOKS_SQLITE = WEBHOOK_WALK + "SELECT id FROM hooks WHERE id IS NOT NULL"
 _DUE_SQLITE = (
     "SELECT d.delivery_id FROM delivery_queue d WHERE d.webhook_id = ?1 "
     f"AND d.available_at <= ?2 AND {head_only('d')} "
