@@ -449,9 +449,6 @@ async def renew_leases(
     return renewed
 
 
-# One probe per webhook with queued rows, down ``(webhook_id, available_at)``: the claim's
-# own walk (store/queue_link.py), so its cost is the claim's, whatever the backlog. The same
-# SQL on both backends (a scalar subquery where PostgreSQL alone would take a LATERAL).
 #: The distinct webhooks with queued rows as ``hooks(id)`` (a trailing NULL ends the walk):
 #: a loose index scan, one probe of ``(webhook_id, available_at)`` per webhook. Both backends.
 WEBHOOK_WALK = (
@@ -460,6 +457,9 @@ WEBHOOK_WALK = (
     "WHERE webhook_id > hooks.id ORDER BY webhook_id LIMIT 1) FROM hooks "
     "WHERE hooks.id IS NOT NULL) "
 )
+# One probe per webhook with queued rows, down ``(webhook_id, available_at)``: the claim's
+# own walk (store/queue_link.py), so its cost is the claim's, whatever the backlog. The same
+# SQL on both backends (a scalar subquery where PostgreSQL alone would take a LATERAL).
 _NEXT_DUE = text(
     WEBHOOK_WALK
     + "SELECT min((SELECT d.available_at FROM delivery_queue d WHERE d.webhook_id = hooks.id "
